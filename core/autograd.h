@@ -58,6 +58,12 @@ inline bool needs_grad(const Tensor& a, const Tensor& b, const Tensor& c) { retu
 // Call only when needs_grad(...) is true.
 void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardFn backward);
 
+// For backward passes that *write* a whole gradient with a BLAS call: returns
+// t's grad buffer and sets beta = 1 (accumulate) if it already held values, or
+// allocates it uninitialised and sets beta = 0 (overwrite), which saves a
+// memset + a read of the buffer per GEMM.
+float* grad_for_gemm(const Tensor& t, float& beta);
+
 // Number of nodes reachable from t (for tests and teaching).
 int64_t graph_size(const Tensor& t);
 

@@ -37,7 +37,7 @@ inline Tensor operator*(const Tensor& a, float s) { return mul_scalar(a, s); }
 inline Tensor operator*(float s, const Tensor& a) { return mul_scalar(a, s); }
 inline Tensor operator-(const Tensor& a) { return neg(a); }
 
-// ---- activations (ops_activation.cpp) -----------------------------------------
+// ---- activations (ops_elementwise.cpp) ----------------------------------------
 Tensor relu(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);

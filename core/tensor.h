@@ -97,7 +97,8 @@ class Tensor {
   Tensor& set_requires_grad(bool on = true);  // only on leaves
   bool is_leaf() const;
   Tensor grad() const;             // undefined until a backward reached it
-  float* grad_data();              // zero-initialised grad buffer, created on demand
+  float* grad_data() const;        // zero-initialised grad buffer, created on demand
+                                   // (const: a handle; the buffer lives in the impl)
   bool has_grad() const;
   void zero_grad();                // drop the gradient (next backward starts at 0)
   void backward();                 // this must be a 1-element tensor (a loss)
