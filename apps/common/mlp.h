@@ -1,0 +1,76 @@
+// apps/common/mlp.h — the MLP family used by mnist_mlp, sweep, benchmarks and
+// the end-to-end tests: model builder, one training epoch, evaluation.
+//
+//   fp : 784 -> [Linear -> BN -> ReLU -> Dropout] x L -> Linear -> BN
+//   bnn/qnn (QNN paper): 784 -> [QuantLinear -> BN -> QuantAct] x L -> QuantLinear -> BN
+//        the first layer's input stays real (pixels), the last layer has
+//        quantized weights followed by batch norm.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "data/dataloader.h"
+#include "data/dataset.h"
+#include "layers/module.h"
+#include "optim/optimizer.h"
+
+namespace qnn::app {
+
+struct MlpConfig {
+  std::string model = "fp";  // fp | bnn | qnn
+  int64_t in = 784, hidden = 2048, layers = 3, classes = 10;
+  float dropout = 0.2f;        // after each hidden block
+  float input_dropout = 0.0f;  // on the input pixels
+  int wbits = 32, abits = 32;  // qnn: bits of weights / activations (bnn: 1 / 1)
+  std::string surrogate = "hardtanh";
+  std::string binarize = "det";  // det | stoch (1-bit activations only)
+  bool shift_bn = false;
+  bool lr_scale = false;       // Courbariaux's per-layer LR scale
+  float bn_momentum = 0.1f, bn_eps = 1e-5f;
+};
+
+// Throws qnn::Error for impossible combinations (e.g. wbits 0).
+void validate(const MlpConfig& c);
+std::shared_ptr<Module> build_mlp(const MlpConfig& c, Rng& rng);
+
+enum class LossKind { xent, sqhinge };
+LossKind parse_loss(const std::string& s);
+Tensor compute_loss(LossKind k, const Tensor& logits, const std::vector<int32_t>& y);
+
+struct EpochStats {
+  double loss = 0, acc = 0, seconds = 0, images_per_s = 0;
+  int64_t images = 0;
+};
+
+// One pass over the loader's epoch `epoch`: forward, loss, backward, step.
+// `progress(done, total, running_loss)` is called after every batch.
+// Throws qnn::Error if the loss becomes NaN/Inf (diverged), naming the step.
+EpochStats train_epoch(Module& model, Optimizer& opt, const DataLoader& loader, int64_t epoch, LossKind loss,
+                       const std::function<void(int64_t, int64_t, double)>& progress = {});
+
+struct EvalStats {
+  double loss = 0, acc = 0, seconds = 0;
+};
+EvalStats evaluate(Module& model, const Dataset& ds, LossKind loss, int64_t batch = 1000);
+
+// A progress line on stderr, redrawn at most every 0.5 s (no output when
+// stderr is not a terminal, except the final line).
+class Progress {
+ public:
+  explicit Progress(std::string label);
+  void update(int64_t done, int64_t total, double loss);
+  void finish();
+
+ private:
+  std::string label_;
+  double t0_, last_ = -1;
+  bool tty_;
+};
+
+double now_seconds();
+
+}  // namespace qnn::app

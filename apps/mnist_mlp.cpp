@@ -1,0 +1,223 @@
+// apps/mnist_mlp.cpp — train and evaluate an MLP on MNIST or Fashion-MNIST,
+// full precision or binarized/quantized (QNN paper recipe).
+//
+//   build/apps/mnist_mlp --hidden 2048 --layers 3 --epochs 3 --threads 2 --seed 1
+//   build/apps/mnist_mlp --model bnn --epochs 30
+//
+// Protocol (as in the paper): the last 10,000 training images validate; the
+// model of the best-validation epoch is the one tested, saved and exported.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "apps/common/mlp.h"
+#include "core/fileio.h"
+#include "core/serialize.h"
+#include "kernels/sgemm.h"
+#include "optim/optim.h"
+
+using namespace qnn;
+using json = nlohmann::json;
+
+namespace {
+
+struct Options {
+  std::string dataset = "mnist";
+  std::string data;  // default datasets/<dataset>
+  app::MlpConfig mlp;
+  int epochs = 3;
+  int64_t batch = 100;
+  std::string optimizer = "adam";
+  float lr = -1, lr_end = -1;  // <0: model-dependent defaults
+  std::string schedule = "exponential";
+  std::string loss = "";       // default: xent (fp), sqhinge (bnn/qnn)
+  uint64_t seed = 1;
+  int threads = 0;
+  int64_t val = 10000;
+  int patience = 0;            // 0 = no early stopping
+  std::string json_path, save_path, load_path;
+  bool eval_only = false;
+  int64_t limit_train = -1;
+};
+
+json config_json(const Options& o) {
+  const auto& m = o.mlp;
+  return json{{"dataset", o.dataset}, {"data", o.data}, {"model", m.model}, {"hidden", m.hidden},
+              {"layers", m.layers}, {"wbits", m.wbits}, {"abits", m.abits}, {"surrogate", m.surrogate},
+              {"binarize", m.binarize}, {"shift_bn", m.shift_bn}, {"lr_scale", m.lr_scale},
+              {"dropout", m.dropout}, {"input_dropout", m.input_dropout}, {"epochs", o.epochs},
+              {"batch", o.batch}, {"optimizer", o.optimizer}, {"lr", o.lr}, {"lr_end", o.lr_end},
+              {"schedule", o.schedule}, {"loss", o.loss}, {"seed", o.seed}, {"threads", o.threads},
+              {"val", o.val}, {"patience", o.patience}, {"bn_momentum", m.bn_momentum}, {"bn_eps", m.bn_eps}};
+}
+
+// Copy of a model's state, to come back to the best-validation epoch.
+NamedTensors snapshot(const Module& m) {
+  NamedTensors s;
+  for (auto& [n, t] : m.state()) s.emplace_back(n, t.clone());
+  return s;
+}
+
+int run(Options& o) {
+  auto& m = o.mlp;
+  if (o.data.empty()) o.data = "datasets/" + o.dataset;
+  QNN_CHECK(o.dataset == "mnist" || o.dataset == "fashion-mnist",
+            "--dataset must be mnist or fashion-mnist, got '" + o.dataset + "'");
+  QNN_CHECK(o.epochs >= 0, "--epochs must be >= 0");
+  QNN_CHECK(o.batch > 0, "--batch must be positive");
+  QNN_CHECK(o.val >= 0, "--val must be >= 0");
+  const bool quant = m.model != "fp";
+  if (o.loss.empty()) o.loss = quant ? "sqhinge" : "xent";
+  if (o.lr < 0) o.lr = quant ? 3e-3f : 1e-3f;
+  if (o.lr_end < 0) o.lr_end = quant ? 3e-7f : o.lr * 0.1f;
+  QNN_CHECK(o.lr > 0 && std::isfinite(o.lr), "--lr must be a positive number");
+  if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  kernels::set_num_threads(o.threads);
+  const app::LossKind loss_kind = app::parse_loss(o.loss);
+  app::validate(m);
+
+  std::printf("# qnn mnist_mlp | %s\n", kernels::blas_info());
+  std::printf("# config %s\n", config_json(o).dump().c_str());
+
+  MnistOptions mo;
+  if (o.limit_train > 0) mo.limit = o.limit_train;
+  Dataset train_full = load_mnist(o.data, "train", mo);
+  Dataset test = load_mnist(o.data, "test", MnistOptions{});
+  QNN_CHECK(o.val < train_full.size(), "--val " + std::to_string(o.val) + " leaves no training images");
+  auto [train, val] = split_tail(train_full, o.val);
+  std::printf("# data %s: train %lld, validation %lld, test %lld\n", o.data.c_str(), (long long)train.size(),
+              (long long)val.size(), (long long)test.size());
+
+  Rng rng(o.seed);
+  m.in = train.sample_numel();
+  m.classes = train.num_classes;
+  std::shared_ptr<Module> model = app::build_mlp(m, rng);
+  if (!o.load_path.empty()) {
+    NamedTensors st = model->state();
+    assign_tensors(st, load_tensors(o.load_path), o.load_path);
+    std::printf("# loaded %s\n", o.load_path.c_str());
+  }
+  std::printf("\n%s\n", summary_table(*model).c_str());
+  const auto rows = summarize(*model);
+  double bytes_packed = 0;
+  int64_t params = model->num_parameters();
+  json layers = json::array();
+  for (const auto& r : rows) {
+    bytes_packed += r.bytes_packed();
+    layers.push_back({{"name", r.name}, {"type", r.type}, {"params", r.params}, {"quant_params", r.quant_params},
+                      {"weight_bits", r.quant_params ? r.weight_bits : 32}, {"input_bits", r.input_bits}});
+  }
+
+  json out;
+  out["config"] = config_json(o);
+  out["epochs"] = json::array();
+  int best_epoch = 0;
+  double best_val = -1, best_val_loss = INFINITY;
+  NamedTensors best;
+
+  if (!o.eval_only && o.epochs > 0) {
+    auto opt = make_optimizer(o.optimizer, model->parameters(), o.lr);
+    ScheduleConfig sc;
+    sc.lr = o.lr;
+    sc.lr_end = o.lr_end;
+    sc.total_epochs = o.epochs;
+    auto sched = make_schedule(o.schedule, sc);
+    std::printf("# optimizer %s, schedule %s, loss %s\n", opt->name().c_str(), sched->describe().c_str(),
+                o.loss.c_str());
+    DataLoader loader(train, o.batch, true, o.seed);
+    int since_best = 0;
+    for (int e = 0; e < o.epochs; ++e) {
+      const float lr = sched->lr_at(e);
+      opt->set_lr(lr);
+      app::Progress prog("epoch " + std::to_string(e + 1) + "/" + std::to_string(o.epochs));
+      auto st = app::train_epoch(*model, *opt, loader, e, loss_kind,
+                                 [&](int64_t d, int64_t t, double l) { prog.update(d, t, l); });
+      app::EvalStats vs = val.size() ? app::evaluate(*model, val, loss_kind) : app::EvalStats{};
+      std::printf("epoch %3d  lr %.3g  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.1fs %.0f img/s\n", e + 1,
+                  lr, st.loss, st.acc, vs.loss, vs.acc, st.seconds, st.images_per_s);
+      std::fflush(stdout);
+      out["epochs"].push_back({{"epoch", e + 1}, {"train_loss", st.loss}, {"train_acc", st.acc},
+                               {"val_loss", vs.loss}, {"val_acc", vs.acc}, {"seconds", st.seconds},
+                               {"images_per_s", st.images_per_s}, {"lr", lr}});
+      if (vs.acc > best_val || val.size() == 0) {
+        best_val = vs.acc;
+        best_epoch = e + 1;
+        best = snapshot(*model);
+      }
+      if (vs.loss < best_val_loss) {
+        best_val_loss = vs.loss;
+        since_best = 0;
+      } else if (o.patience > 0 && ++since_best >= o.patience) {
+        std::printf("# early stop: validation loss has not improved for %d epoch(s)\n", o.patience);
+        break;
+      }
+    }
+    if (!best.empty()) {
+      NamedTensors st = model->state();
+      assign_tensors(st, best, "best-epoch snapshot");
+    }
+  }
+  app::EvalStats ts = app::evaluate(*model, test, loss_kind);
+  std::printf("test accuracy %.4f (%.2f%%) at best-validation epoch %d | test loss %.4f\n", ts.acc, 100 * ts.acc,
+              best_epoch, ts.loss);
+  std::printf("model size: %lld parameters, %.2f MiB fp32, %.2f MiB packed (%.1fx smaller)\n", (long long)params,
+              params * 4.0 / (1 << 20), bytes_packed / (1 << 20), bytes_packed > 0 ? params * 4.0 / bytes_packed : 1.0);
+  if (!o.save_path.empty()) {
+    save_tensors(o.save_path, model->state());
+    std::printf("# saved %s\n", o.save_path.c_str());
+  }
+  out["best_epoch"] = best_epoch;
+  out["best_val_acc"] = best_val < 0 ? json(nullptr) : json(best_val);
+  out["test_acc"] = ts.acc;
+  out["test_loss"] = ts.loss;
+  out["model"] = {{"params", params}, {"bytes_fp32", params * 4}, {"bytes_packed", bytes_packed}, {"layers", layers}};
+  if (!o.json_path.empty()) write_file_atomic(o.json_path, out.dump(2) + "\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  auto& m = o.mlp;
+  CLI::App cli{"Train and evaluate an MLP on MNIST / Fashion-MNIST, full precision or binarized (qnn)."};
+  cli.add_option("--dataset", o.dataset, "mnist | fashion-mnist")->capture_default_str();
+  cli.add_option("--data", o.data, "directory with the IDX files (default: datasets/<dataset>)");
+  cli.add_option("--model", m.model, "fp | bnn | qnn")->capture_default_str();
+  cli.add_option("--hidden", m.hidden, "hidden width")->capture_default_str();
+  cli.add_option("--layers", m.layers, "number of hidden layers")->capture_default_str();
+  cli.add_option("--epochs", o.epochs, "training epochs")->capture_default_str();
+  cli.add_option("--batch", o.batch, "batch size")->capture_default_str();
+  cli.add_option("--optimizer", o.optimizer, "adam | sgd | adamax | adamax-shift")->capture_default_str();
+  cli.add_option("--lr", o.lr, "start learning rate (default 1e-3 fp, 3e-3 bnn/qnn)");
+  cli.add_option("--lr-end", o.lr_end, "final learning rate of the decay (default lr/10 fp, 3e-7 bnn/qnn)");
+  cli.add_option("--schedule", o.schedule, "exponential | cosine | step | constant")->capture_default_str();
+  cli.add_option("--loss", o.loss, "xent | sqhinge (default xent fp, sqhinge bnn/qnn)");
+  cli.add_option("--dropout", m.dropout, "dropout after each hidden block")->capture_default_str();
+  cli.add_option("--input-dropout", m.input_dropout, "dropout on the input pixels")->capture_default_str();
+  cli.add_option("--val", o.val, "validation images taken from the end of the training set")->capture_default_str();
+  cli.add_option("--patience", o.patience, "early stopping: epochs without validation-loss improvement (0 = off)")
+      ->capture_default_str();
+  cli.add_option("--limit-train", o.limit_train, "use only the first N training images (quick runs)");
+  cli.add_option("--seed", o.seed, "seed for every random choice")->capture_default_str();
+  cli.add_option("--threads", o.threads, "threads for BLAS and OpenMP (default: all cores)");
+  cli.add_option("--json", o.json_path, "write config, per-epoch metrics and results as JSON");
+  cli.add_option("--save", o.save_path, "save the best-validation model (checkpoint)");
+  cli.add_option("--load", o.load_path, "load a checkpoint before training / evaluation");
+  cli.add_flag("--eval-only", o.eval_only, "only evaluate (with --load)");
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nmnist_mlp: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,92 @@
+// data/dataloader.h — mini-batches of a Dataset, in a seeded order per epoch.
+//
+//   DataLoader loader(train, /*batch=*/100, /*shuffle=*/true, seed);
+//   for (int64_t e = 0; e < epochs; ++e)
+//     for (const Batch& b : loader.epoch(e)) {   // b.x: [B] + sample_shape
+//       ...
+//     }
+//
+// The order of epoch e depends only on (seed, e): epoch 7 is the same whether
+// a run got there from epoch 0 or resumed from a checkpoint, and two runs with
+// one seed see the same batches. Without shuffle the order is 0..N-1. The last
+// batch is smaller when the batch size doesn't divide N, unless drop_last.
+//
+// The loader keeps a pointer to the Dataset: the dataset must outlive it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "data/dataset.h"
+
+namespace qnn {
+
+struct Batch {
+  Tensor x;                 // [B] + sample_shape, no grad
+  std::vector<int32_t> y;   // B labels
+  int64_t size() const { return (int64_t)y.size(); }
+};
+
+class DataLoader {
+ public:
+  DataLoader(const Dataset& ds, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last = false);
+
+  int64_t num_batches() const;     // per epoch
+  int64_t num_samples() const;     // per epoch (fewer than ds.size() with drop_last)
+  int64_t batch_size() const { return batch_; }
+  const Dataset& dataset() const { return *ds_; }
+
+  // The sample order of an epoch: a permutation of 0..N-1 (identity without shuffle).
+  std::vector<int64_t> order(int64_t epoch) const;
+
+  // Gathers the samples order[begin, end) into a batch.
+  Batch gather(const std::vector<int64_t>& order, int64_t begin, int64_t end) const;
+
+  // The batches of one epoch, for a range-for. Holds the epoch's order.
+  class Epoch {
+   public:
+    class iterator {
+     public:
+      iterator(const Epoch* ep, int64_t i) : ep_(ep), i_(i) {}
+      const Batch& operator*();
+      const Batch* operator->() { return &**this; }
+      iterator& operator++() {
+        ++i_;
+        loaded_ = false;
+        return *this;
+      }
+      bool operator==(const iterator& o) const { return i_ == o.i_; }
+      bool operator!=(const iterator& o) const { return i_ != o.i_; }
+      int64_t index() const { return i_; }
+
+     private:
+      const Epoch* ep_;
+      int64_t i_;
+      bool loaded_ = false;
+      Batch cur_;
+    };
+    iterator begin() const { return iterator(this, 0); }
+    iterator end() const { return iterator(this, loader_->num_batches()); }
+    Batch batch(int64_t i) const;  // the i-th batch of this epoch
+    int64_t size() const { return loader_->num_batches(); }
+    const std::vector<int64_t>& order() const { return order_; }
+
+   private:
+    friend class DataLoader;
+    Epoch(const DataLoader* l, std::vector<int64_t> order) : loader_(l), order_(std::move(order)) {}
+    const DataLoader* loader_;
+    std::vector<int64_t> order_;
+  };
+
+  Epoch epoch(int64_t e) const { return Epoch(this, order(e)); }
+
+ private:
+  const Dataset* ds_;
+  int64_t batch_;
+  bool shuffle_;
+  uint64_t seed_;
+  bool drop_last_;
+};
+
+}  // namespace qnn
