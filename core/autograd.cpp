@@ -91,7 +91,7 @@ static void run_backward(const Tensor& root, const Tensor& grad_output) {
   {
     float* g = root.grad_data();
     const float* s = grad_output.data();
-    for (int64_t i = 0; i < root.numel(); ++i) g[i] += s[i];
+    for (int64_t i = 0, n = root.numel(); i < n; ++i) g[i] += s[i];
   }
   std::vector<std::shared_ptr<TensorImpl>> order = topo_order(root.impl_ptr());
   NoGradGuard no_grad;  // backward closures compute with plain ops, never recorded

@@ -104,15 +104,20 @@ Tensor reduce_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_mean, cons
       po[o] = s * scale;
     }
   } else {
-    // out[o, :] += x[o, j, :] for every j; inner loop contiguous.
-#pragma omp parallel for if (outer * D * inner > kParallelMin && outer > 1)
-    for (int64_t o = 0; o < outer; ++o) {
+    // out[o, i0:i1] += x[o, j, i0:i1] for every j; inner loop contiguous.
+    // Work items are (o, chunk of i), so reducing dim 0 (outer == 1) still
+    // splits across threads.
+    constexpr int64_t kChunk = 512;
+    const int64_t nchunk = (inner + kChunk - 1) / kChunk;
+#pragma omp parallel for if (outer * D * inner > kParallelMin)
+    for (int64_t w = 0; w < outer * nchunk; ++w) {
+      const int64_t o = w / nchunk, i0 = (w % nchunk) * kChunk, i1 = std::min(i0 + kChunk, inner);
       float* dst = po + o * inner;
       for (int64_t j = 0; j < D; ++j) {
         const float* src = px + (o * D + j) * inner;
-        for (int64_t i = 0; i < inner; ++i) dst[i] += src[i];
+        for (int64_t i = i0; i < i1; ++i) dst[i] += src[i];
       }
-      for (int64_t i = 0; i < inner; ++i) dst[i] *= scale;
+      for (int64_t i = i0; i < i1; ++i) dst[i] *= scale;
     }
   }
 
@@ -121,13 +126,20 @@ Tensor reduce_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_mean, cons
       // gout [outer, inner] (memory view); dL/dx[o, j, i] = scale * gout[o, i]
       const float* g = gout.data();
       float* gx = x.grad_data();
-#pragma omp parallel for if (outer * D * inner > kParallelMin)
-      for (int64_t o = 0; o < outer; ++o) {
-        for (int64_t j = 0; j < D; ++j) {
-          float* dst = gx + (o * D + j) * inner;
-          const float* src = g + o * inner;
-          for (int64_t i = 0; i < inner; ++i) dst[i] += scale * src[i];
+      if (inner == 1) {  // reduced the last dim: row o of x gets g[o]
+#pragma omp parallel for if (outer * D > kParallelMin)
+        for (int64_t o = 0; o < outer; ++o) {
+          const float go = scale * g[o];
+          float* dst = gx + o * D;
+          for (int64_t j = 0; j < D; ++j) dst[j] += go;
         }
+        return;
+      }
+#pragma omp parallel for if (outer * D * inner > kParallelMin)
+      for (int64_t oj = 0; oj < outer * D; ++oj) {  // one (o, j) row of x per item
+        float* dst = gx + oj * inner;
+        const float* src = g + (oj / D) * inner;
+        for (int64_t i = 0; i < inner; ++i) dst[i] += scale * src[i];
       }
     });
   }

@@ -64,14 +64,14 @@ Tensor Tensor::from_vector(const Shape& shape, const std::vector<float>& values)
 Tensor Tensor::uniform(const Shape& shape, float lo, float hi, Rng& rng) {
   Tensor t = empty(shape);
   float* p = t.data();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = rng.uniform(lo, hi);
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = rng.uniform(lo, hi);
   return t;
 }
 
 Tensor Tensor::normal(const Shape& shape, float mean, float stddev, Rng& rng) {
   Tensor t = empty(shape);
   float* p = t.data();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = mean + stddev * rng.normal();
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = mean + stddev * rng.normal();
   return t;
 }
 

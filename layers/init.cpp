@@ -6,7 +6,7 @@ namespace qnn::init {
 
 static void fill_uniform(Tensor& w, float s, Rng& rng) {
   float* p = w.data();
-  for (int64_t i = 0; i < w.numel(); ++i) p[i] = rng.uniform(-s, s);
+  for (int64_t i = 0, n = w.numel(); i < n; ++i) p[i] = rng.uniform(-s, s);
 }
 
 void glorot_uniform(Tensor& w, int64_t fan_in, int64_t fan_out, Rng& rng) {
@@ -16,7 +16,7 @@ void glorot_uniform(Tensor& w, int64_t fan_in, int64_t fan_out, Rng& rng) {
 void he_normal(Tensor& w, int64_t fan_in, Rng& rng) {
   const float sd = std::sqrt(2.f / (float)fan_in);
   float* p = w.data();
-  for (int64_t i = 0; i < w.numel(); ++i) p[i] = sd * rng.normal();
+  for (int64_t i = 0, n = w.numel(); i < n; ++i) p[i] = sd * rng.normal();
 }
 
 void he_uniform(Tensor& w, int64_t fan_in, Rng& rng) { fill_uniform(w, std::sqrt(6.f / (float)fan_in), rng); }

@@ -1,0 +1,47 @@
+// optim/adam.cpp — see adam.h for the formulas.
+#include "optim/adam.h"
+
+#include <cmath>
+
+#include "optim/update_loop.h"
+
+namespace qnn {
+
+void check_adam_hyper(const std::string& who, float beta1, float beta2, float eps, float weight_decay) {
+  QNN_CHECK(beta1 >= 0.0f && beta1 < 1.0f, who + ": beta1 must be in [0, 1), got " + std::to_string(beta1));
+  QNN_CHECK(beta2 >= 0.0f && beta2 < 1.0f, who + ": beta2 must be in [0, 1), got " + std::to_string(beta2));
+  QNN_CHECK(std::isfinite(eps) && eps >= 0.0f, who + ": eps must be finite and >= 0");
+  QNN_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0f, who + ": weight_decay must be finite and >= 0");
+}
+
+Adam::Adam(std::vector<Tensor> params, float lr, Options opt) : Optimizer(std::move(params), lr), opt_(opt) {
+  check_adam_hyper("adam", opt.beta1, opt.beta2, opt.eps, opt.weight_decay);
+}
+
+void Adam::update(const ParamUpdate& u) {
+  float* __restrict p = u.p;
+  const float* __restrict g = u.g;
+  float* __restrict m = slot(u.index, "exp_avg");
+  float* __restrict v = slot(u.index, "exp_avg_sq");
+  const int64_t n = u.n;
+
+  // Per-tensor scalars, in double then rounded once.
+  const double t = (double)u.t;
+  const float step_size = (float)(u.lr / (1.0 - std::pow((double)opt_.beta1, t)));
+  const float inv_sqrt_bc2 = (float)(1.0 / std::sqrt(1.0 - std::pow((double)opt_.beta2, t)));
+  const float b1 = opt_.beta1, c1 = 1.0f - opt_.beta1;
+  const float b2 = opt_.beta2, c2 = 1.0f - opt_.beta2;
+  const float eps = opt_.eps, wd = opt_.weight_decay;
+
+  QNN_OPTIM_PARALLEL_FOR(n)
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] + wd * p[i];
+    const float mi = b1 * m[i] + c1 * gi;
+    const float vi = b2 * v[i] + c2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+  }
+}
+
+}  // namespace qnn

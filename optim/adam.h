@@ -1,0 +1,49 @@
+// optim/adam.h — Adam (Kingma & Ba 2015), torch.optim.Adam semantics.
+//
+// Per parameter p with gradient g, at its step t (1-based):
+//   g  = g + weight_decay * p              (L2 penalty added to the gradient)
+//   m  = beta1 * m + (1 - beta1) * g
+//   v  = beta2 * v + (1 - beta2) * g^2
+//   p  = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// eps sits outside the square root and is added after the bias correction of
+// v, exactly as PyTorch does. (Lasagne's adam, used by Courbariaux's Theano
+// BinaryNet, folds sqrt(1 - beta2^t) into the step instead, which amounts to
+// an eps larger by 1/sqrt(1 - beta2^t) early on; the difference vanishes
+// after a few thousand steps.)
+//
+// Performance: the update is one fused pass per tensor (read p, g, m, v;
+// write p, m, v) with the two bias-correction factors computed once per
+// tensor, vectorised and split across OpenMP threads for large tensors. The
+// parameter's constraint is then applied once per tensor by the base class.
+#pragma once
+
+#include "optim/optimizer.h"
+
+namespace qnn {
+
+class Adam : public Optimizer {
+ public:
+  struct Options {
+    float beta1 = 0.9f;
+    float beta2 = 0.999f;
+    float eps = 1e-8f;
+    float weight_decay = 0.0f;
+  };
+  Adam(std::vector<Tensor> params, float lr, Options opt);
+  Adam(std::vector<Tensor> params, float lr = 1e-3f) : Adam(std::move(params), lr, Options{}) {}
+  std::string name() const override { return "adam"; }
+  const Options& options() const { return opt_; }
+
+ protected:
+  void update(const ParamUpdate& u) override;
+  std::vector<std::string> slot_names() const override { return {"exp_avg", "exp_avg_sq"}; }
+
+ private:
+  Options opt_;
+};
+
+// Shared by Adam, AdaMax and ShiftAdaMax: betas in [0, 1), eps and
+// weight_decay finite and >= 0.
+void check_adam_hyper(const std::string& who, float beta1, float beta2, float eps, float weight_decay);
+
+}  // namespace qnn
