@@ -1,1 +1,959 @@
+// tests/test_quant.cpp — layers/quant/: quantizers, surrogate gradients,
+// QuantLinear / BinaryLinear / QuantAct, constraints, ShiftBatchNorm, summaries.
+//
+// Forward levels are checked against the formulas of DESIGN.md §3 written out
+// independently here (in double); surrogate gradients against their formulas
+// and against central differences of the functions they are derivatives of
+// (tanh(Kx), the seed report's f3).
 #include <doctest/doctest.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/ap2.h"
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "layers/basic.h"
+#include "layers/batchnorm.h"
+#include "layers/linear.h"
+#include "layers/quant/quant.h"
+
+#if __has_include("optim/sgd.h") && __has_include("optim/adam.h")
+#include "optim/adam.h"
+#include "optim/sgd.h"
+#define QNN_TEST_HAVE_OPTIM 1
+#endif
+
+using namespace qnn;
+
+namespace {
+
+// dL/dx for L = sum(q(x) * G): runs q on a leaf copy of x and backward(G).
+std::vector<float> grad_through(Quantizer& q, const std::vector<float>& xs, const std::vector<float>& G) {
+  Tensor x = Tensor::from_vector({(int64_t)xs.size()}, xs);
+  x.set_requires_grad(true);
+  Tensor y = q(x);
+  REQUIRE(y.requires_grad());
+  y.backward(Tensor::from_vector({(int64_t)G.size()}, G));
+  return x.grad().to_vector();
+}
+
+std::vector<float> forward_of(Quantizer& q, const std::vector<float>& xs) {
+  return q(Tensor::from_vector({(int64_t)xs.size()}, xs)).to_vector();
+}
+
+// The spec's k-bit quantizer in double: q(x) = -a + D * round((clip(x)+a)/D),
+// ties rounding up (towards +a).
+double uniform_ref(double x, int bits, double a) {
+  const double n1 = std::pow(2.0, bits) - 1.0, D = 2.0 * a / n1;
+  const double c = std::fmin(std::fmax(x, -a), a);
+  return -a + D * std::floor((c + a) / D + 0.5);
+}
+
+// The seed report's eq. 18 in double: f3(u) = f2(u - 2 round(u/2)) + 2 round(u/2).
+double f3(double u, double K) {
+  const double r = std::round(u / 2.0);
+  return std::tanh(K * (u - 2.0 * r)) + 2.0 * r;
+}
+
+// Runs f with stderr redirected to a temporary file; returns what it printed.
+std::string capture_stderr(const std::function<void()>& f) {
+  std::fflush(stderr);
+  char path[] = "/tmp/qnn_test_stderr_XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const int saved = dup(2);
+  dup2(fd, 2);
+  f();
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  close(fd);
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::remove(path);
+  return ss.str();
+}
+
+std::vector<float> randv(int64_t n, float lo, float hi, Rng& rng) {
+  std::vector<float> v(n);
+  for (auto& e : v) e = rng.uniform(lo, hi);
+  return v;
+}
+
+}  // namespace
+
+// ---- surrogate specs -----------------------------------------------------------------
+
+TEST_CASE("parse_surrogate: valid forms round-trip through str()") {
+  CHECK(parse_surrogate("hardtanh") == Surrogate::hardtanh());
+  CHECK(parse_surrogate("ste") == Surrogate::hardtanh());
+  CHECK(parse_surrogate("ste:2") == Surrogate::hardtanh(2.0f));
+  CHECK(parse_surrogate("tanh:3") == Surrogate::tanh(3.0f));
+  CHECK(parse_surrogate("tanh:0.5") == Surrogate::tanh(0.5f));
+  CHECK(parse_surrogate("periodic:4") == Surrogate::periodic(4.0f));
+  CHECK(parse_surrogate("identity") == Surrogate::identity());
+  for (const char* s : {"hardtanh", "hardtanh:2", "tanh:3", "tanh:0.25", "periodic:5", "identity"})
+    CHECK(parse_surrogate(s).str() == s);
+}
+
+TEST_CASE("parse_surrogate: clear errors") {
+  CHECK_THROWS_WITH_AS(parse_surrogate("tanh:-1"), doctest::Contains("finite number > 0"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("tanh:0"), doctest::Contains("finite number > 0"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("tanh:inf"), doctest::Contains("finite number > 0"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("tanh"), doctest::Contains("needs its slope K"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("periodic"), doctest::Contains("needs its slope K"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("tanh:abc"), doctest::Contains("not a number"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("tanh:3x"), doctest::Contains("not a number"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("tanh:"), doctest::Contains("not a number"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("identity:2"), doctest::Contains("takes no parameter"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate("sigmoid"), doctest::Contains("unknown surrogate 'sigmoid'"), Error);
+  CHECK_THROWS_WITH_AS(parse_surrogate(""), doctest::Contains("valid surrogates"), Error);
+}
+
+// ---- Sign ----------------------------------------------------------------------------------
+
+TEST_CASE("Sign: values +-1, sign(0) = +1, hardtanh gradient with |x| = 1 included") {
+  Sign q;
+  CHECK(q.bits() == 1);
+  CHECK(q.name() == "sign");
+  CHECK(q.levels() == std::vector<float>{-1.0f, 1.0f});
+  const std::vector<float> xs{-3.0f, -1.0f, -1e-30f, -0.0f, 0.0f, 1e-30f, 0.4f, 1.0f, 1.0001f, NAN};
+  const std::vector<float> want{-1, -1, -1, 1, 1, 1, 1, 1, 1, 1};
+  CHECK(forward_of(q, xs) == want);
+  std::vector<float> G(xs.size());
+  for (size_t i = 0; i < G.size(); ++i) G[i] = 0.5f + (float)i;
+  const auto gx = grad_through(q, xs, G);
+  for (size_t i = 0; i + 1 < xs.size(); ++i) {
+    const float expect = std::fabs(xs[i]) <= 1.0f ? G[i] : 0.0f;
+    CHECK_MESSAGE(gx[i] == expect, "x = " << xs[i]);
+  }
+  CHECK(gx[1] == G[1]);  // x = -1: boundary passes
+  CHECK(gx[7] == G[7]);  // x = +1
+  CHECK(gx[8] == 0.0f);  // x = 1.0001: cancelled
+}
+
+TEST_CASE("Sign: large tensors (OpenMP path) agree with the scalar rule") {
+  Rng rng(5);
+  const int64_t n = (1 << 17) + 3;
+  auto xs = randv(n, -2.0f, 2.0f, rng);
+  Sign q(Surrogate::tanh(3.0f));
+  Tensor x = Tensor::from_vector({n}, xs);
+  x.set_requires_grad(true);
+  Tensor y = q(x);
+  Tensor G = Tensor::ones({n});
+  y.backward(G);
+  const float* py = y.data();
+  const float* gx = x.grad().data();
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (py[i] != (xs[i] < 0 ? -1.0f : 1.0f)) ++bad;
+    const double th = std::tanh(3.0 * xs[i]);
+    if (std::fabs(gx[i] - 3.0 * (1 - th * th)) > 1e-5) ++bad;
+  }
+  CHECK(bad == 0);
+}
+
+// ---- Uniform ----------------------------------------------------------------------------------
+
+TEST_CASE("Uniform bits=2, a=1: levels exactly {-1, -1/3, 1/3, 1}") {
+  Uniform q(2, 1.0f);
+  const std::vector<float> want{-1.0f, -1.0f / 3.0f, 1.0f / 3.0f, 1.0f};
+  CHECK(q.levels() == want);
+  Rng rng(1);
+  auto xs = randv(5000, -1.5f, 1.5f, rng);
+  std::set<float> seen;
+  for (float v : forward_of(q, xs)) seen.insert(v);
+  CHECK(std::vector<float>(seen.begin(), seen.end()) == want);
+  // thresholds at -2/3, 0, 2/3; ties round up (towards +a)
+  CHECK(forward_of(q, {0.0f}) == std::vector<float>{1.0f / 3.0f});
+  CHECK(forward_of(q, {-1e-7f}) == std::vector<float>{-1.0f / 3.0f});
+  CHECK(forward_of(q, {-0.67f, -0.66f, 0.66f, 0.67f}) == std::vector<float>{-1.0f, -1.0f / 3, 1.0f / 3, 1.0f});
+  // clip boundaries
+  CHECK(forward_of(q, {-7.0f, -1.0f, 1.0f, 7.0f}) == std::vector<float>{-1, -1, 1, 1});
+}
+
+TEST_CASE("Uniform bits=3 and general bits/a match the spec formula") {
+  Uniform q3(3, 1.0f);
+  const auto lv = q3.levels();
+  REQUIRE(lv.size() == 8);
+  for (int j = 0; j < 8; ++j) CHECK(lv[j] == doctest::Approx((2.0 * j - 7.0) / 7.0).epsilon(1e-7));
+  CHECK(forward_of(q3, {0.0f})[0] == doctest::Approx(1.0 / 7.0));
+  CHECK(forward_of(q3, {2.0f / 7.0f + 1e-4f})[0] == doctest::Approx(3.0 / 7.0));
+  CHECK(forward_of(q3, {2.0f / 7.0f - 1e-4f})[0] == doctest::Approx(1.0 / 7.0));
+
+  Rng rng(2);
+  for (int bits : {1, 2, 3, 4, 5, 8, 12, 16}) {
+    for (float a : {1.0f, 0.5f, 2.5f}) {
+      Uniform q(bits, a);
+      auto xs = randv(3000, -1.3f * a, 1.3f * a, rng);
+      xs.push_back(a);
+      xs.push_back(-a);
+      xs.push_back(0.0f);
+      const auto ys = forward_of(q, xs);
+      const double D = 2.0 * a / (std::pow(2.0, bits) - 1.0);
+      int64_t bad = 0;
+      for (size_t i = 0; i < xs.size(); ++i) {
+        // skip values within float rounding of a threshold
+        const double t = (std::fmin(std::fmax((double)xs[i], -a), a) + a) / D;
+        if (std::fabs(t - std::floor(t) - 0.5) < 1e-4 + 5e-7 * a / D && xs[i] != 0.0f) continue;
+        if (std::fabs(ys[i] - uniform_ref(xs[i], bits, a)) > 1e-6 * a) ++bad;
+      }
+      CHECK_MESSAGE(bad == 0, "bits " << bits << " a " << a);
+      CHECK(ys[ys.size() - 3] == doctest::Approx(a));   // q(a) = a
+      CHECK(ys[ys.size() - 2] == doctest::Approx(-a));  // q(-a) = -a
+    }
+  }
+}
+
+TEST_CASE("Uniform bits=1 is sign with levels +-a (q(0) = +a); bits=32 is the identity") {
+  Uniform q1(1, 0.5f);
+  CHECK(q1.levels() == std::vector<float>{-0.5f, 0.5f});
+  CHECK(forward_of(q1, {-2.0f, -1e-30f, 0.0f, 1e-30f, 3.0f}) == std::vector<float>{-0.5f, -0.5f, 0.5f, 0.5f, 0.5f});
+  Sign s;
+  Uniform u1(1, 1.0f);
+  Rng rng(3);
+  auto xs = randv(1000, -2, 2, rng);
+  xs.push_back(0.0f);
+  CHECK(forward_of(u1, xs) == forward_of(s, xs));
+
+  Uniform q32(32, 1.0f, Surrogate::hardtanh());
+  CHECK(q32.is_identity());
+  CHECK(q32.levels().empty());
+  const std::vector<float> v{-5.0f, -0.3f, 0.0f, 0.7f, 9.0f};
+  CHECK(forward_of(q32, v) == v);
+  // true gradient 1 everywhere, whatever the surrogate says
+  CHECK(grad_through(q32, v, {1, 2, 3, 4, 5}) == std::vector<float>{1, 2, 3, 4, 5});
+}
+
+TEST_CASE("Uniform surrogates scale to the range a") {
+  // hardtanh: passes |x| <= a (boundary included)
+  Uniform q(2, 2.0f, Surrogate::hardtanh());
+  CHECK(grad_through(q, {-2.5f, -2.0f, 0.3f, 2.0f, 2.01f}, {1, 1, 1, 1, 1}) == std::vector<float>{0, 1, 1, 1, 0});
+  Uniform qc(2, 2.0f, Surrogate::hardtanh(0.5f));  // clip at 0.5 * a = 1
+  CHECK(grad_through(qc, {-1.5f, -1.0f, 1.0f, 1.5f}, {1, 1, 1, 1}) == std::vector<float>{0, 1, 1, 0});
+  // tanh:K -> derivative of a * tanh(K x / a)
+  const double a = 2.0, K = 3.0;
+  Uniform qt(2, (float)a, Surrogate::tanh((float)K));
+  for (double x : {-2.5, -1.0, -0.1, 0.0, 0.4, 1.7}) {
+    const double h = 1e-5;
+    const double fd = (a * std::tanh(K * (x + h) / a) - a * std::tanh(K * (x - h) / a)) / (2 * h);
+    CHECK(grad_through(qt, {(float)x}, {1})[0] == doctest::Approx(fd).epsilon(1e-4));
+  }
+}
+
+// ---- surrogate gradients vs finite differences -----------------------------------------------------
+
+TEST_CASE("tanh:K surrogate = d/dx tanh(Kx) (finite differences), K = 3, 4, 5, 0.7") {
+  for (double K : {3.0, 4.0, 5.0, 0.7}) {
+    Sign q(Surrogate::tanh((float)K));
+    std::vector<float> xs;
+    for (double x = -1.6; x <= 1.6; x += 0.137) xs.push_back((float)x);
+    const auto g = grad_through(q, xs, std::vector<float>(xs.size(), 1.0f));
+    for (size_t i = 0; i < xs.size(); ++i) {
+      const double x = xs[i], h = 1e-6;
+      const double fd = (std::tanh(K * (x + h)) - std::tanh(K * (x - h))) / (2 * h);
+      CHECK_MESSAGE(g[i] == doctest::Approx(fd).epsilon(1e-4).scale(1.0), "K " << K << " x " << x);
+      const double th = std::tanh(K * x);
+      CHECK(g[i] == doctest::Approx(K * (1 - th * th)).epsilon(1e-5));
+    }
+  }
+}
+
+TEST_CASE("periodic:K surrogate = finite differences of (D/2) f3(x / (D/2)) on [-a, a], 0 outside") {
+  for (int bits : {1, 2, 3, 4}) {
+    for (double a : {1.0, 0.5}) {
+      for (double K : {3.0, 5.0}) {
+        Uniform q(bits, (float)a, Surrogate::periodic((float)K));
+        const double n1 = std::pow(2.0, bits) - 1.0, half = a / n1;  // D/2
+        std::vector<float> xs;
+        for (double x = -a; x <= a; x += a / 97.0) xs.push_back((float)x);
+        const auto g = grad_through(q, xs, std::vector<float>(xs.size(), 1.0f));
+        int checked = 0;
+        for (size_t i = 0; i < xs.size(); ++i) {
+          const double x = xs[i], u = x / half;
+          const double t = u - 2.0 * std::round(u / 2.0);
+          if (std::fabs(t) > 0.95) continue;  // f3 jumps by 2 - 2 tanh(K) at odd u (the levels)
+          const double h = 1e-6 * half;
+          const double fd = (half * f3((x + h) / half, K) - half * f3((x - h) / half, K)) / (2 * h);
+          CHECK_MESSAGE(g[i] == doctest::Approx(fd).epsilon(1e-3).scale(1.0),
+                        "bits " << bits << " a " << a << " K " << K << " x " << x);
+          ++checked;
+        }
+        CHECK(checked > 50);
+        // slope K on every decision threshold: x = 2k * D/2, |2k| <= n-2
+        for (int k = -((int)n1 - 1) / 2; k <= ((int)n1 - 1) / 2; ++k) {
+          const float thr = (float)(2.0 * k * half);
+          CHECK(grad_through(q, {thr}, {1})[0] == doctest::Approx(K).epsilon(1e-4));
+        }
+        // beyond +-a: cancelled
+        CHECK(grad_through(q, {(float)(1.2 * a), (float)(-3 * a)}, {1, 1}) == std::vector<float>{0, 0});
+      }
+    }
+  }
+  // bits = 1: periodic equals tanh:K on [-a, a]
+  Sign p(Surrogate::periodic(3.0f)), t(Surrogate::tanh(3.0f));
+  const std::vector<float> xs{-1.0f, -0.5f, 0.0f, 0.2f, 0.99f};
+  const std::vector<float> G(xs.size(), 1.0f);
+  const auto gp = grad_through(p, xs, G), gt = grad_through(t, xs, G);
+  for (size_t i = 0; i < xs.size(); ++i) CHECK(gp[i] == doctest::Approx(gt[i]).epsilon(1e-5));
+}
+
+TEST_CASE("surrogate_value is the function surrogate_grad differentiates") {
+  Rng rng(9);
+  for (const char* spec : {"tanh:3", "periodic:4", "hardtanh", "identity"}) {
+    const Surrogate s = parse_surrogate(spec);
+    for (QuantGeometry geo : {QuantGeometry{1, 1.0f}, QuantGeometry{2, 1.0f}, QuantGeometry{3, 0.5f}}) {
+      for (int i = 0; i < 200; ++i) {
+        const float x = rng.uniform(-0.95f * geo.a, 0.95f * geo.a);
+        if (s.kind == SurrogateKind::periodic) {
+          const float u = x * (float)((1 << geo.bits) - 1) / geo.a;
+          if (std::fabs(u - 2.0f * std::round(u / 2.0f)) > 0.95f) continue;
+        }
+        const float h = 1e-3f * geo.a;
+        const double fd =
+            ((double)surrogate_value(s, geo, x + h) - (double)surrogate_value(s, geo, x - h)) / (2.0 * h);
+        CHECK_MESSAGE(surrogate_grad(s, geo, x) == doctest::Approx(fd).epsilon(2e-2).scale(1.0),
+                      spec << " bits " << geo.bits << " x " << x);
+      }
+    }
+  }
+}
+
+TEST_CASE("identity surrogate passes the gradient unchanged, even outside the range") {
+  Sign q(Surrogate::identity());
+  CHECK(grad_through(q, {-5.0f, 0.0f, 3.0f}, {2, 3, 4}) == std::vector<float>{2, 3, 4});
+}
+
+// ---- StochasticSign ---------------------------------------------------------------------------
+
+TEST_CASE("StochasticSign: mean over draws = 2 hard_sigmoid(x) - 1; eval is deterministic") {
+  Rng rng(42);
+  StochasticSign q(rng);
+  CHECK(q.bits() == 1);
+  const int64_t draws = 40000;
+  for (float x : {-1.5f, -1.0f, -0.6f, -0.2f, 0.0f, 0.3f, 0.9f, 1.0f, 1.2f}) {
+    Tensor t = Tensor::full({draws}, x);
+    const auto y = q(t).to_vector();
+    double mean = 0;
+    for (float v : y) {
+      REQUIRE((v == 1.0f || v == -1.0f));
+      mean += v;
+    }
+    mean /= (double)draws;
+    const double p = std::fmin(std::fmax((x + 1.0) / 2.0, 0.0), 1.0);
+    const double expect = 2.0 * p - 1.0;
+    // Var(y) = 1 - expect^2; 5 standard errors.
+    const double tol = 5.0 * std::sqrt((1.0 - expect * expect) / (double)draws) + 1e-9;
+    CHECK_MESSAGE(std::fabs(mean - expect) <= tol, "x " << x << " mean " << mean << " expected " << expect);
+  }
+  // fresh randomness per call
+  Tensor t = Tensor::zeros({256});
+  CHECK(q(t).to_vector() != q(t).to_vector());
+  // evaluation mode: the deterministic sign
+  q.train(false);
+  CHECK(forward_of(q, {-0.3f, 0.0f, 0.2f, -1e-20f}) == std::vector<float>{-1, 1, 1, -1});
+  CHECK(forward_of(q, {-0.3f, 0.0f, 0.2f}) == forward_of(q, {-0.3f, 0.0f, 0.2f}));
+  q.train(true);
+  // gradient: the surrogate (hardtanh by default)
+  CHECK(grad_through(q, {-2.0f, -0.5f, 1.0f, 1.5f}, {1, 1, 1, 1}) == std::vector<float>{0, 1, 1, 0});
+}
+
+TEST_CASE("StochasticSign: reproducible from the seed and independent of the thread count") {
+  const int64_t n = (1 << 17) + 11;  // large enough for the OpenMP path
+  Rng data_rng(7);
+  Tensor x = Tensor::from_vector({n}, randv(n, -1.2f, 1.2f, data_rng));
+  const int saved = omp_get_max_threads();
+  Rng r1(123), r2(123);
+  StochasticSign a(r1), b(r2);
+  omp_set_num_threads(1);
+  const auto ya = a(x).to_vector();
+  omp_set_num_threads(std::max(2, saved));
+  const auto yb = b(x).to_vector();
+  omp_set_num_threads(saved);
+  CHECK(ya == yb);
+}
+
+// ---- factory -------------------------------------------------------------------------------------
+
+TEST_CASE("make_quantizer / quantizer_for_bits: kinds, bits and clear errors") {
+  Rng rng(1);
+  CHECK(make_quantizer("sign", 1)->name() == "sign");
+  CHECK(make_quantizer("stochastic", 1, {}, &rng)->name() == "stochastic_sign");
+  auto u = make_quantizer("uniform", 4, Surrogate::tanh(3), nullptr, 0.5f);
+  CHECK(u->bits() == 4);
+  CHECK(u->scale() == 0.5f);
+  CHECK(u->str() == "uniform(bits=4, a=0.5)[tanh:3]");
+  CHECK(make_quantizer("uniform", 32)->is_identity());
+  CHECK(make_quantizer("sign", 1, Surrogate::periodic(4))->str() == "sign[periodic:4]");
+
+  CHECK_THROWS_WITH_AS(make_quantizer("uniform", 0), doctest::Contains("bits must be 1..16, or 32"), Error);
+  CHECK_THROWS_WITH_AS(make_quantizer("uniform", 17), doctest::Contains("bits must be 1..16, or 32"), Error);
+  CHECK_THROWS_WITH_AS(make_quantizer("uniform", 31), doctest::Contains("bits must be 1..16, or 32"), Error);
+  CHECK_THROWS_WITH_AS(make_quantizer("uniform", 64), doctest::Contains("bits must be 1..16, or 32"), Error);
+  CHECK_THROWS_WITH_AS(make_quantizer("sign", 2), doctest::Contains("1-bit quantizer"), Error);
+  CHECK_THROWS_WITH_AS(make_quantizer("stochastic", 2, {}, &rng), doctest::Contains("1-bit quantizer"), Error);
+  CHECK_THROWS_WITH_AS(make_quantizer("stochastic", 1), doctest::Contains("needs an Rng"), Error);
+  CHECK_THROWS_WITH_AS(make_quantizer("ternary", 2), doctest::Contains("unknown quantizer kind 'ternary'"), Error);
+  CHECK_THROWS_WITH_AS(make_quantizer("sign", 1, {}, nullptr, 2.0f), doctest::Contains("+-1"), Error);
+  CHECK_THROWS_WITH_AS(Uniform(2, -1.0f), doctest::Contains("range a"), Error);
+  CHECK_THROWS_WITH_AS(Uniform(0, 1.0f), doctest::Contains("bits must be"), Error);
+
+  CHECK(quantizer_for_bits(32) == nullptr);
+  CHECK(quantizer_for_bits(1)->name() == "sign");
+  CHECK(quantizer_for_bits(1, {}, true, &rng)->name() == "stochastic_sign");
+  CHECK(quantizer_for_bits(3)->bits() == 3);
+  CHECK_THROWS_WITH_AS(quantizer_for_bits(2, {}, true, &rng), doctest::Contains("1 bit only"), Error);
+  CHECK_THROWS_WITH_AS(quantizer_for_bits(0), doctest::Contains("bits must be"), Error);
+}
+
+// ---- QuantLinear ----------------------------------------------------------------------------------
+
+TEST_CASE("QuantLinear: forward = sign(x) sign(W)^T; gradients are the analytic STE ones") {
+  Rng rng(11);
+  QuantLinearOptions o;
+  o.input_quantizer = std::make_shared<Sign>();
+  o.weight_quantizer = std::make_shared<Sign>();
+  o.weight_constraint = Clip{-1, 1};
+  o.bias = true;
+  QuantLinear layer(7, 5, rng, o);
+  // latent weights partly outside [-1, 1] so the cancellation shows
+  const int64_t N = 6, in = 7, out = 5;
+  auto wv = randv(out * in, -1.5f, 1.5f, rng);
+  wv[3] = 1.0f;   // boundary: passes
+  wv[4] = -1.0f;  // boundary: passes
+  std::copy(wv.begin(), wv.end(), layer.weight.data());
+  auto bv = randv(out, -0.5f, 0.5f, rng);
+  std::copy(bv.begin(), bv.end(), layer.bias.data());
+  auto xv = randv(N * in, -1.6f, 1.6f, rng);
+  xv[0] = 1.0f;
+  Tensor x = Tensor::from_vector({N, in}, xv);
+  x.set_requires_grad(true);
+  Tensor y = layer(x);
+  auto Gv = randv(N * out, -1, 1, rng);
+  y.backward(Tensor::from_vector({N, out}, Gv));
+
+  auto sg = [](float v) { return v < 0 ? -1.0 : 1.0; };
+  const auto yv = y.to_vector();
+  const auto dW = layer.weight.grad().to_vector();
+  const auto db = layer.bias.grad().to_vector();
+  const auto dx = x.grad().to_vector();
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < out; ++j) {
+      double s = bv[j];
+      for (int64_t k = 0; k < in; ++k) s += sg(xv[i * in + k]) * sg(wv[j * in + k]);
+      CHECK(yv[i * out + j] == doctest::Approx(s));
+    }
+  // dW = (G^T x_q) * 1{|W| <= 1}
+  for (int64_t j = 0; j < out; ++j)
+    for (int64_t k = 0; k < in; ++k) {
+      double s = 0;
+      for (int64_t i = 0; i < N; ++i) s += Gv[i * out + j] * sg(xv[i * in + k]);
+      const double expect = std::fabs(wv[j * in + k]) <= 1.0f ? s : 0.0;
+      CHECK(dW[j * in + k] == doctest::Approx(expect).epsilon(1e-5));
+    }
+  // db = column sums of G; dx = (G W_q) * 1{|x| <= 1}
+  for (int64_t j = 0; j < out; ++j) {
+    double s = 0;
+    for (int64_t i = 0; i < N; ++i) s += Gv[i * out + j];
+    CHECK(db[j] == doctest::Approx(s));
+  }
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t k = 0; k < in; ++k) {
+      double s = 0;
+      for (int64_t j = 0; j < out; ++j) s += Gv[i * out + j] * sg(wv[j * in + k]);
+      const double expect = std::fabs(xv[i * in + k]) <= 1.0f ? s : 0.0;
+      CHECK(dx[i * in + k] == doctest::Approx(expect).epsilon(1e-5));
+    }
+  CHECK(layer.binary_operands());
+  CHECK_THROWS_WITH_AS(layer(Tensor::zeros({2, 6})), doctest::Contains("expected [N, 7]"), Error);
+}
+
+TEST_CASE("QuantLinear: null quantizers = a plain Linear; quantized_weight derived, not stored") {
+  Rng r1(3), r2(3);
+  QuantLinear q(4, 3, r1, QuantLinearOptions{});
+  Linear l(4, 3, r2, LinearOptions{false, "glorot"});
+  Rng rx(4);
+  Tensor x = Tensor::uniform({2, 4}, -1, 1, rx);
+  CHECK(q(x).to_vector() == l(x).to_vector());
+  CHECK(q.parameters().size() == 1);  // no bias, no hidden copies
+  CHECK_FALSE(q.binary_operands());
+
+  Rng r3(5);
+  QuantLinearOptions o;
+  o.weight_quantizer = std::make_shared<Uniform>(2, 1.0f);
+  o.weight_constraint = Clip{};
+  QuantLinear q2(4, 3, r3, o);
+  const auto wq = q2.quantized_weight().to_vector();
+  for (float v : wq) CHECK((v == -1.0f || v == 1.0f || v == 1.0f / 3 || v == -1.0f / 3));
+  CHECK_FALSE(q2.quantized_weight().requires_grad());
+  CHECK(q2.named_parameters().size() == 1);
+}
+
+TEST_CASE("Clip constraint travels with the weight (ParamAttrs) and clips") {
+  Rng rng(1);
+  BinaryLinear layer(5, 4, rng);
+  const ParamAttrs* pa = layer.weight.param_attrs_if();
+  REQUIRE(pa != nullptr);
+  REQUIRE(pa->constraint);
+  CHECK(pa->constraint_name == "clip[-1, 1]");
+  std::vector<float> w{-3.0f, -1.0f, -0.2f, 0.0f, 0.7f, 1.0f, 1.5f};
+  pa->constraint(w.data(), (int64_t)w.size());
+  CHECK(w == std::vector<float>{-1.0f, -1.0f, -0.2f, 0.0f, 0.7f, 1.0f, 1.0f});
+  // attach by hand
+  Tensor t = Tensor::from_vector({3}, {-2.0f, 0.5f, 4.0f});
+  Clip{-0.5f, 0.5f}.attach(t);
+  t.param_attrs_if()->constraint(t.data(), t.numel());
+  CHECK(t.to_vector() == std::vector<float>{-0.5f, 0.5f, 0.5f});
+  CHECK_THROWS_AS((void)Constraint(Clip{1.0f, -1.0f}), Error);
+}
+
+#ifdef QNN_TEST_HAVE_OPTIM
+TEST_CASE("optimizer step applies lr_scale and then the clip (via ParamAttrs)") {
+  Rng rng(2);
+  QuantLinearOptions o;
+  o.input_quantizer = std::make_shared<Sign>();
+  o.weight_quantizer = std::make_shared<Sign>();
+  o.weight_constraint = Clip{-1, 1};
+  o.glorot_lr_scale = true;
+  QuantLinear layer(6, 4, rng, o);
+  const float scale = glorot_lr_scale(6, 4);
+  layer.weight.data()[0] = 0.99f;
+  layer.weight.data()[1] = 0.0f;
+  const auto before = layer.weight.to_vector();
+  Tensor x = Tensor::uniform({3, 6}, -1, 1, rng);
+  Tensor y = layer(x);
+  y.backward(Tensor::ones({3, 4}));
+  const auto g = layer.weight.grad().to_vector();
+  const float lr = 0.05f;
+  SGD opt(layer.parameters(), lr);
+  opt.step();
+  const auto after = layer.weight.to_vector();
+  for (size_t i = 0; i < after.size(); ++i) {
+    const float raw = before[i] - lr * scale * g[i];
+    CHECK(after[i] == doctest::Approx(std::fmin(std::fmax(raw, -1.0f), 1.0f)).epsilon(1e-5));
+    CHECK(std::fabs(after[i]) <= 1.0f);
+  }
+  // Adam too: every latent weight ends inside [-1, 1] after large steps
+  Adam adam(layer.parameters(), 10.0f);
+  for (int s = 0; s < 3; ++s) {
+    layer.zero_grad();
+    layer(x).backward(Tensor::ones({3, 4}));
+    adam.step();
+  }
+  for (float v : layer.weight.to_vector()) CHECK(std::fabs(v) <= 1.0f);
+}
+#endif
+
+TEST_CASE("lr_scale: Courbariaux's 1/sqrt(1.5/(fan_in+fan_out)) stored on the weight only") {
+  CHECK(glorot_lr_scale(784, 256) == doctest::Approx(1.0 / std::sqrt(1.5 / 1040.0)));
+  CHECK(glorot_lr_scale(784, 256) == doctest::Approx(26.3312).epsilon(1e-4));
+  Rng rng(1);
+  QuantLinearOptions o;
+  o.glorot_lr_scale = true;
+  o.bias = true;
+  QuantLinear l(784, 256, rng, o);
+  CHECK(l.weight.param_attrs_if()->lr_scale == doctest::Approx(26.3312).epsilon(1e-4));
+  CHECK(l.bias.param_attrs_if() == nullptr);
+  QuantLinearOptions o2;
+  o2.lr_scale = 0.25f;
+  QuantLinear l2(3, 2, rng, o2);
+  CHECK(l2.weight.param_attrs_if()->lr_scale == 0.25f);
+  QuantLinearOptions o3;
+  o3.lr_scale = 0.0f;
+  CHECK_THROWS_WITH_AS(QuantLinear(3, 2, rng, o3), doctest::Contains("lr_scale"), Error);
+}
+
+TEST_CASE("QuantLinear warns once when quantized weights have no constraint") {
+  Rng rng(1);
+  QuantLinearOptions o;
+  o.weight_quantizer = std::make_shared<Sign>();
+  QuantLinear bad(3, 2, rng, o);
+  Tensor x = Tensor::ones({1, 3});
+  const std::string err = capture_stderr([&] {
+    bad(x);
+    bad(x);
+  });
+  CHECK(err.find("no constraint") != std::string::npos);
+  CHECK(err.find("no constraint") == err.rfind("no constraint"));  // once
+  BinaryLinear good(3, 2, rng);
+  QuantLinear fp(3, 2, rng, QuantLinearOptions{});
+  CHECK(capture_stderr([&] {
+          good(x);
+          fp(x);
+        }) == "");
+}
+
+TEST_CASE("QuantAct: quantizer as a layer, follows train/eval") {
+  Rng rng(3);
+  auto q = std::make_shared<StochasticSign>(rng);
+  Sequential s;
+  s.add(std::make_shared<QuantAct>(q));
+  s.eval();
+  CHECK_FALSE(q->is_training());
+  CHECK(s(Tensor::from_vector({1, 3}, {-0.1f, 0.0f, 0.4f})).to_vector() == std::vector<float>{-1, 1, 1});
+  s.train();
+  CHECK(q->is_training());
+  auto row = summarize(s)[0];
+  CHECK(row.params == 0);
+  CHECK(row.type == "QuantAct");
+  CHECK_THROWS_AS(QuantAct(nullptr), Error);
+}
+
+// ---- ShiftBatchNorm ----------------------------------------------------------------------------
+
+namespace {
+
+// Reference shift BN in double with the AP2 offsets frozen (see shift_batchnorm.h):
+// every AP2(v) is v + delta_v, delta_v taken at the point the offsets were frozen.
+struct ShiftRef {
+  int64_t N, C;
+  double eps;
+  std::vector<double> dC, ds, dg;  // frozen offsets
+  // y[N, C] for x, gamma, beta
+  std::vector<double> forward(const std::vector<double>& x, const std::vector<double>& g,
+                              const std::vector<double>& b) const {
+    std::vector<double> y(N * C);
+    for (int64_t c = 0; c < C; ++c) {
+      double mu = 0;
+      for (int64_t n = 0; n < N; ++n) mu += x[n * C + c];
+      mu /= (double)N;
+      double V = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const double cv = x[n * C + c] - mu;
+        V += cv * (cv + dC[n * C + c]);
+      }
+      V /= (double)N;
+      const double s = 1.0 / std::sqrt(V + eps) + ds[c];
+      for (int64_t n = 0; n < N; ++n) y[n * C + c] = (g[c] + dg[c]) * (x[n * C + c] - mu) * s + b[c];
+    }
+    return y;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("ShiftBatchNorm with ap2 = false is exactly float batch norm (forward, grads, running stats)") {
+  Rng rng(21);
+  const int64_t N = 9, C = 5;
+  Tensor x = Tensor::uniform({N, C}, -2, 3, rng);
+  x.set_requires_grad(true);
+  Tensor x2 = x.detach().clone();
+  x2.set_requires_grad(true);
+  ShiftBatchNorm sbn(C, BatchNormOptions{0.1f, 1e-4f, true}, false);
+  BatchNorm1d bn(C, BatchNormOptions{0.1f, 1e-4f, true});
+  Tensor gam = Tensor::uniform({C}, 0.5f, 1.5f, rng), bet = Tensor::uniform({C}, -1, 1, rng);
+  sbn.weight.copy_from(gam);
+  bn.weight.copy_from(gam);
+  sbn.bias.copy_from(bet);
+  bn.bias.copy_from(bet);
+  Tensor y1 = sbn(x), y2 = bn(x2);
+  Tensor G = Tensor::uniform({N, C}, -1, 1, rng);
+  y1.backward(G);
+  y2.backward(G);
+  auto close = [](const Tensor& a, const Tensor& b, double tol) {
+    const auto va = a.to_vector(), vb = b.to_vector();
+    REQUIRE(va.size() == vb.size());
+    for (size_t i = 0; i < va.size(); ++i) CHECK(va[i] == doctest::Approx(vb[i]).epsilon(tol).scale(1.0));
+  };
+  close(y1, y2, 1e-5);
+  close(x.grad(), x2.grad(), 1e-4);
+  close(sbn.weight.grad(), bn.weight.grad(), 1e-4);
+  close(sbn.bias.grad(), bn.bias.grad(), 1e-5);
+  close(sbn.running_mean, bn.running_mean, 1e-6);
+  close(sbn.running_var, bn.running_var, 1e-5);
+  sbn.eval();
+  bn.eval();
+  close(sbn(x2.detach()), bn(x2.detach()), 1e-5);
+}
+
+TEST_CASE("ShiftBatchNorm: forward = the documented AP2 formulas, within AP2 tolerance of float BN") {
+  Rng rng(31);
+  const int64_t N = 16, C = 6;
+  Tensor x = Tensor::uniform({N, C}, -3, 2, rng);
+  ShiftBatchNorm sbn(C, BatchNormOptions{0.1f, 1e-4f, true});
+  sbn.weight.copy_from(Tensor::uniform({C}, 0.3f, 2.0f, rng));
+  sbn.bias.copy_from(Tensor::uniform({C}, -1, 1, rng));
+  BatchNorm1d bn(C, BatchNormOptions{0.1f, 1e-4f, true});
+  bn.weight.copy_from(sbn.weight);
+  bn.bias.copy_from(sbn.bias);
+  const auto y = sbn(x).to_vector();
+  const auto yf = bn(x).to_vector();
+  const auto xv = x.to_vector(), gv = sbn.weight.to_vector(), bv = sbn.bias.to_vector();
+  for (int64_t c = 0; c < C; ++c) {
+    double mu = 0;
+    for (int64_t n = 0; n < N; ++n) mu += xv[n * C + c];
+    mu /= N;
+    double V = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float cv = (float)(xv[n * C + c] - mu);
+      V += (double)cv * ap2(cv);
+    }
+    V /= N;
+    const float s = ap2((float)(1.0 / std::sqrt(V + 1e-4)));
+    const float gp = ap2(gv[c]);
+    // running statistics from the shift variance (unbiased), PyTorch momentum
+    CHECK(sbn.running_mean.data()[c] == doctest::Approx(0.1 * mu));
+    CHECK(sbn.running_var.data()[c] == doctest::Approx(0.9 + 0.1 * V * N / (N - 1)).epsilon(1e-5));
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t i = n * C + c;
+      const double expect = gp * s * (xv[i] - mu) + bv[c];
+      CHECK(y[i] == doctest::Approx(expect).epsilon(1e-5).scale(1.0));
+      // within 2^(+-1.25) of float batch norm (around beta)
+      const double d = y[i] - bv[c], df = yf[i] - bv[c];
+      if (std::fabs(df) > 1e-3) {
+        CHECK(d * df > 0);
+        CHECK(std::fabs(d / df) <= std::pow(2.0, 1.25) + 1e-4);
+        CHECK(std::fabs(d / df) >= std::pow(2.0, -1.25) - 1e-4);
+      }
+    }
+  }
+  // evaluation: AP2(gamma) (x - running_mean) AP2(1/sqrt(running_var + eps)) + beta
+  sbn.eval();
+  const auto ye = sbn(x).to_vector();
+  for (int64_t c = 0; c < C; ++c) {
+    const float rm = sbn.running_mean.data()[c], rv = sbn.running_var.data()[c];
+    const float s = ap2(1.0f / std::sqrt(rv + 1e-4f));
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t i = n * C + c;
+      CHECK(ye[i] == doctest::Approx(ap2(gv[c]) * s * (xv[i] - rm) + bv[c]).epsilon(1e-5).scale(1.0));
+    }
+  }
+  CHECK_THROWS_WITH_AS(sbn(Tensor::zeros({2, 3, 4, 4})), doctest::Contains("expected [N, 6]"), Error);
+}
+
+TEST_CASE("ShiftBatchNorm gradient = central differences of the AP2-frozen (straight-through) function") {
+  Rng rng(41);
+  const int64_t N = 7, C = 4;
+  const double eps = 1e-4;
+  for (bool train : {true, false}) {
+    ShiftBatchNorm sbn(C, BatchNormOptions{0.1f, (float)eps, true});
+    sbn.weight.copy_from(Tensor::uniform({C}, -1.8f, 1.8f, rng));
+    sbn.bias.copy_from(Tensor::uniform({C}, -1, 1, rng));
+    sbn.running_mean.copy_from(Tensor::uniform({C}, -0.5f, 0.5f, rng));
+    sbn.running_var.copy_from(Tensor::uniform({C}, 0.5f, 2.0f, rng));
+    sbn.train(train);
+    Tensor x = Tensor::uniform({N, C}, -2, 2, rng);
+    x.set_requires_grad(true);
+    const auto rm0 = sbn.running_mean.to_vector(), rv0 = sbn.running_var.to_vector();
+    Tensor y = sbn(x);
+    Tensor R = Tensor::uniform({N, C}, -1, 1, rng);
+    y.backward(R);
+    const auto xv = x.to_vector(), gv = sbn.weight.to_vector(), bv = sbn.bias.to_vector(), Rv = R.to_vector();
+
+    // Freeze the AP2 offsets at this point (computed the way the layer does, in float).
+    ShiftRef ref{N, C, eps, std::vector<double>(N * C, 0.0), std::vector<double>(C), std::vector<double>(C)};
+    std::vector<double> mean_used(C), inv_used(C);
+    for (int64_t c = 0; c < C; ++c) {
+      if (train) {
+        double acc = 0;
+        for (int64_t n = 0; n < N; ++n) acc += xv[n * C + c];
+        const float mu = (float)(acc / N);
+        double V = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          const float cv = xv[n * C + c] - mu;
+          ref.dC[n * C + c] = (double)ap2(cv) - cv;
+          V += (double)cv * ap2(cv);
+        }
+        const float inv = 1.0f / std::sqrt((float)(V / N) + (float)eps);
+        ref.ds[c] = (double)ap2(inv) - inv;
+      }
+      ref.dg[c] = (double)ap2(gv[c]) - gv[c];
+    }
+    std::vector<double> xd(xv.begin(), xv.end()), gd(gv.begin(), gv.end()), bd(bv.begin(), bv.end());
+    // evaluation mode reference: constants from the running statistics
+    auto eval_forward = [&](const std::vector<double>& xx, const std::vector<double>& g, const std::vector<double>& b) {
+      std::vector<double> out(N * C);
+      for (int64_t c = 0; c < C; ++c) {
+        const double s = ap2(1.0f / std::sqrt(rv0[c] + (float)eps));
+        for (int64_t n = 0; n < N; ++n)
+          out[n * C + c] = (g[c] + ref.dg[c]) * (xx[n * C + c] - rm0[c]) * s + b[c];
+      }
+      return out;
+    };
+    auto L = [&](const std::vector<double>& xx, const std::vector<double>& g, const std::vector<double>& b) {
+      const auto out = train ? ref.forward(xx, g, b) : eval_forward(xx, g, b);
+      double s = 0;
+      for (int64_t i = 0; i < N * C; ++i) s += out[i] * Rv[i];
+      return s;
+    };
+    // the frozen function reproduces the layer's output at this point
+    const auto y0 = train ? ref.forward(xd, gd, bd) : eval_forward(xd, gd, bd);
+    const auto yv = y.to_vector();
+    for (int64_t i = 0; i < N * C; ++i) CHECK(yv[i] == doctest::Approx(y0[i]).epsilon(1e-5).scale(1.0));
+
+    const double h = 1e-5;
+    auto fd = [&](std::vector<double>& v, size_t i) {
+      const double old = v[i];
+      v[i] = old + h;
+      const double lp = L(xd, gd, bd);
+      v[i] = old - h;
+      const double lm = L(xd, gd, bd);
+      v[i] = old;
+      return (lp - lm) / (2 * h);
+    };
+    const auto dx = x.grad().to_vector(), dg = sbn.weight.grad().to_vector(), db = sbn.bias.grad().to_vector();
+    for (size_t i = 0; i < xd.size(); ++i)
+      CHECK_MESSAGE(dx[i] == doctest::Approx(fd(xd, i)).epsilon(1e-3).scale(1.0), "train " << train << " dx " << i);
+    for (int64_t c = 0; c < C; ++c) {
+      CHECK(dg[c] == doctest::Approx(fd(gd, c)).epsilon(1e-3).scale(1.0));
+      CHECK(db[c] == doctest::Approx(fd(bd, c)).epsilon(1e-3).scale(1.0));
+    }
+  }
+}
+
+// ---- summaries -----------------------------------------------------------------------------------
+
+TEST_CASE("summary: BinaryLinear 784 -> 256 is 200704 weights at 1 bit = 25088 bytes; BN stays 32-bit") {
+  Rng rng(1);
+  Sequential m;
+  m.add(std::make_shared<BinaryLinear>(784, 256, rng, BinaryLinearOptions{false}));  // first layer: real input
+  m.add(std::make_shared<BatchNorm1d>(256));
+  m.add(std::make_shared<BinaryLinear>(256, 10, rng));
+  const auto rows = summarize(m);
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0].type == "BinaryLinear");
+  CHECK(rows[0].params == 200704);
+  CHECK(rows[0].quant_params == 200704);
+  CHECK(rows[0].weight_bits == 1);
+  CHECK(rows[0].input_bits == 32);
+  CHECK(rows[0].bytes_fp32() == 802816);
+  CHECK(rows[0].bytes_packed() == 25088.0);
+  CHECK(rows[1].params == 512);
+  CHECK(rows[1].quant_params == 0);
+  CHECK(rows[1].bytes_packed() == 2048.0);
+  CHECK(rows[2].input_bits == 1);
+  CHECK(rows[2].bytes_packed() == 320.0);
+  const std::string table = summary_table(m);
+  CHECK(table.find("BinaryLinear") != std::string::npos);
+
+  // k-bit weights with a bias: the bias stays fp32
+  QuantLinearOptions o;
+  o.weight_quantizer = std::make_shared<Uniform>(2, 1.0f);
+  o.input_quantizer = std::make_shared<Uniform>(4, 1.0f);
+  o.weight_constraint = Clip{};
+  o.bias = true;
+  QuantLinear q(100, 10, rng, o);
+  const auto r = q.summary_row();
+  CHECK(r.params == 1010);
+  CHECK(r.quant_params == 1000);
+  CHECK(r.weight_bits == 2);
+  CHECK(r.input_bits == 4);
+  CHECK(r.bytes_packed() == 1000 * 2 / 8.0 + 10 * 4.0);
+  // identity weight quantizer = full precision
+  QuantLinearOptions o32;
+  o32.weight_quantizer = std::make_shared<Uniform>(32, 1.0f);
+  const auto r32 = QuantLinear(5, 5, rng, o32).summary_row();
+  CHECK(r32.quant_params == 0);
+  CHECK(r32.weight_bits == 32);
+}
+
+TEST_CASE("the seed report's TinyModel: honest size 917544 bytes, not 25.296936 MB / 32") {
+  Rng rng(1);
+  Sequential m;
+  QuantLinearOptions h1;
+  h1.weight_quantizer = std::make_shared<Sign>();
+  h1.weight_constraint = Clip{};
+  h1.bias = true;
+  m.add(std::make_shared<QuantLinear>(1024, 2048, rng, h1));
+  m.add(std::make_shared<BatchNorm1d>(2048));
+  QuantLinearOptions h2 = h1;
+  h2.input_quantizer = std::make_shared<Sign>();
+  m.add(std::make_shared<QuantLinear>(2048, 2048, rng, h2));
+  m.add(std::make_shared<BatchNorm1d>(2048));
+  QuantLinearOptions cls;
+  cls.input_quantizer = std::make_shared<Sign>();
+  cls.bias = true;
+  m.add(std::make_shared<QuantLinear>(2048, 10, rng, cls));
+  int64_t params = 0;
+  double fp = 0, packed = 0;
+  for (const auto& r : summarize(m)) {
+    params += r.params;
+    fp += r.bytes_fp32();
+    packed += r.bytes_packed();
+  }
+  CHECK(params == 6324234);
+  CHECK(fp == 25296936.0);
+  CHECK(packed == 917544.0);  // 6291456 weights / 8 + 32778 fp32 values * 4
+  CHECK(fp / 32 == doctest::Approx(790529.25));  // the report's "0.79053 MB"
+}
+
+// ---- quant_mlp ---------------------------------------------------------------------------------------
+
+TEST_CASE("quant_mlp: layouts, train/eval, a training step reaches every latent weight") {
+  Rng rng(8);
+  QuantMLPOptions o;
+  o.hidden = {32, 16};
+  o.dropout_in = 0.2f;
+  o.dropout_hidden = 0.5f;
+  auto m = quant_mlp(20, 4, rng, o);
+  std::vector<std::string> types;
+  for (const auto& r : summarize(*m)) types.push_back(r.type);
+  CHECK(types == std::vector<std::string>{"Dropout", "QuantLinear", "BatchNorm1d", "QuantAct", "Dropout",
+                                          "QuantLinear", "BatchNorm1d", "QuantAct", "Dropout", "QuantLinear",
+                                          "BatchNorm1d"});
+  Tensor x = Tensor::uniform({8, 20}, -1, 1, rng);
+  std::vector<int32_t> labels{0, 1, 2, 3, 0, 1, 2, 3};
+  Tensor loss = squared_hinge((*m)(x), labels);
+  loss.backward();
+  for (auto& [name, p] : m->named_parameters()) {
+    CHECK_MESSAGE(p.has_grad(), name);
+    if (p.ndim() == 2) {
+      CHECK(p.param_attrs_if()->constraint_name == "clip[-1, 1]");
+      CHECK(p.param_attrs_if()->lr_scale > 1.0f);
+    }
+  }
+  m->eval();
+  const auto a = (*m)(x).to_vector();
+  CHECK(a == (*m)(x).to_vector());  // deterministic in eval
+
+  // larq-style: the activation quantizer inside the next QuantLinear
+  QuantMLPOptions l;
+  l.hidden = {32, 16};
+  l.act_in_linear = true;
+  l.weight_bits = 2;
+  l.surrogate = Surrogate::tanh(3);
+  l.shift_bn = true;
+  auto ml = quant_mlp(20, 4, rng, l);
+  const auto rows = summarize(*ml);
+  REQUIRE(rows.size() == 6);
+  CHECK(rows[0].input_bits == 32);
+  CHECK(rows[2].input_bits == 1);
+  CHECK(rows[4].input_bits == 1);
+  CHECK(rows[2].weight_bits == 2);
+  CHECK(rows[1].type == "ShiftBatchNorm1d");
+  squared_hinge((*ml)(x), labels).backward();
+  for (auto& [name, p] : ml->named_parameters()) CHECK_MESSAGE(p.has_grad(), name);
+
+  // stochastic weights; full-precision activations use HardTanh
+  QuantMLPOptions s;
+  s.hidden = {8};
+  s.stochastic_weights = true;
+  s.act_bits = 32;
+  auto ms = quant_mlp(20, 4, rng, s);
+  CHECK(summarize(*ms)[2].type == "HardTanh");
+
+  QuantMLPOptions bad;
+  bad.act_in_linear = true;
+  bad.dropout_hidden = 0.5f;
+  CHECK_THROWS_WITH_AS(quant_mlp(20, 4, rng, bad), doctest::Contains("act_in_linear"), Error);
+  QuantMLPOptions bad2;
+  bad2.weight_bits = 0;
+  CHECK_THROWS_WITH_AS(quant_mlp(20, 4, rng, bad2), doctest::Contains("weight_bits"), Error);
+  QuantMLPOptions bad3;
+  bad3.act_bits = 2;
+  bad3.stochastic_acts = true;
+  CHECK_THROWS_WITH_AS(quant_mlp(20, 4, rng, bad3), doctest::Contains("1 bit only"), Error);
+}
