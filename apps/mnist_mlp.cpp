@@ -80,7 +80,7 @@ int run(Options& o) {
   if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   kernels::set_num_threads(o.threads);
   const app::LossKind loss_kind = app::parse_loss(o.loss);
-  app::validate(m);
+  app::resolve_defaults(m);
 
   std::printf("# qnn mnist_mlp | %s\n", kernels::blas_info());
   std::printf("# config %s\n", config_json(o).dump().c_str());
@@ -228,8 +228,17 @@ int main(int argc, char** argv) {
   cli.add_option("--lr-end", o.lr_end, "final learning rate of the decay (default lr/10 fp, 3e-7 bnn/qnn)");
   cli.add_option("--schedule", o.schedule, "exponential | cosine | step | constant")->capture_default_str();
   cli.add_option("--loss", o.loss, "xent | sqhinge (default xent fp, sqhinge bnn/qnn)");
-  cli.add_option("--dropout", m.dropout, "dropout after each hidden block")->capture_default_str();
-  cli.add_option("--input-dropout", m.input_dropout, "dropout on the input pixels")->capture_default_str();
+  cli.add_option("--dropout", m.dropout, "dropout after each hidden block (default 0.2 fp, 0 bnn/qnn)");
+  cli.add_option("--input-dropout", m.input_dropout, "dropout on the input pixels (default 0 fp, 0.2 bnn/qnn)");
+  cli.add_option("--wbits", m.wbits, "qnn: weight bits, 1..16 or 32 (bnn: 1)");
+  cli.add_option("--abits", m.abits, "qnn: activation bits, 1..16 or 32 (bnn: 1)");
+  cli.add_option("--surrogate", m.surrogate, "pseudo-gradient: hardtanh | ste:C | tanh:K | periodic:K | identity")
+      ->capture_default_str();
+  cli.add_option("--binarize", m.binarize, "det | stoch (stochastic sign, 1-bit activations)")->capture_default_str();
+  cli.add_flag("--shift-bn", m.shift_bn, "shift-based batch norm (AP2), quantized models");
+  cli.add_option("--lr-scale", m.lr_scale, "1: Courbariaux's per-layer LR scale (default on for bnn/qnn), 0: off");
+  cli.add_option("--bn-eps", m.bn_eps, "batch-norm epsilon (default 1e-5 fp, 1e-4 bnn/qnn)");
+  cli.add_option("--bn-momentum", m.bn_momentum, "batch-norm running-average momentum")->capture_default_str();
   cli.add_option("--val", o.val, "validation images taken from the end of the training set")->capture_default_str();
   cli.add_option("--patience", o.patience, "early stopping: epochs without validation-loss improvement (0 = off)")
       ->capture_default_str();

@@ -42,7 +42,20 @@ TEST_CASE("e2e: full-precision MLP, 2,000 MNIST images, 1 epoch, > 85% on 1,000 
   app::MlpConfig cfg;
   cfg.hidden = 256;
   cfg.layers = 2;
+  app::resolve_defaults(cfg);
   const double acc = train_and_score(cfg, 2000, 1000, 1, 1e-3f, 1e-3f, app::LossKind::xent, "adam");
   MESSAGE("fp MLP accuracy " << acc);
+  CHECK(acc > 0.85);
+}
+
+TEST_CASE("e2e: BNN (width 256), 5,000 MNIST images, 2 epochs, > 85% on 1,000 others") {
+  if (!have_mnist()) return;
+  app::MlpConfig cfg;
+  cfg.model = "bnn";
+  cfg.hidden = 256;
+  cfg.layers = 3;
+  app::resolve_defaults(cfg);
+  const double acc = train_and_score(cfg, 5000, 1000, 2, 3e-3f, 3e-4f, app::LossKind::sqhinge, "adam");
+  MESSAGE("BNN accuracy " << acc);
   CHECK(acc > 0.85);
 }

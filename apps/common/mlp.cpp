@@ -11,12 +11,45 @@
 #include "layers/basic.h"
 #include "layers/batchnorm.h"
 #include "layers/linear.h"
+#include "layers/quant/quant.h"
 
 namespace qnn::app {
 
 double now_seconds() {
   using namespace std::chrono;
   return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+void resolve_defaults(MlpConfig& c) {
+  const bool fp = c.model == "fp";
+  QNN_CHECK(fp || c.model == "bnn" || c.model == "qnn", "--model must be fp, bnn or qnn, got '" + c.model + "'");
+  if (c.model == "bnn") {
+    QNN_CHECK((c.wbits < 0 || c.wbits == 1) && (c.abits < 0 || c.abits == 1),
+              "--model bnn means 1-bit weights and activations; use --model qnn for --wbits/--abits");
+    c.wbits = c.abits = 1;
+  }
+  if (c.model == "qnn") {
+    if (c.wbits < 0) c.wbits = 2;
+    if (c.abits < 0) c.abits = 2;
+  }
+  if (fp) {
+    QNN_CHECK(c.wbits < 0 && c.abits < 0, "--wbits/--abits need --model qnn (or bnn)");
+    c.wbits = c.abits = 32;
+  }
+  auto bits_ok = [](int b) { return b == 32 || (b >= 1 && b <= 16); };
+  QNN_CHECK(bits_ok(c.wbits), "--wbits must be 1..16 or 32, got " + std::to_string(c.wbits));
+  QNN_CHECK(bits_ok(c.abits), "--abits must be 1..16 or 32, got " + std::to_string(c.abits));
+  QNN_CHECK(c.binarize == "det" || c.binarize == "stoch", "--binarize must be det or stoch, got '" + c.binarize + "'");
+  QNN_CHECK(c.binarize == "det" || c.abits == 1,
+            "--binarize stoch needs 1-bit activations (stochastic binarization has two levels), got --abits " +
+                std::to_string(c.abits));
+  QNN_CHECK(!(fp && c.shift_bn), "--shift-bn is for quantized models (--model bnn|qnn)");
+  parse_surrogate(c.surrogate);  // throws with a clear message on bad input
+  if (c.dropout < 0) c.dropout = fp ? 0.2f : 0.0f;
+  if (c.input_dropout < 0) c.input_dropout = fp ? 0.0f : 0.2f;
+  if (c.lr_scale < 0) c.lr_scale = fp ? 0 : 1;
+  if (c.bn_eps < 0) c.bn_eps = fp ? 1e-5f : 1e-4f;
+  validate(c);
 }
 
 void validate(const MlpConfig& c) {
@@ -30,9 +63,25 @@ void validate(const MlpConfig& c) {
 
 std::shared_ptr<Module> build_mlp(const MlpConfig& c, Rng& rng) {
   validate(c);
-  auto net = std::make_shared<Sequential>();
   BatchNormOptions bn{c.bn_momentum, c.bn_eps, true};
-  if (c.model != "fp") fail("--model " + c.model + ": quantized models are not wired into this build yet");
+  if (c.model != "fp") {
+    // The QNN paper's MLP: the activation quantizer sits in the next layer's
+    // input (larq style), so a hidden layer sees quantized inputs and weights.
+    QuantMLPOptions o;
+    o.hidden = std::vector<int64_t>(c.layers, c.hidden);
+    o.weight_bits = c.wbits;
+    o.act_bits = c.abits;
+    o.surrogate = parse_surrogate(c.surrogate);
+    o.stochastic_acts = c.binarize == "stoch";
+    o.dropout_in = c.input_dropout;
+    o.dropout_hidden = c.dropout;
+    o.act_in_linear = c.dropout == 0;
+    o.bn = bn;
+    o.shift_bn = c.shift_bn;
+    o.glorot_lr_scale = c.lr_scale > 0;
+    return quant_mlp(c.in, c.classes, rng, o);
+  }
+  auto net = std::make_shared<Sequential>();
   if (c.input_dropout > 0) net->add(std::make_shared<Dropout>(c.input_dropout, rng));
   int64_t fin = c.in;
   for (int64_t l = 0; l < c.layers; ++l) {

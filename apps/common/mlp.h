@@ -23,15 +23,21 @@ namespace qnn::app {
 struct MlpConfig {
   std::string model = "fp";  // fp | bnn | qnn
   int64_t in = 784, hidden = 2048, layers = 3, classes = 10;
-  float dropout = 0.2f;        // after each hidden block
-  float input_dropout = 0.0f;  // on the input pixels
-  int wbits = 32, abits = 32;  // qnn: bits of weights / activations (bnn: 1 / 1)
+  // Negative values mean "the model's default" (resolve_defaults fills them):
+  float dropout = -1;          // after each hidden block: fp 0.2, bnn/qnn 0
+  float input_dropout = -1;    // on the input pixels: fp 0, bnn/qnn 0.2 (Courbariaux)
+  int wbits = -1, abits = -1;  // bits of weights / activations: bnn 1/1, qnn 2/2, fp 32/32
   std::string surrogate = "hardtanh";
   std::string binarize = "det";  // det | stoch (1-bit activations only)
   bool shift_bn = false;
-  bool lr_scale = false;       // Courbariaux's per-layer LR scale
-  float bn_momentum = 0.1f, bn_eps = 1e-5f;
+  int lr_scale = -1;           // Courbariaux's per-layer LR scale: on for bnn/qnn
+  float bn_momentum = 0.1f;
+  float bn_eps = -1;           // fp 1e-5 (PyTorch), bnn/qnn 1e-4 (Courbariaux)
 };
+
+// Fill the "-1 = default" fields for c.model and check the combination;
+// throws qnn::Error naming the offending flag.
+void resolve_defaults(MlpConfig& c);
 
 // Throws qnn::Error for impossible combinations (e.g. wbits 0).
 void validate(const MlpConfig& c);
