@@ -85,10 +85,8 @@ int run(Options& o) {
   std::printf("# qnn mnist_mlp | %s\n", kernels::blas_info());
   std::printf("# config %s\n", config_json(o).dump().c_str());
 
-  MnistOptions mo;
-  if (o.limit_train > 0) mo.limit = o.limit_train;
-  Dataset train_full = load_mnist(o.data, "train", mo);
-  Dataset test = load_mnist(o.data, "test", MnistOptions{});
+  Dataset train_full = load_mnist(o.data, "train", app::mnist_options(o.limit_train > 0 ? o.limit_train : -1));
+  Dataset test = load_mnist(o.data, "test", app::mnist_options());
   QNN_CHECK(o.val < train_full.size(), "--val " + std::to_string(o.val) + " leaves no training images");
   auto [train, val] = split_tail(train_full, o.val);
   std::printf("# data %s: train %lld, validation %lld, test %lld\n", o.data.c_str(), (long long)train.size(),

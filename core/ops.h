@@ -10,6 +10,7 @@
 // [N, C] op [C], [N, C, H, W] op [1, C, 1, 1], or a scalar {} with anything.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -88,6 +89,20 @@ Tensor dropout(const Tensor& x, float p, bool training, Rng& rng);
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                   Tensor& running_mean, Tensor& running_var, bool training,
                   float momentum, float eps);
+
+// Batch norm at evaluation time is an affine map per channel,
+//   y = x * scale + shift,  scale = gamma * istd,  shift = beta - mean * scale,
+//   istd = 1 / sqrt(running_var + eps),
+// computed in exactly this float arithmetic (no FMA: the build uses
+// -ffp-contract=off). batch_norm() uses these two functions, and so does the
+// model exporter, so a deployed model's folded thresholds reproduce the
+// training framework's evaluation bit for bit.
+inline float batch_norm_istd(float running_var, float eps) { return 1.0f / std::sqrt(running_var + eps); }
+inline void batch_norm_fold(float gamma, float beta, float mean, float istd, float& scale, float& shift) {
+  scale = gamma * istd;
+  shift = beta - mean * scale;
+}
+inline float batch_norm_apply(float x, float scale, float shift) { return x * scale + shift; }
 
 // ---- metrics (no gradient) ---------------------------------------------------------
 std::vector<int32_t> argmax_rows(const Tensor& x);        // [N, C] -> N labels

@@ -105,7 +105,7 @@ void channel_affine(const float* x, float* y, const BNDims& d, const float* scal
     for (int64_t n = 0; n < N; ++n) {
       const float* r = x + n * C;
       float* o = y + n * C;
-      for (int64_t c = 0; c < C; ++c) o[c] = r[c] * scale[c] + shift[c];
+      for (int64_t c = 0; c < C; ++c) o[c] = batch_norm_apply(r[c], scale[c], shift[c]);
     }
   } else {
 #pragma omp parallel for if (N * C * HW > kParallelMin)
@@ -114,7 +114,7 @@ void channel_affine(const float* x, float* y, const BNDims& d, const float* scal
       const float s = scale[c], t = shift[c];
       const float* r = x + nc * HW;
       float* o = y + nc * HW;
-      for (int64_t i = 0; i < HW; ++i) o[i] = r[i] * s + t;
+      for (int64_t i = 0; i < HW; ++i) o[i] = batch_norm_apply(r[i], s, t);
     }
   }
 }
@@ -281,7 +281,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     const float* rv = running_var.data();
     for (int64_t c = 0; c < C; ++c) {
       mu[c] = rm[c];
-      istd[c] = 1.0f / std::sqrt(rv[c] + eps);
+      istd[c] = batch_norm_istd(rv[c], eps);
     }
   }
 
@@ -289,10 +289,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   std::vector<float> scale(C), shift(C);
   const float* pg = gamma.defined() ? gamma.data() : nullptr;
   const float* pb = beta.defined() ? beta.data() : nullptr;
-  for (int64_t c = 0; c < C; ++c) {
-    scale[c] = (pg ? pg[c] : 1.0f) * istd[c];
-    shift[c] = (pb ? pb[c] : 0.0f) - mu[c] * scale[c];
-  }
+  for (int64_t c = 0; c < C; ++c) batch_norm_fold(pg ? pg[c] : 1.0f, pb ? pb[c] : 0.0f, mu[c], istd[c], scale[c], shift[c]);
   Tensor out = Tensor::empty(xs);
   channel_affine(x.data(), out.data(), d, scale.data(), shift.data());
 

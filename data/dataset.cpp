@@ -55,6 +55,7 @@ float scale_pixel(uint8_t p, PixelScale scale) {
   switch (scale) {
     case PixelScale::MinusOneToOne: return (float)((double)p / 127.5 - 1.0);
     case PixelScale::ZeroToOne: return (float)((double)p / 255.0);
+    case PixelScale::OddOver256: return (float)(2 * (int)p - 255) / 256.0f;
   }
   fail("scale_pixel: unknown PixelScale");
 }

@@ -36,6 +36,12 @@ struct Dataset {
 enum class PixelScale {
   MinusOneToOne,  // p / 127.5 - 1: 0 -> -1, 255 -> +1 exactly (the BNN papers' choice)
   ZeroToOne,      // p / 255
+  // (2p - 255) / 256: odd multiples of 1/256 in [-255/256, 255/256], i.e.
+  // [-1, 1] up to a factor 255/256. Every value is exact in float, so a dot
+  // product with +-1 weights is an exact multiple of 1/256 in any summation
+  // order: training-time sgemm, and the 8-bit bit-plane XNOR kernel of a
+  // deployed model (2p - 255 = sum_i 2^i s_i with s_i = +-1), agree bit for bit.
+  OddOver256,
 };
 
 // Pixel p (0..255) under a scaling, computed in double then rounded once, so

@@ -22,7 +22,7 @@ static bool have_mnist() {
 static double train_and_score(app::MlpConfig cfg, int64_t n_train, int64_t n_test, int epochs, float lr,
                               float lr_end, app::LossKind loss, const std::string& optimizer) {
   kernels::set_num_threads(2);
-  Dataset all = load_mnist(mnist_dir(), "train");
+  Dataset all = load_mnist(mnist_dir(), "train", app::mnist_options());
   Dataset train = subset(all, 0, n_train);
   Dataset test = subset(all, all.size() - n_test, all.size());
   Rng rng(1);

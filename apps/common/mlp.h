@@ -20,6 +20,15 @@
 
 namespace qnn::app {
 
+// Input pixels as (2p - 255) / 256 (data/dataset.h explains why: exact
+// arithmetic shared by training and deployed bit-plane kernels).
+inline MnistOptions mnist_options(int64_t limit = -1) {
+  MnistOptions o;
+  o.scale = PixelScale::OddOver256;
+  o.limit = limit;
+  return o;
+}
+
 struct MlpConfig {
   std::string model = "fp";  // fp | bnn | qnn
   int64_t in = 784, hidden = 2048, layers = 3, classes = 10;
