@@ -1,0 +1,264 @@
+// apps/bench_kernels.cpp — speed of the binary / bit-serial GEMM kernels vs
+// OpenBLAS sgemm on the same shapes.
+//
+// For each shape MxNxK: C[M x N] = A[M x K] * B[N x K]^T (B = a Linear
+// layer's [out x in] weights). Every kernel is timed on data already in its
+// own format (floats for sgemm, packed bits for XNOR, bit planes for
+// bit-serial); packing time is reported separately ("pack A" = packing the
+// activations once, as a layer does per forward pass). Each measurement is the
+// median of --reps runs after one warm-up run. "gops" counts 2*M*N*K
+// operations for every kernel (one multiply + one add per term), so numbers
+// are comparable across kernels; "x sgemm" = sgemm median / kernel median.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <time.h>
+
+#include "kernels/bitpack.h"
+#include "kernels/bitserial.h"
+#include "kernels/isa.h"
+#include "kernels/sgemm.h"
+#include "kernels/xnor_gemm.h"
+
+namespace k = qnn::kernels;
+using json = nlohmann::json;
+
+namespace {
+
+struct Shape {
+  int64_t M, N, K;
+};
+
+std::vector<Shape> parse_shapes(const std::string& s) {
+  std::vector<Shape> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    long long m, n, kk;
+    char x1, x2;
+    std::stringstream is(item);
+    if (!(is >> m >> x1 >> n >> x2 >> kk) || (x1 != 'x' && x1 != 'X') || (x2 != 'x' && x2 != 'X') ||
+        m < 0 || n < 0 || kk < 0 || !is.eof())
+      throw std::invalid_argument("bad shape '" + item + "' (expected MxNxK, e.g. 100x4096x4096)");
+    out.push_back({m, n, kk});
+  }
+  if (out.empty()) throw std::invalid_argument("no shapes given");
+  return out;
+}
+
+double cpu_s() {  // CPU time of the whole process (all threads)
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> t) {
+  std::sort(t.begin(), t.end());
+  const size_t n = t.size();
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+struct Timing {
+  double wall = 0;  // median wall-clock seconds
+  double cpu = 0;   // median process CPU seconds (all threads)
+};
+
+// One warm-up run, then the median of `reps` timed runs.
+Timing time_median(const std::function<void()>& fn, int reps) {
+  fn();
+  std::vector<double> t, c;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = now_s(), c0 = cpu_s();
+    fn();
+    c.push_back(cpu_s() - c0);
+    t.push_back(now_s() - t0);
+  }
+  return {median(t), median(c)};
+}
+
+void write_json_atomic(const std::string& path, const json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) throw std::runtime_error("cannot write " + tmp);
+    f << j.dump(2) << "\n";
+    if (!f) throw std::runtime_error("write failed: " + tmp);
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{
+      "Benchmark qnn's bit kernels against OpenBLAS sgemm.\n"
+      "Measures C[M x N] = A[M x K] * B[N x K]^T per shape and kernel:\n"
+      "  sgemm          kernels::sgemm (OpenBLAS) on float data (trans_b)\n"
+      "  xnor-<isa>     xnor_gemm_i32 on pre-packed ±1 data, SIMD variant forced\n"
+      "                 (scalar, avx2, avx512; unsupported ones are skipped)\n"
+      "  bitserial-AxB  bitserial_gemm_i32, A-bit activations x B-bit weights,\n"
+      "                 best SIMD variant\n"
+      "Time = median of --reps runs after a warm-up; packing is excluded from the\n"
+      "kernel time and shown separately (pack A = activations, per forward pass).\n"
+      "gops = 2*M*N*K / seconds / 1e9 for every kernel (so 1000 gops = 1 T ops/s);\n"
+      "speed-up = sgemm seconds / kernel seconds at the same shape and threads.\n"
+      "cpu_ms = median process CPU time / threads: on a busy machine wall > cpu\n"
+      "shows time lost to other processes (with T > 1 it includes OpenMP spinning)."};
+  std::string shapes_arg = "1x4096x4096,100x2048x784,100x4096x4096,1000x4096x4096,4096x4096x4096";
+  int threads = 1, reps = 5;
+  std::string kernels_arg, json_path;
+  cli.add_option("--shapes", shapes_arg, "comma-separated MxNxK list")->capture_default_str();
+  cli.add_option("--threads", threads, "threads for every kernel (OpenMP + OpenBLAS)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cli.add_option("--reps", reps, "timed runs per measurement (median reported)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cli.add_option("--kernels", kernels_arg,
+                 "comma-separated subset of: sgemm,xnor-scalar,xnor-avx2,xnor-avx512,"
+                 "bitserial-2x2,bitserial-4x4 (default: all the CPU supports)");
+  cli.add_option("--json", json_path, "write the records as JSON to FILE (atomically)");
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+
+  try {
+    const std::vector<Shape> shapes = parse_shapes(shapes_arg);
+    const std::vector<std::string> all = {"sgemm",       "xnor-scalar",   "xnor-avx2",
+                                          "xnor-avx512", "bitserial-2x2", "bitserial-4x4"};
+    std::vector<std::string> wanted;
+    if (kernels_arg.empty()) {
+      wanted = all;
+    } else {
+      std::stringstream ss(kernels_arg);
+      std::string it;
+      while (std::getline(ss, it, ','))
+        if (!it.empty()) {
+          if (std::find(all.begin(), all.end(), it) == all.end())
+            throw std::invalid_argument("unknown kernel '" + it + "'");
+          wanted.push_back(it);
+        }
+    }
+    if (reps < 5) std::fprintf(stderr, "note: --reps %d < 5, medians are noisy\n", reps);
+    k::set_num_threads(threads);
+    const k::Isa best = k::best_isa();
+    std::printf("qnn bench_kernels | threads=%d reps=%d | best isa=%s | %s\n", threads, reps,
+                k::isa_name(best), k::blas_info());
+    std::printf("%-16s %6s %6s %6s %11s %10s %9s %9s %10s\n", "kernel", "M", "N", "K", "median_ms",
+                "gops", "x sgemm", "cpu_ms", "packA_ms");
+
+    json records = json::array();
+    std::mt19937 rng(12345);
+    std::uniform_real_distribution<float> U(-1.0f, 1.0f);
+    for (const Shape& s : shapes) {
+      const int64_t M = s.M, N = s.N, K = s.K;
+      std::vector<float> A(size_t(M * K)), B(size_t(N * K)), C(size_t(M * N));
+      for (float& v : A) v = U(rng);
+      for (float& v : B) v = U(rng);
+      k::PackedVector Ap = k::make_packed(M, K), Bp = k::make_packed(N, K);
+      k::pack_rows(A.data(), M, K, K, Ap.data());
+      k::pack_rows(B.data(), N, K, K, Bp.data());
+      std::vector<int32_t> Ci(size_t(M * N));
+      const double ops = 2.0 * double(M) * double(N) * double(K);
+      double sgemm_s = -1;
+
+      auto report = [&](const std::string& name, Timing tm, double pack_s) {
+        const double sec = tm.wall, cpu = tm.cpu / threads;
+        const double gops = sec > 0 ? ops / sec / 1e9 : 0.0;
+        json r = {{"kernel", name}, {"M", M}, {"N", N}, {"K", K}, {"threads", threads},
+                  {"seconds_median", sec}, {"gops", gops}, {"cpu_seconds_per_thread_median", cpu}};
+        if (sgemm_s > 0 && sec > 0) r["speedup_vs_sgemm"] = sgemm_s / sec;
+        if (pack_s >= 0) r["pack_a_seconds_median"] = pack_s;
+        records.push_back(r);
+        char sp[32] = "-", pk[32] = "-";
+        if (sgemm_s > 0 && sec > 0) std::snprintf(sp, sizeof sp, "%.1f", sgemm_s / sec);
+        if (pack_s >= 0) std::snprintf(pk, sizeof pk, "%.3f", pack_s * 1e3);
+        std::printf("%-16s %6lld %6lld %6lld %11.3f %10.1f %9s %9.3f %10s\n", name.c_str(),
+                    (long long)M, (long long)N, (long long)K, sec * 1e3, gops, sp, cpu * 1e3, pk);
+        std::fflush(stdout);
+      };
+
+      for (const std::string& name : wanted) {
+        if (name == "sgemm") {
+          const Timing tm = time_median(
+              [&] {
+                k::sgemm(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C.data(), N);
+              },
+              reps);
+          sgemm_s = tm.wall;
+          report(name, tm, -1);
+        } else if (name.rfind("xnor-", 0) == 0) {
+          const k::Isa isa = k::parse_isa(name.substr(5));
+          if (!k::isa_supported(isa)) {
+            std::printf("%-16s skipped: CPU lacks %s\n", name.c_str(), k::isa_name(isa));
+            continue;
+          }
+          k::set_isa(isa);
+          auto run = [&] { k::xnor_gemm_i32(Ap.data(), Bp.data(), M, N, K, Ci.data(), N); };
+          if (isa == k::Isa::scalar) {  // probe: skip if the whole measurement would take > ~30 s
+            const int64_t pm = std::min<int64_t>(M, 8);
+            const double t0 = now_s();
+            k::xnor_gemm_i32(Ap.data(), Bp.data(), pm, N, K, Ci.data(), N);
+            const double est = (now_s() - t0) * double(M) / double(std::max<int64_t>(pm, 1)) * (reps + 1);
+            if (est > 30.0) {
+              std::printf("%-16s skipped: estimated %.0f s for %d+1 runs (> 30 s)\n", name.c_str(),
+                          est, reps);
+              k::set_isa(best);
+              continue;
+            }
+          }
+          const Timing tm = time_median(run, reps);
+          const double pack_s =
+              time_median([&] { k::pack_rows(A.data(), M, K, K, Ap.data()); }, reps).wall;
+          report(name, tm, pack_s);
+          k::set_isa(best);
+        } else {  // bitserial-AxB
+          const int ab = name[10] - '0', bb = name[12] - '0';
+          k::PackedVector Aq(size_t(k::plane_packed_words(M, K, ab)));
+          k::PackedVector Bq(size_t(k::plane_packed_words(N, K, bb)));
+          k::quantize_pack_planes(B.data(), N, K, K, bb, 1.0f, Bq.data());
+          auto packA = [&] { k::quantize_pack_planes(A.data(), M, K, K, ab, 1.0f, Aq.data()); };
+          packA();
+          const Timing tm = time_median(
+              [&] { k::bitserial_gemm_i32(Aq.data(), ab, Bq.data(), bb, M, N, K, Ci.data(), N); },
+              reps);
+          report(name, tm, time_median(packA, reps).wall);
+        }
+      }
+    }
+    if (!json_path.empty()) {
+      json j = {{"benchmark", "bench_kernels"},
+                {"threads", threads},
+                {"reps", reps},
+                {"best_isa", k::isa_name(best)},
+                {"blas", k::blas_info()},
+                {"ops_counted", "2*M*N*K"},
+                {"records", records}};
+      write_json_atomic(json_path, j);
+      std::printf("wrote %s\n", json_path.c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_kernels: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
