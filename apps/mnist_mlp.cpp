@@ -211,6 +211,7 @@ int run(Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress interleaves sensibly with stderr
   Options o;
   auto& m = o.mlp;
   CLI::App cli{"Train and evaluate an MLP on MNIST / Fashion-MNIST, full precision or binarized (qnn)."};
@@ -256,6 +257,7 @@ int main(int argc, char** argv) {
   try {
     return run(o);
   } catch (const std::exception& e) {
+    std::fflush(stdout);
     std::fprintf(stderr, "\nmnist_mlp: error: %s\n", e.what());
     return 1;
   }

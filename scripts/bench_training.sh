@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# scripts/bench_training.sh — training throughput of qnn vs the PyTorch reference,
+# in one run, on the same machine and data.
+#
+#   scripts/bench_training.sh [--peer PATH/torch_mnist.py] [--threads 2] [--epochs 1] [--out runs/bench_training.json]
+#
+# Runs, for the MNIST MLP 784-2048-2048-2048-10 (batch 100):
+#   qnn  fp  and qnn bnn           (build/apps/mnist_mlp, --epochs N)
+#   torch fp and torch bnn         (the peer script, if given and python3-torch is installed;
+#                                   fp in its fastest setting: 1 torch thread, N OpenBLAS threads)
+# and writes images/s for each plus the ratios qnn/torch as JSON. Timing runs
+# unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (see the team's env notes).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PEER=""; THREADS=2; EPOCHS=1; OUT="runs/bench_training.json"; EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --peer) PEER="$2"; shift 2 ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    --epochs) EPOCHS="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "bench_training: unknown argument '$1' (see --help)" >&2; exit 1 ;;
+  esac
+done
+mkdir -p "$(dirname "$OUT")"
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+E=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+
+qnn_ips() {  # model -> images/s of the last epoch
+  "${E[@]}" build/apps/mnist_mlp --model "$1" --epochs "$EPOCHS" --threads "$THREADS" --seed 1 \
+     --json "$TMP/qnn_$1.json" "${EXTRA[@]}" >"$TMP/qnn_$1.log" 2>/dev/null
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['epochs'][-1]['images_per_s'])" "$TMP/qnn_$1.json"
+}
+torch_ips() {  # model extra-args -> images/s of the last epoch
+  local m=$1; shift
+  "${E[@]}" /usr/bin/python3 "$PEER" --data datasets/mnist --model "$m" --hidden 2048 --layers 3 \
+     --epochs "$EPOCHS" --threads "$THREADS" --reps 1 --b1-images 200 "$@" >"$TMP/torch_$m.log" 2>&1
+  grep '^epoch' "$TMP/torch_$m.log" | tail -n 1 | sed -E 's/.*train_img_per_s=([0-9.]+).*/\1/'
+}
+
+echo "qnn fp ..." >&2;  QFP=$(qnn_ips fp)
+echo "qnn bnn ..." >&2; QBNN=$(qnn_ips bnn)
+TFP=null; TBNN=null
+if [ -n "$PEER" ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  echo "torch fp ..." >&2;  TFP=$(torch_ips fp --omp-threads 1)
+  echo "torch bnn ..." >&2; TBNN=$(torch_ips bnn)
+fi
+python3 - "$OUT" "$QFP" "$QBNN" "$TFP" "$TBNN" "$THREADS" "$EPOCHS" <<'PY'
+import json, sys
+out, qfp, qbnn, tfp, tbnn, threads, epochs = sys.argv[1:]
+f = lambda s: None if s == "null" else float(s)
+qfp, qbnn, tfp, tbnn = map(f, (qfp, qbnn, tfp, tbnn))
+r = {"threads": int(threads), "epochs": int(epochs), "batch": 100, "model": "784-2048-2048-2048-10",
+     "qnn_fp_images_per_s": qfp, "qnn_bnn_images_per_s": qbnn,
+     "torch_fp_images_per_s": tfp, "torch_bnn_images_per_s": tbnn,
+     "fp_speedup_vs_torch": qfp / tfp if tfp else None, "bnn_speedup_vs_torch": qbnn / tbnn if tbnn else None}
+open(out + ".tmp", "w").write(json.dumps(r, indent=2) + "\n")
+import os; os.replace(out + ".tmp", out)
+print(json.dumps(r, indent=2))
+PY
