@@ -350,9 +350,8 @@ json train_run(const Options& o, const RunSpec& r, const Data& d, const std::str
         best = snapshot(*model);
       }
     }
-  } catch (const std::exception& e) {
+  } catch (const app::Diverged& e) {
     const std::string msg = e.what();
-    if (msg.find("diverged") == std::string::npos) throw;
     if (isatty(2)) std::fputc('\n', stderr);  // end the progress line the throw cut short
     run["status"] = "diverged";
     run["error"] = msg;

@@ -120,7 +120,7 @@ EpochStats train_epoch(Module& model, Optimizer& opt, const DataLoader& loader, 
     Tensor loss = compute_loss(loss_kind, logits, b.y);
     const float lv = loss.item();
     if (!std::isfinite(lv))
-      fail("training diverged: the loss is " + std::string(std::isnan(lv) ? "NaN" : "infinite") + " at epoch " +
+      throw Diverged("training diverged: the loss is " + std::string(std::isnan(lv) ? "NaN" : "infinite") + " at epoch " +
            std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) + " (try a lower --lr)");
     correct += count_correct(logits, b.y);
     opt.zero_grad();

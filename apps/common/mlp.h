@@ -56,6 +56,12 @@ enum class LossKind { xent, sqhinge };
 LossKind parse_loss(const std::string& s);
 Tensor compute_loss(LossKind k, const Tensor& logits, const std::vector<int32_t>& y);
 
+// Thrown by train_epoch when the loss becomes NaN or infinite, so callers
+// (e.g. the sweep) can record a diverged run and go on.
+struct Diverged : Error {
+  using Error::Error;
+};
+
 struct EpochStats {
   double loss = 0, acc = 0, seconds = 0, images_per_s = 0;
   int64_t images = 0;
