@@ -3,6 +3,13 @@
 //
 //   build/apps/mnist_mlp --hidden 2048 --layers 3 --epochs 3 --threads 2 --seed 1
 //   build/apps/mnist_mlp --model bnn --epochs 30
+//   build/apps/mnist_mlp --model bnn --epochs 0 --profile-steps 30 --kernels off
+//
+// --kernels on|off (default: env QNN_QUANT_KERNELS, else on): quantized
+// layers compute with the XNOR / bit-serial kernels and fused ops
+// (layers/quant/binary_linear_op.h). Identical results either way — same loss
+// at every step, same weights — only speed and activation memory differ; the
+// run header lists each layer's path and what its backward keeps.
 //
 // Protocol (as in the paper): the last 10,000 training images validate; the
 // model of the best-validation epoch is the one tested, saved and exported.
@@ -18,7 +25,10 @@
 #include "apps/common/mlp.h"
 #include "core/fileio.h"
 #include "core/serialize.h"
+#include "kernels/isa.h"
 #include "kernels/sgemm.h"
+#include "layers/quant/quant.h"
+#include "layers/quant/export.h"
 #include "optim/optim.h"
 
 using namespace qnn;
@@ -41,6 +51,7 @@ struct Options {
   int64_t val = 10000;
   int patience = 0;            // 0 = no early stopping
   std::string json_path, save_path, load_path;
+  std::string export_path;     // --export: deployable packed model (.qnnx)
   bool eval_only = false;
   int64_t limit_train = -1;
   int profile_steps = 0;
@@ -54,7 +65,38 @@ json config_json(const Options& o) {
               {"dropout", m.dropout}, {"input_dropout", m.input_dropout}, {"epochs", o.epochs},
               {"batch", o.batch}, {"optimizer", o.optimizer}, {"lr", o.lr}, {"lr_end", o.lr_end},
               {"schedule", o.schedule}, {"loss", o.loss}, {"seed", o.seed}, {"threads", o.threads},
-              {"val", o.val}, {"patience", o.patience}, {"bn_momentum", m.bn_momentum}, {"bn_eps", m.bn_eps}};
+              {"val", o.val}, {"patience", o.patience}, {"bn_momentum", m.bn_momentum}, {"bn_eps", m.bn_eps},
+              {"kernels", m.kernels < 0 ? "default" : m.kernels ? "on" : "off"}};
+}
+
+// --kernels: which QuantLinear layers compute with the bit-packed kernels, and
+// what their backward keeps per training step (batch N) with and without them.
+void print_kernel_paths(Module& model, bool on, int64_t N) {
+  std::vector<QuantLinear*> ql;
+  std::vector<Module*> stack{&model};
+  while (!stack.empty()) {
+    Module* m = stack.back();
+    stack.pop_back();
+    if (auto* q = dynamic_cast<QuantLinear*>(m)) ql.push_back(q);
+    const auto& ch = m->children();
+    for (auto it = ch.rbegin(); it != ch.rend(); ++it) stack.push_back(it->second.get());
+  }
+  if (ql.empty()) return;
+  model.train(true);
+  std::printf("# kernels %s (isa %s):", on ? "on" : "off", kernels::isa_name(kernels::active_isa()));
+  for (QuantLinear* q : ql)
+    std::printf(" %lldx%lld:%s", (long long)q->in_features(), (long long)q->out_features(),
+                QuantLinear::path_name(q->kernel_path()));
+  std::printf("\n");
+  for (QuantLinear* q : ql) {
+    if (q->kernel_path() != QuantLinear::KernelPath::binary && q->kernel_path() != QuantLinear::KernelPath::sign_weight)
+      continue;
+    const SavedBytes u = q->saved_bytes(N, false), f = q->saved_bytes(N, true);
+    std::printf("#   %lldx%lld saved for backward at batch %lld: activations %.1f KiB float -> %.1f KiB packed, "
+                "weights %.1f KiB float -> %.1f KiB packed%s\n",
+                (long long)q->in_features(), (long long)q->out_features(), (long long)N, u.activation / 1024.0,
+                f.activation / 1024.0, u.weight / 1024.0, f.weight / 1024.0, on ? "" : " (not in use: --kernels off)");
+  }
 }
 
 // Copy of a model's state, to come back to the best-validation epoch.
@@ -101,7 +143,9 @@ int run(Options& o) {
     assign_tensors(st, load_tensors(o.load_path), o.load_path);
     std::printf("# loaded %s\n", o.load_path.c_str());
   }
+  if (!o.export_path.empty()) export_model(*model);  // --export: refuse unsupported models before training
   std::printf("\n%s\n", summary_table(*model).c_str());
+  print_kernel_paths(*model, m.kernels == 1, o.batch);
   const auto rows = summarize(*model);
   double bytes_packed = 0;
   int64_t params = model->num_parameters();
@@ -199,6 +243,19 @@ int run(Options& o) {
     save_tensors(o.save_path, model->state());
     std::printf("# saved %s\n", o.save_path.c_str());
   }
+  if (!o.export_path.empty()) {
+    // --export: the tested (best-validation) model as a packed .qnnx file for
+    // apps/qnn_infer (layers/quant/export.h); pixels are scaled as trained.
+    const PixelScale ps = app::mnist_options().scale;
+    QNN_CHECK(ps == PixelScale::OddOver256, "--export: the packed format expects (2p-255)/256 pixel scaling");
+    ExportOptions eo;
+    eo.input_dims = {m.in};
+    eo.input_scale = kernels::InputScale::odd_over_256;
+    const int64_t bytes = export_model_file(*model, o.export_path, eo);
+    std::printf("# exported %s: %lld bytes (%.3f MiB, %.1fx smaller than fp32 parameters)\n", o.export_path.c_str(),
+                (long long)bytes, bytes / 1048576.0, params * 4.0 / bytes);
+    out["export"] = {{"path", o.export_path}, {"bytes", bytes}};
+  }
   out["best_epoch"] = best_epoch;
   out["best_val_acc"] = best_val < 0 ? json(nullptr) : json(best_val);
   out["test_acc"] = ts.acc;
@@ -238,6 +295,11 @@ int main(int argc, char** argv) {
   cli.add_option("--lr-scale", m.lr_scale, "1: Courbariaux's per-layer LR scale (default on for bnn/qnn), 0: off");
   cli.add_option("--bn-eps", m.bn_eps, "batch-norm epsilon (default 1e-5 fp, 1e-4 bnn/qnn)");
   cli.add_option("--bn-momentum", m.bn_momentum, "batch-norm running-average momentum")->capture_default_str();
+  cli.add_option_function<std::string>(
+         "--kernels", [&m](const std::string& v) { m.kernels = v == "on" ? 1 : 0; },
+         "on | off: bit-packed kernels / fused ops for quantized layers (identical results; default: env "
+         "QNN_QUANT_KERNELS, else on)")
+      ->check(CLI::IsMember({"on", "off"}));
   cli.add_option("--val", o.val, "validation images taken from the end of the training set")->capture_default_str();
   cli.add_option("--patience", o.patience, "early stopping: epochs without validation-loss improvement (0 = off)")
       ->capture_default_str();
@@ -247,6 +309,7 @@ int main(int argc, char** argv) {
   cli.add_option("--json", o.json_path, "write config, per-epoch metrics and results as JSON");
   cli.add_option("--save", o.save_path, "save the best-validation model (checkpoint)");
   cli.add_option("--load", o.load_path, "load a checkpoint before training / evaluation");
+  cli.add_option("--export", o.export_path, "write the tested model as a packed .qnnx file (run it with qnn_infer)");
   cli.add_option("--profile-steps", o.profile_steps, "time forward/backward/optimizer over N steps first");
   cli.add_flag("--eval-only", o.eval_only, "only evaluate (with --load)");
   try {

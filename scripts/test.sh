@@ -11,7 +11,7 @@ scripts/fetch_data.sh mnist || echo "test: MNIST could not be fetched; the end-t
 
 passed=0; failed=0; status=0
 for t in build/tests/test_*; do
-  [ -x "$t" ] || continue
+  [ -f "$t" ] && [ -x "$t" ] || continue
   echo "=== $(basename "$t")"
   out=$("$t" 2>&1); rc=$?
   echo "$out" | tail -n 40

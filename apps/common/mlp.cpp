@@ -49,6 +49,7 @@ void resolve_defaults(MlpConfig& c) {
   if (c.input_dropout < 0) c.input_dropout = fp ? 0.0f : 0.2f;
   if (c.lr_scale < 0) c.lr_scale = fp ? 0 : 1;
   if (c.bn_eps < 0) c.bn_eps = fp ? 1e-5f : 1e-4f;
+  if (c.kernels < 0) c.kernels = quant_kernels_default() ? 1 : 0;  // QNN_QUANT_KERNELS
   validate(c);
 }
 
@@ -79,7 +80,9 @@ std::shared_ptr<Module> build_mlp(const MlpConfig& c, Rng& rng) {
     o.bn = bn;
     o.shift_bn = c.shift_bn;
     o.glorot_lr_scale = c.lr_scale > 0;
-    return quant_mlp(c.in, c.classes, rng, o);
+    auto net = quant_mlp(c.in, c.classes, rng, o);
+    if (c.kernels >= 0) set_quant_kernels(*net, c.kernels == 1);  // per layer, not process-wide
+    return net;
   }
   auto net = std::make_shared<Sequential>();
   if (c.input_dropout > 0) net->add(std::make_shared<Dropout>(c.input_dropout, rng));

@@ -42,6 +42,12 @@ struct MlpConfig {
   int lr_scale = -1;           // Courbariaux's per-layer LR scale: on for bnn/qnn
   float bn_momentum = 0.1f;
   float bn_eps = -1;           // fp 1e-5 (PyTorch), bnn/qnn 1e-4 (Courbariaux)
+  // bnn/qnn: compute quantized products with the bit-packed kernels and
+  // fused ops (layers/quant/binary_linear_op.h): 1 on, 0 off, -1 the process
+  // default (env QNN_QUANT_KERNELS=on|off, else on; resolve_defaults fills it
+  // in). build_mlp sets it on every QuantLinear (set_quant_kernels). Results
+  // are identical either way; only speed and memory differ.
+  int kernels = -1;
 };
 
 // Fill the "-1 = default" fields for c.model and check the combination;

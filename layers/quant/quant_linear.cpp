@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "kernels/bitpack.h"
 #include "layers/init.h"
 
 namespace qnn {
@@ -55,10 +56,112 @@ void QuantLinear::warn_if_unconstrained() {
                (long long)in_, (long long)out_, opt_.weight_quantizer->str().c_str());
 }
 
+namespace {
+
+// A quantizer whose output is a deterministic function of its input (no
+// random draw now): Sign, Uniform, or StochasticSign in evaluation mode.
+bool deterministic(const Quantizer& q) { return q.name() != "stochastic_sign" || !q.is_training(); }
+
+// Deterministic uniform-type quantizer below 32 bits: its levels are a * v / L
+// with v odd (Sign is bits 1, a 1).
+bool level_quantizer(const std::shared_ptr<Quantizer>& q) {
+  return q && !q->is_identity() && q->bits() <= 16 && deterministic(*q);
+}
+
+}  // namespace
+
+QuantLinear::KernelPath QuantLinear::kernel_path() const {
+  const auto& qi = opt_.input_quantizer;
+  const auto& qw = opt_.weight_quantizer;
+  if (!qi && qw && qw->is_binary() && qw->scale() == 1.0f && deterministic(*qw)) return KernelPath::sign_weight;
+  if (!qi || !qw || qi->is_identity() || qw->is_identity()) return KernelPath::none;
+  if (binary_operands() && qi->scale() == 1.0f && qw->scale() == 1.0f) return KernelPath::binary;
+  if (level_quantizer(qi) && level_quantizer(qw) && uniform_linear_exact(in_, qi->bits(), qw->bits()))
+    return KernelPath::levels;
+  return KernelPath::none;
+}
+
+const char* QuantLinear::path_name(KernelPath p) {
+  switch (p) {
+    case KernelPath::binary: return "xnor";
+    case KernelPath::levels: return "bitserial";
+    case KernelPath::sign_weight: return "fused-sgemm";
+    case KernelPath::none: break;
+  }
+  return "none";
+}
+
+BinaryLinearSpec QuantLinear::binary_spec() const {
+  BinaryLinearSpec spec;
+  spec.quantize_input = deterministic(*opt_.input_quantizer);
+  spec.input_surrogate = opt_.input_quantizer->surrogate();
+  spec.quantize_weight = deterministic(*opt_.weight_quantizer);
+  spec.weight_surrogate = opt_.weight_quantizer->surrogate();
+  return spec;
+}
+
+SavedBytes QuantLinear::saved_bytes(int64_t N, bool fused) const {
+  if (kernel_path() == KernelPath::sign_weight) {  // (assumes x needs no gradient: a first layer)
+    SavedBytes s;
+    const bool mask = opt_.weight_quantizer->surrogate().kind == SurrogateKind::hardtanh;
+    s.weight = fused ? (mask ? out_ * kernels::packed_words(in_) * 8 : 0) : out_ * in_ * 4;
+    return s;
+  }
+  if (kernel_path() != KernelPath::binary) return {};
+  const BinaryLinearSpec spec = binary_spec();
+  return fused ? binary_linear_fused_bytes(N, in_, out_, spec) : binary_linear_unfused_bytes(N, in_, out_, spec);
+}
+
+Tensor QuantLinear::compute_binary(const Tensor& x) {
+  Quantizer& qi = *opt_.input_quantizer;
+  Quantizer& qw = *opt_.weight_quantizer;
+  if (!kernels_enabled()) {
+    // The unfused graph. With a bias the product stays exact and the bias is
+    // one rounding after it (add), the same arithmetic as the fused op.
+    const Tensor xq = qi(x);
+    const Tensor wq = qw(weight);
+    if (!bias.defined()) return linear(xq, wq, bias);
+    return add(linear(xq, wq, Tensor()), bias);
+  }
+  const BinaryLinearSpec spec = binary_spec();
+  // Stochastic quantizers draw here, in the same order as the unfused graph.
+  const Tensor xin = spec.quantize_input ? x : qi(x);
+  const Tensor win = spec.quantize_weight ? weight : qw(weight);
+  return binary_linear(xin, win, bias, spec);
+}
+
+Tensor QuantLinear::compute_levels(const Tensor& x) {
+  UniformLinearSpec spec;
+  spec.input_geo = opt_.input_quantizer->geometry();
+  spec.weight_geo = opt_.weight_quantizer->geometry();
+  spec.input_surrogate = opt_.input_quantizer->surrogate();
+  spec.weight_surrogate = opt_.weight_quantizer->surrogate();
+  spec.use_kernels = kernels_enabled();
+  return uniform_linear(x, weight, bias, spec);
+}
+
 Tensor QuantLinear::compute(const Tensor& x) {
+  switch (kernel_path()) {
+    case KernelPath::binary: return compute_binary(x);
+    case KernelPath::levels: return compute_levels(x);
+    case KernelPath::sign_weight:
+      if (kernels_enabled()) return sign_weight_linear(x, weight, bias, opt_.weight_quantizer->surrogate());
+      break;  // the unfused graph below
+    case KernelPath::none: break;
+  }
   const Tensor xq = opt_.input_quantizer ? (*opt_.input_quantizer)(x) : x;
   const Tensor wq = opt_.weight_quantizer ? (*opt_.weight_quantizer)(weight) : weight;
   return linear(xq, wq, bias);
+}
+
+int set_quant_kernels(Module& m, bool on) {
+  int n = 0;
+  if (auto* q = dynamic_cast<QuantLinear*>(&m)) {
+    q->set_kernels(on);
+    if (q->kernel_path() != QuantLinear::KernelPath::none) ++n;
+  }
+  for (auto& [name, child] : m.children()) n += set_quant_kernels(*child, on);
+  return n;
 }
 
 Tensor QuantLinear::forward(const Tensor& x) {

@@ -22,11 +22,33 @@
 // is quantized below 32 bits; weight_bits, input_bits = the quantizers' bits
 // (32 for full precision). Biases stay 32-bit.
 //
-// The product is computed in ONE place, compute(): today the two quantizers
-// (one autograd node each) and the float GEMM op `linear`. When both operands
-// are binary (binary_operands()), an XNOR-popcount fused op can replace that
-// body (dot = K - 2 popcount(a XOR b), kernels/bitpack.h) without touching
-// anything else in the layer.
+// The product is computed in ONE place, compute(), along one of four paths
+// (kernel_path(); the choice depends on the quantizers only, never on the
+// kernel switch, so switching kernels on or off never changes the numbers):
+//   binary : both operands +-1 (Sign / StochasticSign / Uniform{1, a=1}).
+//            Kernels on: the fused op binary_linear (binary_linear_op.h):
+//            XNOR-popcount forward, input saved bit-packed. Kernels off: the
+//            unfused graph q_in(x), q_w(W), linear (+ add(y, b) if biased).
+//            Identical results, bit for bit, forward and backward.
+//            A stochastic quantizer in training runs as its own node and the
+//            fused op takes its +-1 output as is.
+//   levels : both operands deterministic uniform quantizers (Uniform 1..16
+//            bits, Sign) and not both +-1, with in * L_x * L_w < 2^24: the
+//            fused op uniform_linear computes the exact integer product of the
+//            levels (bit-serial kernel on, sgemm off), then one scale. (With
+//            the kernels off this rounds differently, in the last bits, from
+//            q_in(x), q_w(W), linear: the scale comes after the exact sum.)
+//   sign_weight : real input (no input quantizer), deterministic +-1
+//            weights (BinaryNet's first layer). Kernels on: the fused op
+//            sign_weight_linear (float sgemm, fewer passes over the weights,
+//            no float sign(W) kept when x needs no gradient); off: Sign(W)
+//            node + linear. Identical results.
+//   none   : anything else (k-bit weights with a real input, stochastic
+//            weights with k-bit inputs, too many bits): q_in(x), q_w(W),
+//            linear(xq, wq, b).
+// The kernel switch: set_kernels() per layer, else quant_kernels_default()
+// (env QNN_QUANT_KERNELS=on|off, default on); set_quant_kernels(module, on)
+// sets every QuantLinear of a model.
 #pragma once
 
 #include <memory>
@@ -34,6 +56,7 @@
 
 #include "core/rng.h"
 #include "layers/module.h"
+#include "layers/quant/binary_linear_op.h"
 #include "layers/quant/constraints.h"
 #include "layers/quant/quantizer.h"
 
@@ -71,6 +94,20 @@ class QuantLinear : public Module {
   // The weight as the forward pass uses it, q_w(W) (no gradient; teaching).
   Tensor quantized_weight() const;
 
+  // ---- kernel path (see the top of this file) ----
+  enum class KernelPath { none, binary, levels, sign_weight };
+  KernelPath kernel_path() const;       // with the quantizers' current train/eval mode
+  static const char* path_name(KernelPath p);  // "none", "xnor", "bitserial", "fused-sgemm"
+  void set_kernels(bool on) { kernels_ = on ? 1 : 0; }
+  void reset_kernels() { kernels_ = -1; }  // follow quant_kernels_default() again
+  bool kernels_enabled() const { return kernels_ < 0 ? quant_kernels_default() : kernels_ == 1; }
+  bool uses_kernels() const { return kernels_enabled() && kernel_path() != KernelPath::none; }
+  // Bytes kept for backward for a batch of N (kernel path vs the unfused
+  // graph): binary path as binary_linear_{fused,unfused}_bytes; sign_weight
+  // path: packed weight mask vs float sign(W), assuming x needs no gradient
+  // (a first layer); zeros otherwise.
+  SavedBytes saved_bytes(int64_t N, bool fused) const;
+
   Tensor weight, bias;  // latent weights [out, in]; bias [out] or undefined
 
  protected:
@@ -79,10 +116,19 @@ class QuantLinear : public Module {
 
  private:
   void warn_if_unconstrained();
+  Tensor compute_binary(const Tensor& x);
+  Tensor compute_levels(const Tensor& x);
+  BinaryLinearSpec binary_spec() const;
   int64_t in_, out_;
   QuantLinearOptions opt_;
   bool warned_ = false;
+  int kernels_ = -1;  // -1: quant_kernels_default(), 0 off, 1 on
 };
+
+// Sets the kernel switch of every QuantLinear in m (recursively). Returns how
+// many of them have a kernel path (QuantLinear::kernel_path() != none) with
+// the modules' current train/eval mode.
+int set_quant_kernels(Module& m, bool on);
 
 struct BinaryLinearOptions {
   bool binarize_input = true;  // false: the first layer (real input)

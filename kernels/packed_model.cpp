@@ -1,0 +1,819 @@
+// kernels/packed_model.cpp — the .qnnx file and its runner (see packed_model.h).
+#include "kernels/packed_model.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/bitserial.h"
+#include "kernels/isa.h"
+#include "kernels/sgemm.h"
+#include "kernels/simd_target.h"
+#include "kernels/xnor_gemm.h"
+#include "kernels/xnor_internal.h"
+
+namespace qnn::kernels {
+
+namespace {
+
+constexpr char kMagic[4] = {'Q', 'N', 'N', 'X'};
+constexpr uint32_t kVersion = 1;
+constexpr int64_t kMaxDim = int64_t(1) << 26;      // per layer in / out
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxPixelsIn = ((int64_t(1) << 24) - 1) / 255;  // V = sum (2p-255) w exact in float
+constexpr int64_t kLayerHeaderBytes = 4 * 4 + 3 * 8;
+enum Flags : uint32_t { kSignOut = 1, kBias = 2, kAffine = 4, kRelu = 8, kAllFlags = 15 };
+
+std::string dims_str(const PackedLayer& L) {
+  return std::string(layer_type_name(L.type)) + " " + std::to_string(L.in) + " -> " + std::to_string(L.out);
+}
+
+int64_t words64(int64_t K) { return (K + 63) / 64; }  // file row: ceil(K / 64) words
+
+int64_t payload_bytes(LayerType type, uint32_t flags, int64_t in, int64_t out) {
+  int64_t b = type == LayerType::dense_f32 ? 4 * in * out : 8 * words64(in) * out;
+  if (flags & kBias) b += 4 * out;
+  if (flags & kAffine) b += 12 * out;
+  if (flags & kSignOut) b += 5 * out;
+  return b;
+}
+
+uint32_t flags_of(const PackedLayer& L) {
+  return (L.sign_out ? kSignOut : 0u) | (!L.bias.empty() ? kBias : 0u) | (L.affine ? kAffine : 0u) |
+         (L.relu ? kRelu : 0u);
+}
+
+// Largest |V| of a binary layer's integer dot product.
+int64_t vmax_of(const PackedLayer& L) { return L.input == LayerInput::pixels8 ? 255 * L.in : L.in; }
+
+template <class T>
+void put(std::string& s, T v) {
+  s.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+template <class T>
+void put_array(std::string& s, const T* p, size_t n) {
+  s.append(reinterpret_cast<const char*>(p), n * sizeof(T));
+}
+
+std::array<uint32_t, 256> make_crc_table() {
+  std::array<uint32_t, 256> t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+
+// ---- fused epilogues of a binary layer ------------------------------------------
+// The products run on the blocked popcount driver of the XNOR kernels
+// (kernels/xnor_internal.h detail::drive), which hands each block's raw
+// popcounts to an epilogue; these turn them into outputs without an int32
+// round trip through memory.
+
+// V[j] = base - 2 * sum_i 2^i pop_i[j] for j < nc, pop_i = p + i * ldp
+// (abits planes of one output row; base = (2^abits - 1) * K).
+void combine_scalar(const int32_t* p, int64_t ldp, int abits, int64_t nc, int32_t base, int32_t* V) {
+  for (int64_t j = 0; j < nc; ++j) V[j] = p[j];
+  for (int i = 1; i < abits; ++i)
+    for (int64_t j = 0; j < nc; ++j) V[j] += p[i * ldp + j] << i;
+  for (int64_t j = 0; j < nc; ++j) V[j] = base - 2 * V[j];
+}
+
+// bit j of out[j / 64] = 1 (-1) unless (V[j] >= T[j]) XOR F[j], for j < cnt;
+// whole words (bits >= cnt of the last word are 0).
+void threshold_pack_scalar(const int32_t* V, const int32_t* T, const uint8_t* F, int64_t cnt, uint64_t* out) {
+  for (int64_t j0 = 0; j0 < cnt; j0 += 64) {
+    const int64_t c = std::min<int64_t>(64, cnt - j0);
+    uint64_t w = 0;
+    for (int64_t j = 0; j < c; ++j) {
+      const bool pos = (V[j0 + j] >= T[j0 + j]) != (F[j0 + j] != 0);
+      w |= uint64_t(!pos) << j;
+    }
+    out[j0 / 64] = w;
+  }
+}
+
+#if QNN_X86
+QNN_TARGET_AVX512 void combine_avx512(const int32_t* p, int64_t ldp, int abits, int64_t nc, int32_t base,
+                                      int32_t* V) {
+  const __m512i vb = _mm512_set1_epi32(base);
+  for (int64_t j = 0; j < nc; j += 16) {
+    const __mmask16 lm = nc - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nc - j)) - 1);
+    __m512i acc = _mm512_maskz_loadu_epi32(lm, p + j);
+    for (int i = 1; i < abits; ++i)
+      acc = _mm512_add_epi32(acc, _mm512_slli_epi32(_mm512_maskz_loadu_epi32(lm, p + i * ldp + j), unsigned(i)));
+    _mm512_mask_storeu_epi32(V + j, lm, _mm512_sub_epi32(vb, _mm512_add_epi32(acc, acc)));
+  }
+}
+
+QNN_TARGET_AVX512 void threshold_pack_avx512(const int32_t* V, const int32_t* T, const uint8_t* F, int64_t cnt,
+                                             uint64_t* out) {
+  for (int64_t j0 = 0; j0 < cnt; j0 += 64) {
+    const int64_t c = std::min<int64_t>(64, cnt - j0);
+    uint64_t ge = 0, fl = 0;
+    for (int q = 0; q < 4 && 16 * q < c; ++q) {
+      const int64_t r = c - 16 * q;
+      const __mmask16 lm = r >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << r) - 1);
+      const int64_t j = j0 + 16 * q;
+      const __m512i v = _mm512_maskz_loadu_epi32(lm, V + j);
+      const __m512i t = _mm512_maskz_loadu_epi32(lm, T + j);
+      ge |= uint64_t(_mm512_mask_cmpge_epi32_mask(lm, v, t)) << (16 * q);
+      const __m128i f = _mm_maskz_loadu_epi8(lm, F + j);
+      fl |= uint64_t(_mm_test_epi8_mask(f, f)) << (16 * q);
+    }
+    const uint64_t valid = c == 64 ? ~uint64_t(0) : (uint64_t(1) << c) - 1;
+    out[j0 / 64] = ~(ge ^ fl) & valid;
+  }
+}
+#endif
+
+struct EpilogueFns {
+  void (*combine)(const int32_t*, int64_t, int, int64_t, int32_t, int32_t*) = combine_scalar;
+  void (*threshold_pack)(const int32_t*, const int32_t*, const uint8_t*, int64_t, uint64_t*) = threshold_pack_scalar;
+};
+EpilogueFns epilogue_fns() {
+  EpilogueFns f;
+#if QNN_X86
+  if (active_isa() == Isa::avx512) {
+    f.combine = combine_avx512;
+    f.threshold_pack = threshold_pack_avx512;
+  }
+#endif
+  return f;
+}
+
+// ---- float epilogues -----------------------------------------------------------
+// z = y (+ bias); affine; relu, for columns [n, n + cnt) of one row. For
+// dense_binary, y = float(V) (/ 256 for pixels8). Written as plain float
+// expressions: the build uses -ffp-contract=off, so no FMA sneaks in and the
+// result is batch_norm_apply's, bit for bit.
+void float_epilogue_binary(const PackedLayer& L, const int32_t* V, int64_t n, int64_t cnt, float* out) {
+  const bool pix = L.input == LayerInput::pixels8;
+  const float* b = L.bias.empty() ? nullptr : L.bias.data() + n;
+  const float* c = L.affine ? L.center.data() + n : nullptr;
+  const float* s = L.affine ? L.scale.data() + n : nullptr;
+  const float* t = L.affine ? L.shift.data() + n : nullptr;
+  for (int64_t j = 0; j < cnt; ++j) {
+    float y = float(V[j]);
+    if (pix) y = y / 256.0f;
+    if (b) y = y + b[j];
+    if (c) y = (y - c[j]) * s[j] + t[j];
+    if (L.relu) y = y > 0.f ? y : 0.f;
+    out[j] = y;
+  }
+}
+
+void float_epilogue_f32(const PackedLayer& L, float* Y, int64_t rows) {
+  if (!L.affine && !L.relu) return;
+  const int64_t N = L.out;
+#pragma omp parallel for schedule(static) if (rows * N >= (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    float* y = Y + r * N;
+    if (L.affine) {
+      const float *c = L.center.data(), *s = L.scale.data(), *t = L.shift.data();
+      for (int64_t j = 0; j < N; ++j) y[j] = (y[j] - c[j]) * s[j] + t[j];
+    }
+    if (L.relu)
+      for (int64_t j = 0; j < N; ++j) y[j] = y[j] > 0.f ? y[j] : 0.f;
+  }
+}
+
+// One binary layer, rows [0, M) x output columns [n0, n1) (n0 a multiple of
+// 64), popcounts by the XNOR kernels' blocked driver (parallel inside unless
+// called from a parallel region), epilogue fused: packed signs into P (row
+// stride packed_words(out)) or floats into Fo (row stride out).
+// detail::drive's blocking (B blocks of kMaxBlockCols rows outside, A blocks
+// of 48 plane rows inside, K in chunks of 128 words) without its OpenMP
+// region: for the small-batch path, where each thread already owns a slice
+// (a nested region per layer per thread costs more than the work at batch 1).
+template <class Epi>
+void drive_serial(const uint64_t* A, int abits, const uint64_t* B, int64_t M, int64_t N, int64_t W, Epi&& epi) {
+  constexpr int64_t NB = detail::kMaxBlockCols, KC = 128, kRows = 48;
+  const detail::PopBlockFn pop = detail::pop_block_fn(active_isa());
+  const int64_t MB = std::max<int64_t>(1, kRows / abits);
+  alignas(64) int32_t buf[kRows * NB];
+  for (int64_t n0 = 0; n0 < N; n0 += NB) {
+    const int64_t nc = std::min(NB, N - n0);
+    for (int64_t m0 = 0; m0 < M; m0 += MB) {
+      const int64_t mc = std::min(MB, M - m0);
+      if (W == 0) std::fill(buf, buf + mc * abits * NB, 0);
+      for (int64_t k0 = 0; k0 < W; k0 += KC)
+        pop(A + m0 * abits * W + k0, mc * abits, W, B + n0 * W + k0, nc, W, std::min(KC, W - k0), buf, NB, k0 > 0);
+      epi(m0, mc, n0, nc, static_cast<const int32_t*>(buf), NB);
+    }
+  }
+}
+
+void binary_layer(const PackedLayer& L, const uint64_t* A, int64_t M, int64_t n0, int64_t n1, uint64_t* P,
+                  float* Fo, const EpilogueFns& fn, bool serial) {
+  const int abits = L.input == LayerInput::pixels8 ? 8 : 1;
+  const int64_t W = packed_words(L.in), WO = packed_words(L.out);
+  const int32_t base = int32_t(((1 << abits) - 1) * L.in);
+  auto epi = [&](int64_t m0, int64_t mc, int64_t b0, int64_t nc, const int32_t* pop, int64_t ldp) {
+                  alignas(64) int32_t V[detail::kMaxBlockCols];
+                  const int64_t n = n0 + b0;  // absolute first column (a multiple of 64)
+                  for (int64_t i = 0; i < mc; ++i) {
+                    fn.combine(pop + i * abits * ldp, ldp, abits, nc, base, V);
+                    if (L.sign_out) {
+                      uint64_t* row = P + (m0 + i) * WO;
+                      fn.threshold_pack(V, L.thresh.data() + n, L.flip.data() + n, nc, row + n / 64);
+                      if (n + nc == L.out)  // the row's last block also zeroes the pad words (bitpack.h rule 4)
+                        for (int64_t w = (L.out + 63) / 64; w < WO; ++w) row[w] = 0;
+                    } else
+                      float_epilogue_binary(L, V, n, nc, Fo + (m0 + i) * L.out + n);
+                  }
+  };
+  if (serial)
+    drive_serial(A, abits, L.w_bits.data() + n0 * W, M, n1 - n0, W, epi);
+  else
+    detail::drive(A, abits, L.w_bits.data() + n0 * W, 1, M, n1 - n0, W, epi);
+}
+
+// ---- pixel planes ------------------------------------------------------------------
+// Plane i of v = 2p - 255: s_i = +1 iff bit i of p is 1 (c = (v + 255) / 2 = p),
+// packed bit 1 (= -1) iff bit i of p is 0.
+void pixel_planes_row_scalar(const uint8_t* x, int64_t K, uint64_t* o, int64_t W) {
+  int64_t w = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += 64, ++w) {
+    const int64_t cnt = std::min<int64_t>(64, K - k0);
+    uint64_t set[8] = {};
+    for (int64_t e = 0; e < cnt; ++e) {
+      const unsigned p = x[k0 + e];
+      for (int i = 0; i < 8; ++i) set[i] |= uint64_t((p >> i) & 1u) << e;
+    }
+    const uint64_t valid = cnt == 64 ? ~uint64_t(0) : (uint64_t(1) << cnt) - 1;
+    for (int i = 0; i < 8; ++i) o[i * W + w] = ~set[i] & valid;
+  }
+  for (; w < W; ++w)
+    for (int i = 0; i < 8; ++i) o[i * W + w] = 0;
+}
+
+#if QNN_X86
+QNN_TARGET_AVX512 void pixel_planes_row_avx512(const uint8_t* x, int64_t K, uint64_t* o, int64_t W) {
+  int64_t w = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += 64, ++w) {
+    const int64_t cnt = std::min<int64_t>(64, K - k0);
+    const __mmask64 lm = cnt == 64 ? ~__mmask64(0) : (__mmask64(1) << cnt) - 1;
+    const __m512i v = _mm512_maskz_loadu_epi8(lm, x + k0);
+    for (int i = 0; i < 8; ++i) {
+      const __mmask64 zero = _mm512_mask_testn_epi8_mask(lm, v, _mm512_set1_epi8(char(1 << i)));
+      o[i * W + w] = uint64_t(zero);
+    }
+  }
+  for (; w < W; ++w)
+    for (int i = 0; i < 8; ++i) o[i * W + w] = 0;
+}
+#endif
+
+// uint8 input needs the pixel scaling the model was trained with.
+void check_pixels_input(const PackedModel& m) {
+  if (m.input_scale == InputScale::none)
+    throw std::invalid_argument("packed model: the model takes float input (input scaling 'none'); use logits_f32");
+}
+
+}  // namespace
+
+// ---- names ----------------------------------------------------------------------
+
+const char* input_scale_name(InputScale s) {
+  switch (s) {
+    case InputScale::none: return "none";
+    case InputScale::odd_over_256: return "(2p-255)/256";
+    case InputScale::minus_one_to_one: return "p/127.5-1";
+    case InputScale::zero_to_one: return "p/255";
+  }
+  return "unknown";
+}
+
+float scale_input_pixel(InputScale s, uint8_t p) {
+  switch (s) {
+    case InputScale::odd_over_256: return (float)(2 * (int)p - 255) / 256.0f;
+    case InputScale::minus_one_to_one: return (float)((double)p / 127.5 - 1.0);
+    case InputScale::zero_to_one: return (float)((double)p / 255.0);
+    case InputScale::none: break;
+  }
+  throw std::invalid_argument("scale_input_pixel: the model has no pixel scaling (float input)");
+}
+
+const char* layer_type_name(LayerType t) {
+  switch (t) {
+    case LayerType::dense_f32: return "dense_f32";
+    case LayerType::dense_binary: return "dense_binary";
+  }
+  return "unknown";
+}
+
+const char* layer_input_name(LayerInput i) {
+  switch (i) {
+    case LayerInput::real: return "real";
+    case LayerInput::packed: return "packed";
+    case LayerInput::pixels8: return "pixels8";
+    case LayerInput::sign: return "sign";
+  }
+  return "unknown";
+}
+
+uint32_t crc32_zlib(const void* data, size_t n, uint32_t crc) {
+  static const std::array<uint32_t, 256> table = make_crc_table();
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint32_t c = ~crc;
+  for (size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
+  return ~c;
+}
+
+void pack_pixel_planes(const uint8_t* x, int64_t n, int64_t K, uint64_t* out) {
+  if (n < 0 || K < 0) throw std::invalid_argument("pack_pixel_planes: negative size");
+  const int64_t W = packed_words(K);
+  if (n == 0 || W == 0) return;
+  if (x == nullptr || out == nullptr) throw std::invalid_argument("pack_pixel_planes: null pointer");
+  auto fn = pixel_planes_row_scalar;
+#if QNN_X86
+  if (active_isa() == Isa::avx512) fn = pixel_planes_row_avx512;
+#endif
+#pragma omp parallel for schedule(static) if (n * K >= (1 << 17))
+  for (int64_t r = 0; r < n; ++r) fn(x + r * K, K, out + r * 8 * W, W);
+}
+
+// ---- PackedLayer / PackedModel -----------------------------------------------------
+
+int64_t PackedLayer::file_bytes() const { return kLayerHeaderBytes + payload_bytes(type, flags_of(*this), in, out); }
+
+bool PackedModel::is_binary() const {
+  for (const auto& L : layers)
+    if (L.type == LayerType::dense_binary) return true;
+  return false;
+}
+int64_t PackedModel::in_features() const { return layers.empty() ? 0 : layers.front().in; }
+int64_t PackedModel::num_classes() const { return layers.empty() ? 0 : layers.back().out; }
+int64_t PackedModel::weight_count() const {
+  int64_t n = 0;
+  for (const auto& L : layers) n += L.in * L.out;
+  return n;
+}
+
+void PackedModel::validate(const std::string& what) const {
+  auto bad = [&](const std::string& msg) { throw std::invalid_argument(what + ": " + msg); };
+  if (layers.empty()) bad("no layers");
+  if ((int64_t)layers.size() > kMaxLayers) bad(std::to_string(layers.size()) + " layers (at most 4096)");
+  const uint32_t sc = static_cast<uint32_t>(input_scale);
+  if (sc > 3) bad("unknown input scaling " + std::to_string(sc));
+  if (input_dims.empty() || input_dims.size() > 8) bad("input has " + std::to_string(input_dims.size()) + " dims (1..8)");
+  int64_t numel = 1;
+  for (int64_t d : input_dims) {
+    if (d < 1 || d > kMaxDim) bad("input dim " + std::to_string(d) + " out of range");
+    numel *= d;
+    if (numel > kMaxDim) bad("input too large");
+  }
+  if (numel != layers[0].in)
+    bad("input dims give " + std::to_string(numel) + " values but layer 0 takes " + std::to_string(layers[0].in));
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const PackedLayer& L = layers[i];
+    const std::string at = "layer " + std::to_string(i) + " (" + dims_str(L) + ")";
+    auto lbad = [&](const std::string& msg) { bad(at + ": " + msg); };
+    if (L.type != LayerType::dense_f32 && L.type != LayerType::dense_binary)
+      bad("layer " + std::to_string(i) + ": unknown type " + std::to_string(static_cast<uint32_t>(L.type)));
+    if (L.in < 1 || L.in > kMaxDim || L.out < 1 || L.out > kMaxDim) lbad("sizes out of range [1, 2^26]");
+    const PackedLayer* prev = i > 0 ? &layers[i - 1] : nullptr;
+    if (prev && prev->out != L.in)
+      lbad("takes " + std::to_string(L.in) + " inputs but layer " + std::to_string(i - 1) + " gives " +
+           std::to_string(prev->out));
+    const bool prev_packed = prev && prev->sign_out;
+    if (L.type == LayerType::dense_f32) {
+      if (L.input != LayerInput::real) lbad(std::string("a dense_f32 layer takes real input, not ") + layer_input_name(L.input));
+      if (prev_packed) lbad("full-precision layer after a layer with packed sign outputs (not supported)");
+      if ((int64_t)L.w_f32.size() != L.in * L.out) lbad("weight array has " + std::to_string(L.w_f32.size()) + " floats");
+      if (!L.w_bits.empty()) lbad("has packed weights");
+      if (L.sign_out) lbad("a dense_f32 layer cannot have a sign epilogue");
+    } else {
+      switch (L.input) {
+        case LayerInput::packed:
+          if (!prev_packed) lbad("takes packed signs but the previous layer does not output them");
+          break;
+        case LayerInput::pixels8:
+          if (i != 0) lbad("pixels8 input is only for the first layer");
+          if (input_scale != InputScale::odd_over_256)
+            lbad(std::string("pixels8 input needs input scaling (2p-255)/256, the model has ") + input_scale_name(input_scale));
+          if (L.in > kMaxPixelsIn) lbad("too many inputs for exact 8-bit products (at most 65793)");
+          break;
+        case LayerInput::sign:
+          if (prev_packed) lbad("sign input after packed signs (use packed)");
+          break;
+        default: lbad(std::string("a dense_binary layer cannot take ") + layer_input_name(L.input) + " input");
+      }
+      if (L.in >= (int64_t(1) << 31)) lbad("too many inputs");
+      const int64_t W = packed_words(L.in);
+      if ((int64_t)L.w_bits.size() != L.out * W) lbad("packed weight array has " + std::to_string(L.w_bits.size()) + " words");
+      if (!L.w_f32.empty()) lbad("has float weights");
+      // Padding bits must be 0 (bitpack.h rule 4), else dot products are wrong.
+      const int64_t used = words64(L.in);
+      const uint64_t tail = (L.in % 64) ? (uint64_t(1) << (L.in % 64)) - 1 : ~uint64_t(0);
+      for (int64_t r = 0; r < L.out; ++r) {
+        const uint64_t* row = L.w_bits.data() + r * W;
+        bool ok = (row[used - 1] & ~tail) == 0;
+        for (int64_t w = used; w < W; ++w) ok = ok && row[w] == 0;
+        if (!ok) lbad("packed weight row " + std::to_string(r) + " has nonzero padding bits");
+      }
+    }
+    const size_t n = static_cast<size_t>(L.out);
+    if (L.sign_out) {
+      if (L.type != LayerType::dense_binary) lbad("sign epilogue needs a binary layer");
+      if (L.thresh.size() != n || L.flip.size() != n) lbad("threshold / flip arrays do not have one entry per output");
+      if (!L.bias.empty() || L.affine || L.relu) lbad("a sign epilogue has no bias, affine or relu (they are folded)");
+      const int64_t vm = vmax_of(L) + 1;
+      for (size_t j = 0; j < n; ++j) {
+        if (L.flip[j] > 1) lbad("flip of channel " + std::to_string(j) + " is " + std::to_string(L.flip[j]));
+        if (L.thresh[j] < -vm || L.thresh[j] > vm)
+          lbad("threshold of channel " + std::to_string(j) + " (" + std::to_string(L.thresh[j]) +
+               ") is outside the dot product's range +-" + std::to_string(vm));
+      }
+    } else {
+      if (!L.thresh.empty() || !L.flip.empty()) lbad("thresholds without a sign epilogue");
+      if (!L.bias.empty() && L.bias.size() != n) lbad("bias array has " + std::to_string(L.bias.size()) + " entries");
+      if (L.affine && (L.center.size() != n || L.scale.size() != n || L.shift.size() != n))
+        lbad("affine arrays do not have one entry per output");
+      if (!L.affine && (!L.center.empty() || !L.scale.empty() || !L.shift.empty())) lbad("affine arrays without the flag");
+    }
+  }
+  if (layers.back().sign_out) bad("the last layer outputs signs; it must output logits (float)");
+}
+
+std::string PackedModel::to_bytes() const {
+  validate("export");
+  std::string s;
+  int64_t total = 4 + 4 + 8 + 4 + 4 + 4 + 4 + 8 * (int64_t)input_dims.size() + 4;
+  for (const auto& L : layers) total += L.file_bytes();
+  s.reserve(static_cast<size_t>(total));
+  s.append(kMagic, 4);
+  put<uint32_t>(s, kVersion);
+  put<uint64_t>(s, static_cast<uint64_t>(total));
+  put<uint32_t>(s, is_binary() ? 1u : 0u);
+  put<uint32_t>(s, static_cast<uint32_t>(layers.size()));
+  put<uint32_t>(s, static_cast<uint32_t>(input_scale));
+  put<uint32_t>(s, static_cast<uint32_t>(input_dims.size()));
+  for (int64_t d : input_dims) put<uint64_t>(s, static_cast<uint64_t>(d));
+  for (const auto& L : layers) {
+    const uint32_t flags = flags_of(L);
+    put<uint32_t>(s, static_cast<uint32_t>(L.type));
+    put<uint32_t>(s, static_cast<uint32_t>(L.input));
+    put<uint32_t>(s, static_cast<uint32_t>(L.weight_bits()));
+    put<uint32_t>(s, flags);
+    put<uint64_t>(s, static_cast<uint64_t>(L.in));
+    put<uint64_t>(s, static_cast<uint64_t>(L.out));
+    put<uint64_t>(s, static_cast<uint64_t>(payload_bytes(L.type, flags, L.in, L.out)));
+    if (L.type == LayerType::dense_f32) {
+      put_array(s, L.w_f32.data(), L.w_f32.size());
+    } else {
+      const int64_t W = packed_words(L.in), used = words64(L.in);
+      for (int64_t r = 0; r < L.out; ++r) put_array(s, L.w_bits.data() + r * W, static_cast<size_t>(used));
+    }
+    if (!L.bias.empty()) put_array(s, L.bias.data(), L.bias.size());
+    if (L.affine) {
+      put_array(s, L.center.data(), L.center.size());
+      put_array(s, L.scale.data(), L.scale.size());
+      put_array(s, L.shift.data(), L.shift.size());
+    }
+    if (L.sign_out) {
+      put_array(s, L.thresh.data(), L.thresh.size());
+      put_array(s, L.flip.data(), L.flip.size());
+    }
+  }
+  put<uint32_t>(s, crc32_zlib(s.data(), s.size()));
+  if ((int64_t)s.size() != total) throw std::logic_error("PackedModel::to_bytes: size bookkeeping is wrong");
+  return s;
+}
+
+PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& name) {
+  const std::string who = "'" + name + "'";
+  auto fail = [&](const std::string& msg) -> void { throw std::runtime_error(who + ": " + msg); };
+  const size_t size = buf.size();
+  if (size >= 4 && std::memcmp(buf.data(), kMagic, 4) != 0)
+    fail("not a qnn exported model (bad magic: expected \"QNNX\")");
+  if (size < 16) fail("truncated: " + std::to_string(size) + " bytes, too short for a model header");
+  uint32_t version;
+  std::memcpy(&version, buf.data() + 4, 4);
+  if (version != kVersion)
+    fail("format version " + std::to_string(version) + ", this build reads version " + std::to_string(kVersion));
+  uint64_t declared;
+  std::memcpy(&declared, buf.data() + 8, 8);
+  if (declared > size)
+    fail("truncated: the header declares " + std::to_string(declared) + " bytes but the file has " +
+         std::to_string(size));
+  if (declared < size)
+    fail(std::to_string(size - declared) + " trailing bytes after the model (the header declares " +
+         std::to_string(declared) + " bytes, the file has " + std::to_string(size) + ")");
+  const size_t kMinBytes = 4 + 4 + 8 + 4 * 4 + 4;
+  if (size < kMinBytes) fail("truncated: " + std::to_string(size) + " bytes, too short for a model header");
+  uint32_t stored;
+  std::memcpy(&stored, buf.data() + size - 4, 4);
+  const uint32_t crc = crc32_zlib(buf.data(), size - 4);
+  if (crc != stored) {
+    char m[160];
+    std::snprintf(m, sizeof m, "CRC mismatch (stored 0x%08x, computed 0x%08x): the file is corrupt", stored, crc);
+    fail(m);
+  }
+
+  // The bytes are what was written; now check that the header tells the truth.
+  const size_t end = size - 4;
+  size_t pos = 16;
+  auto get = [&](auto& v, const char* what) {
+    if (pos + sizeof v > end)
+      fail(std::string("header inconsistent: ") + what + " at offset " + std::to_string(pos) +
+           " runs past the end of the data");
+    std::memcpy(&v, buf.data() + pos, sizeof v);
+    pos += sizeof v;
+  };
+  PackedModel m;
+  uint32_t kind, count, scale, ndim;
+  get(kind, "model kind");
+  get(count, "layer count");
+  get(scale, "input scaling");
+  get(ndim, "input rank");
+  if (kind > 1) fail("header inconsistent: unknown model kind " + std::to_string(kind));
+  if (count < 1 || count > kMaxLayers) fail("header inconsistent: layer count " + std::to_string(count));
+  if (scale > 3) fail("header inconsistent: unknown input scaling " + std::to_string(scale));
+  if (ndim < 1 || ndim > 8) fail("header inconsistent: input rank " + std::to_string(ndim));
+  m.input_scale = static_cast<InputScale>(scale);
+  for (uint32_t i = 0; i < ndim; ++i) {
+    uint64_t d;
+    get(d, "input dims");
+    if (d < 1 || d > uint64_t(kMaxDim)) fail("header inconsistent: input dim " + std::to_string(d));
+    m.input_dims.push_back(static_cast<int64_t>(d));
+  }
+  for (uint32_t i = 0; i < count; ++i) {
+    const std::string at = "layer " + std::to_string(i);
+    uint32_t type, input, wbits, flags;
+    uint64_t in, out, declared_payload;
+    get(type, "layer type");
+    get(input, "layer input kind");
+    get(wbits, "weight bits");
+    get(flags, "layer flags");
+    get(in, "layer inputs");
+    get(out, "layer outputs");
+    get(declared_payload, "layer payload size");
+    if (type != 1 && type != 2) fail("header inconsistent: " + at + " has unknown type " + std::to_string(type));
+    if (input > 3) fail("header inconsistent: " + at + " has unknown input kind " + std::to_string(input));
+    const int expect_bits = type == 1 ? 32 : 1;
+    if (wbits != (uint32_t)expect_bits)
+      fail(at + ": " + std::to_string(wbits) + "-bit weights; this build reads " +
+           (type == 1 ? "32-bit dense_f32" : "1-bit dense_binary") + " layers only");
+    if (flags & ~uint32_t(kAllFlags)) fail("header inconsistent: " + at + " has unknown flags " + std::to_string(flags));
+    if (in < 1 || in > uint64_t(kMaxDim) || out < 1 || out > uint64_t(kMaxDim))
+      fail("header inconsistent: " + at + " has sizes " + std::to_string(in) + " -> " + std::to_string(out));
+    PackedLayer L;
+    L.type = static_cast<LayerType>(type);
+    L.input = static_cast<LayerInput>(input);
+    L.in = static_cast<int64_t>(in);
+    L.out = static_cast<int64_t>(out);
+    const int64_t need = payload_bytes(L.type, flags, L.in, L.out);
+    if ((uint64_t)need != declared_payload)
+      fail("header inconsistent: " + at + " (" + dims_str(L) + ") needs " + std::to_string(need) +
+           " payload bytes for its sizes and flags but declares " + std::to_string(declared_payload));
+    if (pos + (size_t)need > end)
+      fail("header inconsistent: " + at + " (" + dims_str(L) + ") needs " + std::to_string(need) +
+           " payload bytes at offset " + std::to_string(pos) + " but only " + std::to_string(end - pos) +
+           " bytes of data are left");
+    const char* p = buf.data() + pos;
+    auto take = [&](auto* dst, size_t n) {
+      std::memcpy(dst, p, n * sizeof(*dst));
+      p += n * sizeof(*dst);
+    };
+    const size_t N = static_cast<size_t>(L.out);
+    if (L.type == LayerType::dense_f32) {
+      L.w_f32.resize(static_cast<size_t>(L.in * L.out));
+      take(L.w_f32.data(), L.w_f32.size());
+    } else {
+      const int64_t W = packed_words(L.in), used = words64(L.in);
+      L.w_bits = make_packed(L.out, L.in);
+      for (int64_t r = 0; r < L.out; ++r) take(L.w_bits.data() + r * W, static_cast<size_t>(used));
+    }
+    L.sign_out = flags & kSignOut;
+    L.affine = flags & kAffine;
+    L.relu = flags & kRelu;
+    if (flags & kBias) {
+      L.bias.resize(N);
+      take(L.bias.data(), N);
+    }
+    if (L.affine) {
+      L.center.resize(N), L.scale.resize(N), L.shift.resize(N);
+      take(L.center.data(), N);
+      take(L.scale.data(), N);
+      take(L.shift.data(), N);
+    }
+    if (L.sign_out) {
+      L.thresh.resize(N), L.flip.resize(N);
+      take(L.thresh.data(), N);
+      take(L.flip.data(), N);
+    }
+    pos += static_cast<size_t>(need);
+    m.layers.push_back(std::move(L));
+  }
+  if (pos != end)
+    fail("header inconsistent: " + std::to_string(end - pos) + " bytes after the last layer are not described by it");
+  if ((kind == 1) != m.is_binary())
+    fail(std::string("header inconsistent: the header says ") + (kind ? "bnn" : "fp") + " but the layers are " +
+         m.kind());
+  try {
+    m.validate("model");
+  } catch (const std::invalid_argument& e) {
+    fail(std::string("inconsistent model: ") + e.what());
+  }
+  return m;
+}
+
+PackedModel PackedModel::load(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("'" + path + "': cannot open (" + std::strerror(errno) + ")");
+  std::string buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) throw std::runtime_error("'" + path + "': read error");
+  return from_bytes(buf, path);
+}
+
+// ---- runner ----------------------------------------------------------------------------
+
+PackedRunner::PackedRunner(PackedModel m) : m_(std::move(m)) {
+  m_.validate("PackedRunner");
+  (void)active_isa();  // decide the kernel variant now, outside any parallel region
+  thresh_off_.assign(m_.layers.size(), 0);
+  for (size_t i = 0; i < m_.layers.size(); ++i) {
+    const PackedLayer& L = m_.layers[i];
+    max_width_ = std::max({max_width_, L.in, L.out});
+    if (!L.sign_out) continue;
+    thresh_off_[i] = (int64_t)thresh_f_.size();
+    for (int32_t t : L.thresh) thresh_f_.push_back(float(t));  // |t| < 2^24: exact
+  }
+}
+
+void PackedRunner::reserve(int64_t n) {
+  if (n <= cap_) return;
+  const size_t nf = static_cast<size_t>(n * max_width_);
+  for (auto& f : f_) f.assign(nf, 0.f);
+  for (auto& p : p_) p = PackedVector(static_cast<size_t>(n * packed_words(max_width_)));
+  const PackedLayer& L0 = m_.layers.front();
+  if (L0.input == LayerInput::pixels8) planes_ = PackedVector(static_cast<size_t>(plane_packed_words(n, L0.in, 8)));
+  cap_ = n;
+}
+
+void PackedRunner::logits_u8(const uint8_t* x, int64_t n, float* logits) {
+  if (n < 0) throw std::invalid_argument("PackedRunner: negative batch");
+  if (n == 0) return;
+  if (!x || !logits) throw std::invalid_argument("PackedRunner: null pointer");
+  check_pixels_input(m_);
+  reserve(n);
+  const PackedLayer& L0 = m_.layers.front();
+  if (L0.input == LayerInput::pixels8) {
+    pack_pixel_planes(x, n, L0.in, planes_.data());
+  } else {
+    float lut[256];
+    for (int p = 0; p < 256; ++p) lut[p] = scale_input_pixel(m_.input_scale, (uint8_t)p);
+    float* f = f_[0].data();
+    const int64_t cnt = n * L0.in;
+    for (int64_t i = 0; i < cnt; ++i) f[i] = lut[x[i]];
+  }
+  fcur_ = 0;
+  run(n, logits);
+}
+
+void PackedRunner::logits_f32(const float* x, int64_t n, float* logits) {
+  if (n < 0) throw std::invalid_argument("PackedRunner: negative batch");
+  if (n == 0) return;
+  if (!x || !logits) throw std::invalid_argument("PackedRunner: null pointer");
+  reserve(n);
+  const PackedLayer& L0 = m_.layers.front();
+  const int64_t cnt = n * L0.in;
+  if (L0.input == LayerInput::pixels8) {
+    // The exact values (2p - 255) / 256 only: anything else has no 8-bit form.
+    std::vector<uint8_t> px(static_cast<size_t>(cnt));
+    for (int64_t i = 0; i < cnt; ++i) {
+      const double p = (double(x[i]) * 256.0 + 255.0) / 2.0;
+      const bool ok = p >= 0.0 && p <= 255.0 && p == std::floor(p) &&
+                      scale_input_pixel(InputScale::odd_over_256, uint8_t(p)) == x[i];
+      if (!ok)
+        throw std::invalid_argument("PackedRunner: input value " + std::to_string(x[i]) + " at index " +
+                                    std::to_string(i) +
+                                    " is not a pixel (2p-255)/256; this model's first layer computes on 8-bit pixels");
+      px[static_cast<size_t>(i)] = uint8_t(p);
+    }
+    pack_pixel_planes(px.data(), n, L0.in, planes_.data());
+  } else {
+    std::copy(x, x + cnt, f_[0].data());
+  }
+  fcur_ = 0;
+  run(n, logits);
+}
+
+void PackedRunner::predict_u8(const uint8_t* x, int64_t n, int32_t* labels) {
+  const int64_t C = m_.num_classes();
+  if ((int64_t)logits_.size() < n * C) logits_.resize(static_cast<size_t>(n * C));
+  float* lg = logits_.data();
+  logits_u8(x, n, lg);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* r = lg + i * C;
+    int32_t best = 0;
+    for (int64_t j = 1; j < C; ++j)
+      if (r[j] > r[best] || (std::isnan(r[best]) && !std::isnan(r[j]))) best = (int32_t)j;
+    labels[i] = best;
+  }
+}
+
+void PackedRunner::run(int64_t n, float* logits) {
+  // The one-region path handles chains of binary layers whose activations
+  // stay packed (only the first layer may take pixels or signs of floats).
+  bool chain = true;
+  for (size_t i = 0; i < m_.layers.size(); ++i) {
+    const PackedLayer& L = m_.layers[i];
+    chain = chain && L.type == LayerType::dense_binary && (i == 0 || L.input == LayerInput::packed);
+  }
+  if (chain && n <= kSmallBatch && !omp_in_parallel())
+    run_small(n, logits);
+  else
+    run_large(n, logits);
+}
+
+// Layer by layer; every kernel parallelises internally.
+void PackedRunner::run_large(int64_t n, float* logits) {
+  const size_t nl = m_.layers.size();
+  const EpilogueFns fn = epilogue_fns();
+  int fi = fcur_;  // f_ buffer holding the current float activations (if any)
+  int pi = -1;     // p_ buffer holding the current packed activations (if any)
+  for (size_t i = 0; i < nl; ++i) {
+    const PackedLayer& L = m_.layers[i];
+    const bool last = i + 1 == nl;
+    float* fout = last ? logits : f_[fi ^ 1].data();
+    if (L.type == LayerType::dense_f32) {
+      const float* X = f_[fi].data();
+      const bool has_b = !L.bias.empty();
+      if (has_b)
+        for (int64_t r = 0; r < n; ++r) std::copy(L.bias.begin(), L.bias.end(), fout + r * L.out);
+      // The call of core/ops_linear.cpp `linear`, so the sums round alike.
+      sgemm(false, true, n, L.out, L.in, 1.f, X, L.in, L.w_f32.data(), L.in, has_b ? 1.f : 0.f, fout, L.out);
+      float_epilogue_f32(L, fout, n);
+      fi ^= 1;
+      continue;
+    }
+    const uint64_t* A;
+    int po;  // output packed buffer
+    if (L.input == LayerInput::pixels8) {
+      A = planes_.data();
+      po = 0;
+    } else if (L.input == LayerInput::sign) {
+      pack_rows(f_[fi].data(), n, L.in, L.in, p_[0].data());
+      A = p_[0].data();
+      po = 1;
+    } else {
+      A = p_[pi].data();
+      po = pi ^ 1;
+    }
+    if (L.sign_out && L.input != LayerInput::pixels8)  // the fused XNOR + threshold kernel
+      xnor_gemm_sign(A, L.w_bits.data(), n, L.out, L.in, thresh_f_.data() + thresh_off_[i], L.flip.data(),
+                     p_[po].data());
+    else  // bit-serial 8-bit x 1-bit, or float outputs
+      binary_layer(L, A, n, 0, L.out, p_[po].data(), fout, fn, false);
+    if (L.sign_out)
+      pi = po;
+    else
+      fi ^= 1;
+  }
+}
+
+// Small batches: one parallel region for the whole network, a fixed slice of
+// output channels (whole 64-column words) per thread, barriers between layers.
+void PackedRunner::run_small(int64_t n, float* logits) {
+  const size_t nl = m_.layers.size();
+  const EpilogueFns fn = epilogue_fns();
+  int pi = -1;
+  if (m_.layers[0].input == LayerInput::sign) {  // only the first layer may pack floats
+    pack_rows(f_[fcur_].data(), n, m_.layers[0].in, m_.layers[0].in, p_[0].data());
+    pi = 0;
+  }
+  const int nthreads = omp_get_max_threads();
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    int pcur = pi;
+    for (size_t i = 0; i < nl; ++i) {
+      const PackedLayer& L = m_.layers[i];
+      const int64_t words = (L.out + 63) / 64;
+      const int64_t n0 = 64 * (words * t / nt), n1 = std::min(L.out, 64 * (words * (t + 1) / nt));
+      const bool pix = L.input == LayerInput::pixels8;
+      const uint64_t* A = pix ? planes_.data() : p_[pcur].data();
+      const int po = pix ? (pcur == 0 ? 1 : 0) : pcur ^ 1;
+      if (n1 > n0) binary_layer(L, A, n, n0, n1, p_[po].data(), i + 1 == nl ? logits : f_[1].data(), fn, true);
+      pcur = po;
+      if (i + 1 < nl) {
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+}  // namespace qnn::kernels

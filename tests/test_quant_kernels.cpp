@@ -1,0 +1,808 @@
+// tests/test_quant_kernels.cpp — training with the bit-packed kernels
+// (layers/quant/binary_linear_op.h, QuantLinear's kernel paths).
+//
+// The contract under test: switching the kernels on or off never changes a
+// number. binary_linear must reproduce the unfused graph Sign(x), Sign(W),
+// linear(xq, wq) (+ add(y, b)) BIT FOR BIT — forward output and every
+// gradient — for every ISA variant, odd shapes and every surrogate; the k-bit
+// uniform_linear must give the same bits with the bit-serial kernel and with
+// sgemm on its integer levels; and whole training runs (BNN, QNN 2-bit,
+// stochastic binarization) at a fixed seed must produce identical losses at
+// every step and identical final weights.
+//
+// Gradients: for a straight-through op the meaningful check is that the fused
+// backward equals the unfused graph's backward (above). In addition, with a
+// smooth surrogate (tanh:K, periodic:K) the backward is the exact derivative of
+//   L_x(x) = sum G * (S(x) sign(W)^T)    (sign(W) held fixed), and
+//   L_W(W) = sum G * (sign(x) S(W)^T)    (sign(x) held fixed),
+// which central differences check (in double).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "apps/common/mlp.h"
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "kernels/bitpack.h"
+#include "kernels/isa.h"
+#include "kernels/sgemm.h"
+#include "layers/quant/quant.h"
+#include "optim/optim.h"
+
+using namespace qnn;
+namespace k = qnn::kernels;
+
+namespace {
+
+std::vector<k::Isa> supported_isas() {
+  std::vector<k::Isa> v;
+  for (k::Isa i : {k::Isa::scalar, k::Isa::avx2, k::Isa::avx512})
+    if (k::isa_supported(i)) v.push_back(i);
+  return v;
+}
+
+struct IsaGuard {
+  ~IsaGuard() { k::set_isa(k::best_isa()); }
+};
+
+// Bitwise equality of two float arrays; reports the first difference.
+bool same_bits(const float* a, const float* b, int64_t n, std::string* where = nullptr) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      if (where) *where = "index " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " + std::to_string(b[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool same_bits(const Tensor& a, const Tensor& b, std::string* where = nullptr) {
+  if (a.defined() != b.defined()) return false;
+  if (!a.defined()) return true;
+  if (a.shape() != b.shape()) return false;
+  return same_bits(a.data(), b.data(), a.numel(), where);
+}
+
+#define CHECK_SAME(a, b, what)                               \
+  do {                                                       \
+    std::string where_;                                      \
+    const bool ok_ = same_bits((a), (b), &where_);           \
+    if (!ok_) MESSAGE((what) << " differs at " << where_);   \
+    CHECK(ok_);                                              \
+  } while (0)
+
+// Real values with the awkward cases mixed in: 0, -0, exactly +-1 (the
+// hardtanh boundary), +-2, tiny values, and a spread beyond [-1, 1].
+std::vector<float> awkward_values(std::mt19937& rng, int64_t n, float spread) {
+  std::normal_distribution<float> nd(0.0f, spread);
+  std::vector<float> v(static_cast<size_t>(n));
+  const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 2.0f, -2.0f, 1e-30f, -1e-30f, 0.5f, -0.5f};
+  for (auto& x : v) {
+    const uint32_t r = rng() % 16;
+    x = r < 10 && (rng() % 4 == 0) ? special[r] : nd(rng);
+  }
+  return v;
+}
+
+Tensor leaf(const Shape& s, const std::vector<float>& v, bool grad = true) {
+  Tensor t = Tensor::from_vector(s, v);
+  if (grad) t.set_requires_grad(true);
+  return t;
+}
+
+// The unfused graph QuantLinear builds with the kernels off (binary path).
+Tensor unfused_binary(const Tensor& x, const Tensor& W, const Tensor& b, const Surrogate& sx, const Surrogate& sw) {
+  Sign qx(sx), qw(sw);
+  const Tensor xq = qx(x);
+  const Tensor wq = qw(W);
+  if (!b.defined()) return linear(xq, wq, b);
+  return add(linear(xq, wq, Tensor()), b);
+}
+
+struct Grads {
+  Tensor y, gx, gW, gb;
+};
+
+// Runs f(x, W, b) on fresh leaves, backward with G (twice if `twice`, which
+// exercises the accumulate paths), returns the output and gradients.
+template <class F>
+Grads run(F f, const Shape& xs, const std::vector<float>& xv, const Shape& ws, const std::vector<float>& wv,
+          const std::vector<float>* bv, const std::vector<float>& G, bool twice = false) {
+  Tensor x = leaf(xs, xv), W = leaf(ws, wv);
+  Tensor b = bv ? leaf({ws[0]}, *bv) : Tensor();
+  Grads r;
+  const int reps = twice ? 2 : 1;
+  for (int rep = 0; rep < reps; ++rep) {
+    Tensor y = f(x, W, b);
+    if (rep == 0) r.y = y.detach().clone();
+    y.backward(Tensor::from_vector(y.shape(), G));
+  }
+  r.gx = x.grad().clone();
+  r.gW = W.grad().clone();
+  if (b.defined()) r.gb = b.grad().clone();
+  return r;
+}
+
+const std::vector<int64_t> kIns = {1, 63, 65, 784};
+const std::vector<int64_t> kNs = {1, 7, 100};
+const std::vector<int64_t> kOuts = {1, 10, 33};
+
+std::vector<Surrogate> all_surrogates() {
+  return {Surrogate::hardtanh(), Surrogate::hardtanh(0.5f), Surrogate::tanh(3.0f), Surrogate::periodic(4.0f),
+          Surrogate::identity()};
+}
+
+}  // namespace
+
+// ---- packing --------------------------------------------------------------------------
+
+TEST_CASE("pack_sign_mask: sign bits equal kernels::pack_rows, mask = |x| <= clip, pads 0, every ISA") {
+  IsaGuard guard;
+  std::mt19937 rng(7);
+  for (k::Isa isa : supported_isas()) {
+    k::set_isa(isa);
+    for (int64_t K : {1, 15, 16, 17, 63, 64, 65, 511, 512, 513, 784, 1000}) {
+      const int64_t rows = 5, ld = K + 3, W = k::packed_words(K);
+      std::vector<float> x = awkward_values(rng, rows * ld, 1.5f);
+      x[0] = std::numeric_limits<float>::quiet_NaN();
+      if (K > 2) x[2] = std::numeric_limits<float>::infinity();
+      for (float clip : {1.0f, 0.5f}) {
+        std::vector<uint64_t> s(rows * W, ~0ull), m(rows * W, ~0ull), ref(rows * W);
+        detail::pack_sign_mask(x.data(), rows, K, ld, clip, s.data(), m.data());
+        k::pack_rows(x.data(), rows, K, ld, ref.data());
+        CHECK(s == ref);
+        bool mask_ok = true;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t e = 0; e < W * 64; ++e) {
+            const bool bit = (m[r * W + e / 64] >> (e % 64)) & 1;
+            const bool want = e < K && std::fabs(x[r * ld + e]) <= clip;
+            if (bit != want) mask_ok = false;
+          }
+        CHECK_MESSAGE(mask_ok, "isa " << k::isa_name(isa) << " K " << K);
+        // Without a mask buffer only the signs are written.
+        std::vector<uint64_t> s2(rows * W, ~0ull);
+        detail::pack_sign_mask(x.data(), rows, K, ld, clip, s2.data(), nullptr);
+        CHECK(s2 == ref);
+      }
+    }
+  }
+}
+
+// ---- binary_linear == unfused graph, bit for bit ----------------------------------------------
+
+TEST_CASE("binary_linear: forward and all gradients identical to the unfused graph (every ISA, odd shapes)") {
+  IsaGuard guard;
+  k::set_num_threads(2);
+  std::mt19937 rng(11);
+  int64_t cases = 0;
+  for (k::Isa isa : supported_isas()) {
+    k::set_isa(isa);
+    for (int64_t in : kIns)
+      for (int64_t N : kNs)
+        for (int64_t out : kOuts) {
+          const auto xv = awkward_values(rng, N * in, 1.2f);
+          auto wv = awkward_values(rng, out * in, 0.6f);
+          if (cases % 4 < 2)  // clipped weights, as BinaryNet trains them (all-ones weight mask)
+            for (auto& v : wv) v = std::fmin(std::fmax(v, -1.0f), 1.0f);
+          auto G = awkward_values(rng, N * out, 1.0f);
+          if (N > 1)  // a whole row of exact zeros (a sample with no loss)
+            for (int64_t j = 0; j < out; ++j) G[j] = (j % 2) ? 0.0f : -0.0f;
+          const auto bv = awkward_values(rng, out, 0.3f);
+          const auto surs = all_surrogates();
+          const Surrogate sx = surs[(size_t)(cases % surs.size())];
+          const Surrogate sw = surs[(size_t)((cases / 2) % surs.size())];
+          for (bool with_bias : {false, true}) {
+            const std::vector<float>* pb = with_bias ? &bv : nullptr;
+            BinaryLinearSpec spec;
+            spec.input_surrogate = sx;
+            spec.weight_surrogate = sw;
+            auto fused = [&](const Tensor& x, const Tensor& W, const Tensor& b) { return binary_linear(x, W, b, spec); };
+            auto unf = [&](const Tensor& x, const Tensor& W, const Tensor& b) { return unfused_binary(x, W, b, sx, sw); };
+            const bool twice = (cases % 3) == 0;  // accumulate paths too
+            const Grads a = run(fused, {N, in}, xv, {out, in}, wv, pb, G, twice);
+            const Grads r = run(unf, {N, in}, xv, {out, in}, wv, pb, G, twice);
+            INFO("isa " << k::isa_name(isa) << " N " << N << " in " << in << " out " << out << " bias " << with_bias
+                        << " sx " << sx.str() << " sw " << sw.str() << " twice " << twice);
+            CHECK_SAME(a.y, r.y, "y");
+            CHECK_SAME(a.gx, r.gx, "dx");
+            CHECK_SAME(a.gW, r.gW, "dW");
+            if (with_bias) CHECK_SAME(a.gb, r.gb, "db");
+            ++cases;
+          }
+        }
+  }
+  MESSAGE(cases << " binary_linear cases");
+}
+
+TEST_CASE("binary_linear: BNN-size layer (100 x 2048 -> 2048), clipped and unclipped weights, identical") {
+  IsaGuard guard;
+  k::set_num_threads(2);
+  std::mt19937 rng(17);
+  const int64_t N = 100, in = 2048, out = 2048;
+  const auto xv = awkward_values(rng, N * in, 1.0f);
+  std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+  std::vector<float> wv(out * in);
+  for (auto& v : wv) v = ud(rng);  // all |W| <= 1: the weight mask is all ones
+  wv[5] = -1.0f;
+  wv[6] = 1.0f;
+  const auto G = awkward_values(rng, N * out, 1.0f);
+  for (k::Isa isa : {k::best_isa(), k::Isa::scalar}) {
+    k::set_isa(isa);
+    for (Surrogate sw : {Surrogate::hardtanh(), Surrogate::hardtanh(0.5f)}) {
+      BinaryLinearSpec spec;
+      spec.weight_surrogate = sw;
+      const Surrogate sx = spec.input_surrogate;
+      const Grads a = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return binary_linear(x, W, b, spec); },
+                          {N, in}, xv, {out, in}, wv, nullptr, G);
+      const Grads r = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return unfused_binary(x, W, b, sx, sw); },
+                          {N, in}, xv, {out, in}, wv, nullptr, G);
+      INFO("isa " << k::isa_name(isa) << " weight surrogate " << sw.str());
+      CHECK_SAME(a.y, r.y, "y");
+      CHECK_SAME(a.gx, r.gx, "dx");
+      CHECK_SAME(a.gW, r.gW, "dW");
+    }
+  }
+}
+
+TEST_CASE("sign_weight_linear (real x, sign W): identical to Sign(W) + linear (every ISA, odd shapes)") {
+  IsaGuard guard;
+  k::set_num_threads(2);
+  std::mt19937 rng(19);
+  int64_t cases = 0;
+  for (k::Isa isa : supported_isas()) {
+    k::set_isa(isa);
+    for (int64_t in : kIns)
+      for (int64_t N : kNs)
+        for (int64_t out : kOuts) {
+          const auto xv = awkward_values(rng, N * in, 1.0f);
+          auto wv = awkward_values(rng, out * in, 0.6f);
+          if (cases % 2 == 0)
+            for (auto& v : wv) v = std::fmin(std::fmax(v, -1.0f), 1.0f);
+          const auto G = awkward_values(rng, N * out, 1.0f), bv = awkward_values(rng, out, 0.3f);
+          const auto surs = all_surrogates();
+          const Surrogate sw = surs[(size_t)(cases % surs.size())];
+          const std::vector<float>* pb = cases % 3 == 0 ? &bv : nullptr;
+          const bool twice = cases % 5 == 0;
+          const Grads a = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return sign_weight_linear(x, W, b, sw); },
+                              {N, in}, xv, {out, in}, wv, pb, G, twice);
+          const Grads r = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { Sign q(sw); return linear(x, q(W), b); },
+                              {N, in}, xv, {out, in}, wv, pb, G, twice);
+          INFO("isa " << k::isa_name(isa) << " N " << N << " in " << in << " out " << out << " sw " << sw.str());
+          CHECK_SAME(a.y, r.y, "y");
+          CHECK_SAME(a.gx, r.gx, "dx");
+          CHECK_SAME(a.gW, r.gW, "dW");
+          if (pb) CHECK_SAME(a.gb, r.gb, "db");
+          ++cases;
+        }
+  }
+  // x without a gradient (the BNN's first layer): W's gradient only.
+  std::mt19937 r2(1);
+  const auto xv = awkward_values(r2, 7 * 65, 1.0f), wv = awkward_values(r2, 10 * 65, 0.5f), G = awkward_values(r2, 70, 1.0f);
+  Tensor gW[2];
+  for (int on = 0; on < 2; ++on) {
+    Tensor x = Tensor::from_vector({7, 65}, xv), W = leaf({10, 65}, wv);
+    Sign q;
+    Tensor y = on ? sign_weight_linear(x, W, Tensor()) : linear(x, q(W), Tensor());
+    y.backward(Tensor::from_vector({7, 10}, G));
+    gW[on] = W.grad().clone();
+  }
+  CHECK_SAME(gW[0], gW[1], "dW (x without grad)");
+}
+
+TEST_CASE("binary_linear: the output is the exact integer dot product; one node; eval records nothing") {
+  std::mt19937 rng(3);
+  const int64_t N = 7, in = 65, out = 10;
+  const auto xv = awkward_values(rng, N * in, 1.0f), wv = awkward_values(rng, out * in, 1.0f);
+  Tensor x = leaf({N, in}, xv), W = leaf({out, in}, wv);
+  Tensor y = binary_linear(x, W, Tensor());
+  REQUIRE(y.grad_fn());
+  CHECK(std::string(y.grad_fn()->name) == "binary_linear");
+  CHECK(graph_size(y) == 1);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < out; ++j) {
+      int64_t d = 0;
+      for (int64_t kk = 0; kk < in; ++kk)
+        d += (xv[i * in + kk] < 0 ? -1 : 1) * (wv[j * in + kk] < 0 ? -1 : 1);
+      CHECK(y.at({i, j}) == (float)d);
+    }
+  NoGradGuard ng;
+  Tensor y2 = binary_linear(x, W, Tensor());
+  CHECK(!y2.grad_fn());
+  CHECK(same_bits(y, y2));
+}
+
+TEST_CASE("binary_linear: pre-quantized sides (stochastic sign) behave as linear() on the +-1 tensors") {
+  IsaGuard guard;
+  std::mt19937 rng(5);
+  for (k::Isa isa : supported_isas()) {
+    k::set_isa(isa);
+    for (int64_t in : {1, 65, 784}) {
+      const int64_t N = 7, out = 33;
+      const auto xv = awkward_values(rng, N * in, 1.0f), wv = awkward_values(rng, out * in, 1.0f);
+      const auto G = awkward_values(rng, N * out, 1.0f);
+      for (int mode = 0; mode < 3; ++mode) {
+        BinaryLinearSpec spec;
+        spec.quantize_input = mode != 0;
+        spec.quantize_weight = mode != 1;
+        auto fused = [&](const Tensor& x, const Tensor& W, const Tensor& b) {
+          Rng r1(42);
+          StochasticSign sq(r1);
+          const Tensor xin = spec.quantize_input ? x : sq(x);
+          const Tensor win = spec.quantize_weight ? W : sq(W);
+          return binary_linear(xin, win, b, spec);
+        };
+        auto unf = [&](const Tensor& x, const Tensor& W, const Tensor& b) {
+          Rng r1(42);
+          StochasticSign sq(r1);
+          Sign s;
+          const Tensor xq = spec.quantize_input ? s(x) : sq(x);
+          const Tensor wq = spec.quantize_weight ? s(W) : sq(W);
+          return linear(xq, wq, b);
+        };
+        const Grads a = run(fused, {N, in}, xv, {out, in}, wv, nullptr, G, mode == 2);
+        const Grads r = run(unf, {N, in}, xv, {out, in}, wv, nullptr, G, mode == 2);
+        INFO("isa " << k::isa_name(isa) << " in " << in << " mode " << mode);
+        CHECK_SAME(a.y, r.y, "y");
+        CHECK_SAME(a.gx, r.gx, "dx");
+        CHECK_SAME(a.gW, r.gW, "dW");
+      }
+    }
+  }
+}
+
+TEST_CASE("binary_linear: central differences of the surrogate relaxation (tanh:3, periodic:2)") {
+  // dL/dx of L_x(x) = sum G * (S(x) sign(W)^T) and dL/dW of L_W(W) = sum G * (sign(x) S(W)^T).
+  std::mt19937 rng(9);
+  const int64_t N = 3, in = 65, out = 4;
+  for (Surrogate s : {Surrogate::tanh(3.0f), Surrogate::periodic(2.0f)}) {
+    std::uniform_real_distribution<float> ud(-0.9f, 0.9f);
+    std::vector<float> xv(N * in), wv(out * in), G(N * out);
+    for (auto& v : xv) v = ud(rng);
+    for (auto& v : wv) v = ud(rng);
+    for (auto& v : G) v = ud(rng);
+    BinaryLinearSpec spec;
+    spec.input_surrogate = s;
+    spec.weight_surrogate = s;
+    Tensor x = leaf({N, in}, xv), W = leaf({out, in}, wv);
+    binary_linear(x, W, Tensor(), spec).backward(Tensor::from_vector({N, out}, G));
+    auto sgn = [](double v) { return v < 0 ? -1.0 : 1.0; };
+    auto Lx = [&](const std::vector<double>& xs) {
+      double L = 0;
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < out; ++j) {
+          double d = 0;
+          for (int64_t kk = 0; kk < in; ++kk) d += std::tanh(s.param * xs[i * in + kk]) * sgn(wv[j * in + kk]);
+          L += G[i * out + j] * d;
+        }
+      return L;
+    };
+    auto LW = [&](const std::vector<double>& ws) {
+      double L = 0;
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < out; ++j) {
+          double d = 0;
+          for (int64_t kk = 0; kk < in; ++kk) d += sgn(xv[i * in + kk]) * std::tanh(s.param * ws[j * in + kk]);
+          L += G[i * out + j] * d;
+        }
+      return L;
+    };
+    // For bits = 1 on [-1, 1] the periodic surrogate equals tanh:K (surrogate.h).
+    const double h = 1e-4;
+    double worst = 0;
+    std::vector<double> xd(xv.begin(), xv.end()), wd(wv.begin(), wv.end());
+    for (int64_t e = 0; e < N * in; e += 7) {
+      auto p = xd, m = xd;
+      p[e] += h;
+      m[e] -= h;
+      const double num = (Lx(p) - Lx(m)) / (2 * h);
+      worst = std::max(worst, std::fabs(num - x.grad().data()[e]) / (1e-3 + std::fabs(num)));
+    }
+    for (int64_t e = 0; e < out * in; e += 5) {
+      auto p = wd, m = wd;
+      p[e] += h;
+      m[e] -= h;
+      const double num = (LW(p) - LW(m)) / (2 * h);
+      worst = std::max(worst, std::fabs(num - W.grad().data()[e]) / (1e-3 + std::fabs(num)));
+    }
+    INFO("surrogate " << s.str());
+    CHECK(worst < 1e-3);
+  }
+}
+
+// ---- QuantLinear switch -----------------------------------------------------------------
+
+TEST_CASE("QuantLinear: kernel paths, the switch (per layer, default, env) and identical layer outputs") {
+  Rng rng(1);
+  BinaryLinearOptions bo;
+  bo.bias = true;
+  BinaryLinear bl(65, 33, rng, bo);
+  CHECK(bl.kernel_path() == QuantLinear::KernelPath::binary);
+  BinaryLinearOptions first;
+  first.binarize_input = false;
+  BinaryLinear fl(65, 33, rng, first);
+  CHECK(fl.kernel_path() == QuantLinear::KernelPath::sign_weight);
+
+  QuantLinearOptions qo;
+  qo.input_quantizer = std::make_shared<Uniform>(2);
+  qo.weight_quantizer = std::make_shared<Uniform>(3, 0.5f);
+  qo.weight_constraint = Clip{-1.0f, 1.0f};
+  QuantLinear ql(65, 33, rng, qo);
+  CHECK(ql.kernel_path() == QuantLinear::KernelPath::levels);
+  QuantLinearOptions big = qo;
+  big.input_quantizer = std::make_shared<Uniform>(16);
+  big.weight_quantizer = std::make_shared<Uniform>(16);
+  QuantLinear qb(65, 33, rng, big);
+  CHECK(qb.kernel_path() == QuantLinear::KernelPath::none);  // 65 * 65535^2 >= 2^24
+
+  QuantLinearOptions so;
+  so.input_quantizer = std::make_shared<StochasticSign>(rng);
+  so.weight_quantizer = std::make_shared<Uniform>(2);
+  so.weight_constraint = Clip{-1.0f, 1.0f};
+  QuantLinear sl(65, 33, rng, so);
+  CHECK(sl.kernel_path() == QuantLinear::KernelPath::none);  // stochastic x k-bit: unfused
+  sl.train(false);
+  CHECK(sl.kernel_path() == QuantLinear::KernelPath::levels);  // deterministic in evaluation
+
+  {
+    QuantKernelsGuard g(false);
+    CHECK(!bl.kernels_enabled());
+    bl.set_kernels(true);
+    CHECK(bl.kernels_enabled());
+    CHECK(bl.uses_kernels());
+    bl.reset_kernels();
+    CHECK(!bl.uses_kernels());
+  }
+  Sequential seq;
+  auto a = seq.add(std::make_shared<BinaryLinear>(65, 33, rng, bo));
+  seq.add(std::make_shared<BinaryLinear>(33, 10, rng, bo));
+  CHECK(set_quant_kernels(seq, false) == 2);
+  CHECK(!a->uses_kernels());
+  CHECK(set_quant_kernels(seq, true) == 2);
+  CHECK(a->uses_kernels());
+
+  // The layers' outputs and gradients do not depend on the switch.
+  std::mt19937 mt(2);
+  const auto xv = awkward_values(mt, 7 * 65, 1.0f);
+  const auto G = awkward_values(mt, 7 * 33, 1.0f);
+  for (QuantLinear* layer : {static_cast<QuantLinear*>(&bl), &ql, static_cast<QuantLinear*>(&fl)}) {
+    Grads res[2];
+    for (int on = 0; on < 2; ++on) {
+      layer->set_kernels(on == 1);
+      layer->zero_grad();
+      Tensor x = leaf({7, 65}, xv);
+      Tensor y = layer->forward(x);
+      const std::string want = layer == &bl ? (on ? "binary_linear" : "add")
+                               : layer == &fl ? (on ? "sign_weight_linear" : "linear")
+                                              : "uniform_linear";
+      CHECK(std::string(y.grad_fn()->name) == want);
+      y.backward(Tensor::from_vector({7, 33}, G));
+      res[on] = {y.detach().clone(), x.grad().clone(), layer->weight.grad().clone(),
+                 layer->bias.defined() ? layer->bias.grad().clone() : Tensor()};
+    }
+    CHECK_SAME(res[0].y, res[1].y, "layer y");
+    CHECK_SAME(res[0].gx, res[1].gx, "layer dx");
+    CHECK_SAME(res[0].gW, res[1].gW, "layer dW");
+    CHECK(same_bits(res[0].gb, res[1].gb));
+  }
+}
+
+TEST_CASE("quant_kernels_default: QNN_QUANT_KERNELS is read on first use; set/guard override") {
+  // The variable was read (or defaulted) by earlier tests already; the API
+  // wins from then on.
+  set_quant_kernels_default(true);
+  CHECK(quant_kernels_default());
+  {
+    QuantKernelsGuard g(false);
+    CHECK(!quant_kernels_default());
+  }
+  CHECK(quant_kernels_default());
+}
+
+TEST_CASE("memory accounting: packed sign + mask vs float xq, packed vs float sign(W)") {
+  BinaryLinearSpec spec;
+  const SavedBytes u = binary_linear_unfused_bytes(100, 2048, 2048, spec);
+  const SavedBytes f = binary_linear_fused_bytes(100, 2048, 2048, spec);
+  CHECK(u.activation == 100 * 2048 * 4);
+  CHECK(f.activation == 2 * 100 * 2048 / 8);  // sign + hardtanh mask: 16x smaller
+  CHECK(u.weight == 2048 * 2048 * 4);
+  CHECK(f.weight == 2 * 2048 * 2048 / 8);     // sign + mask: 16x smaller
+  spec.input_surrogate = Surrogate::tanh(3);
+  CHECK(binary_linear_fused_bytes(100, 2048, 2048, spec).activation == 100 * 2048 / 8);  // x itself kept by the graph
+  CHECK(binary_linear_fused_bytes(7, 65, 10, spec).activation == 7 * 64);  // rows padded to 512 bits
+  reset_binary_linear_stats();
+  Tensor x = leaf({7, 65}, std::vector<float>(7 * 65, 0.5f)), W = leaf({10, 65}, std::vector<float>(650, -0.5f));
+  binary_linear(x, W, Tensor());
+  CHECK(binary_linear_stats().calls == 1);
+  CHECK(binary_linear_stats().fused_bytes == binary_linear_fused_bytes(7, 65, 10, {}).total());
+  CHECK(binary_linear_stats().unfused_bytes == binary_linear_unfused_bytes(7, 65, 10, {}).total());
+}
+
+// ---- uniform_linear (k-bit) -------------------------------------------------------------
+
+TEST_CASE("uniform_levels: the quantizer's levels, exactly") {
+  std::mt19937 rng(4);
+  for (int bits : {1, 2, 3, 4, 8}) {
+    for (float a : {1.0f, 0.75f, 2.0f}) {
+      auto xv = awkward_values(rng, 4000, a);
+      // decision thresholds exactly: even multiples of a/L
+      const float L = float((1 << bits) - 1);
+      for (int t = -(int)L + 1; t < (int)L; t += 2) xv.push_back((a * (float)(t + 1)) / L);
+      for (float sp : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity()})
+        xv.push_back(sp);
+      Uniform q(bits, a);
+      const auto qv = q(Tensor::from_vector({(int64_t)xv.size()}, xv)).to_vector();
+      std::vector<float> v(xv.size());
+      uniform_levels(xv.data(), (int64_t)xv.size(), {bits, a}, v.data());
+      bool ok = true;
+      for (size_t i = 0; i < xv.size(); ++i) {
+        if (std::fmod(std::fabs(v[i]), 2.0f) != 1.0f || std::fabs(v[i]) > L) ok = false;
+        if ((a * v[i]) / L != qv[i]) ok = false;
+      }
+      CHECK_MESSAGE(ok, "bits " << bits << " a " << a);
+    }
+  }
+}
+
+TEST_CASE("uniform_linear: bit-serial and sgemm give identical bits (every ISA, bits 1..4, odd shapes)") {
+  IsaGuard guard;
+  k::set_num_threads(2);
+  std::mt19937 rng(21);
+  int64_t cases = 0;
+  const std::vector<std::pair<int, int>> bit_pairs = {{2, 2}, {3, 3}, {4, 4}, {2, 4}, {1, 3}, {4, 1}};
+  for (k::Isa isa : supported_isas()) {
+    k::set_isa(isa);
+    for (int64_t in : kIns)
+      for (int64_t N : kNs)
+        for (int64_t out : kOuts) {
+          const auto [bx, bw] = bit_pairs[(size_t)(cases % bit_pairs.size())];
+          auto xv = awkward_values(rng, N * in, 1.0f);
+          auto wv = awkward_values(rng, out * in, 0.5f);
+          const float wa = cases % 2 ? 0.5f : 1.0f;
+          if (cases % 3 == 0)  // clipped weights: all |W| <= a, the hardtanh pass is skipped
+            for (auto& v : wv) v = std::fmin(std::fmax(v, -wa), wa);
+          const auto G = awkward_values(rng, N * out, 1.0f), bv = awkward_values(rng, out, 0.3f);
+          const bool special = N * in > 2 && cases % 7 == 3;  // NaN and inf inputs: still identical
+          if (special) {
+            xv[0] = std::numeric_limits<float>::quiet_NaN();
+            xv[1] = std::numeric_limits<float>::infinity();
+            xv[2] = -std::numeric_limits<float>::infinity();
+          }
+          const auto surs = all_surrogates();
+          UniformLinearSpec spec;
+          spec.input_geo = {bx, 1.0f};
+          spec.weight_geo = {bw, wa};
+          spec.input_surrogate = surs[(size_t)(cases % surs.size())];
+          spec.weight_surrogate = surs[(size_t)((cases + 2) % surs.size())];
+          const std::vector<float>* pb = cases % 2 ? &bv : nullptr;
+          Grads res[2];
+          for (int on = 0; on < 2; ++on) {
+            UniformLinearSpec s2 = spec;
+            s2.use_kernels = on == 1;
+            res[on] = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return uniform_linear(x, W, b, s2); },
+                          {N, in}, xv, {out, in}, wv, pb, G);
+          }
+          INFO("isa " << k::isa_name(isa) << " N " << N << " in " << in << " out " << out << " bits " << bx << "x"
+                      << bw);
+          CHECK_SAME(res[0].y, res[1].y, "y");
+          CHECK_SAME(res[0].gx, res[1].gx, "dx");
+          CHECK_SAME(res[0].gW, res[1].gW, "dW");
+          if (pb) CHECK_SAME(res[0].gb, res[1].gb, "db");
+          // Against the plain unfused graph Uniform(x), Uniform(W), linear: the
+          // same function, rounded differently (scale before vs after the sum).
+          Uniform qx(bx, spec.input_geo.a, spec.input_surrogate), qw(bw, spec.weight_geo.a, spec.weight_surrogate);
+          const Grads ref = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return linear(qx(x), qw(W), b); },
+                                {N, in}, xv, {out, in}, wv, pb, G);
+          auto close = [](const Tensor& a, const Tensor& b) {
+            double worst = 0, scale = 1e-6;
+            for (int64_t i = 0; i < a.numel(); ++i) scale = std::max(scale, (double)std::fabs(b.data()[i]));
+            for (int64_t i = 0; i < a.numel(); ++i)
+              worst = std::max(worst, std::fabs((double)a.data()[i] - b.data()[i]) / scale);
+            return worst;
+          };
+          if (special) {
+            ++cases;
+            continue;
+          }
+          CHECK(close(res[1].y, ref.y) < 1e-5);
+          CHECK(close(res[1].gx, ref.gx) < 1e-5);
+          CHECK(close(res[1].gW, ref.gW) < 1e-5);
+          ++cases;
+        }
+  }
+  MESSAGE(cases << " uniform_linear cases");
+}
+
+TEST_CASE("uniform_linear: central differences of the surrogate relaxation (periodic:3, 2 x 3 bits)") {
+  // L_x(x) = sum G * s (S-levels(x) . v_W) where S-levels = S_x(x) / (a_x/L_x): the
+  // surrogate of the level map; likewise for W.
+  std::mt19937 rng(13);
+  const int64_t N = 3, in = 33, out = 4;
+  UniformLinearSpec spec;
+  spec.input_geo = {2, 1.0f};
+  spec.weight_geo = {3, 0.5f};
+  spec.input_surrogate = Surrogate::periodic(3.0f);
+  spec.weight_surrogate = Surrogate::tanh(2.0f);
+  std::uniform_real_distribution<float> ud(-0.95f, 0.95f);
+  std::vector<float> xv(N * in), wv(out * in), G(N * out);
+  // The seed report's f3 jumps by 2(1 - tanh K) at the levels (odd u), where
+  // central differences would see the jump: keep x 0.01 away from +-1/3, +-1.
+  for (auto& v : xv) {
+    do v = ud(rng);
+    while (std::fabs(std::fabs(v) - 1.0f / 3.0f) < 0.01f);
+  }
+  for (auto& v : wv) v = 0.5f * ud(rng);
+  for (auto& v : G) v = ud(rng);
+  Tensor x = leaf({N, in}, xv), W = leaf({out, in}, wv);
+  uniform_linear(x, W, Tensor(), spec).backward(Tensor::from_vector({N, out}, G));
+  auto q = [](const QuantGeometry& g, double v) {  // the quantized value, in double
+    float lv;
+    const float fv = (float)v;
+    uniform_levels(&fv, 1, g, &lv);
+    return (double)g.a * lv / ((1 << g.bits) - 1);
+  };
+  auto S = [](const Surrogate& s, const QuantGeometry& g, double v) { return (double)surrogate_value(s, g, (float)v); };
+  auto L = [&](const std::vector<double>& xs, const std::vector<double>& ws, bool relax_x) {
+    double tot = 0;
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < out; ++j) {
+        double d = 0;
+        for (int64_t kk = 0; kk < in; ++kk) {
+          const double a = relax_x ? S(spec.input_surrogate, spec.input_geo, xs[i * in + kk])
+                                   : q(spec.input_geo, xs[i * in + kk]);
+          const double b = relax_x ? q(spec.weight_geo, ws[j * in + kk])
+                                   : S(spec.weight_surrogate, spec.weight_geo, ws[j * in + kk]);
+          d += a * b;
+        }
+        tot += G[i * out + j] * d;
+      }
+    return tot;
+  };
+  std::vector<double> xd(xv.begin(), xv.end()), wd(wv.begin(), wv.end());
+  const double h = 2e-3;  // surrogate_value works in float: a larger step
+  double worst = 0;
+  for (int64_t e = 0; e < N * in; e += 3) {
+    auto p = xd, m = xd;
+    p[e] += h;
+    m[e] -= h;
+    const double num = (L(p, wd, true) - L(m, wd, true)) / (2 * h);
+    worst = std::max(worst, std::fabs(num - x.grad().data()[e]) / (1e-2 + std::fabs(num)));
+  }
+  for (int64_t e = 0; e < out * in; e += 3) {
+    auto p = wd, m = wd;
+    p[e] += h;
+    m[e] -= h;
+    const double num = (L(xd, p, false) - L(xd, m, false)) / (2 * h);
+    worst = std::max(worst, std::fabs(num - W.grad().data()[e]) / (1e-2 + std::fabs(num)));
+  }
+  CHECK(worst < 2e-2);
+}
+
+TEST_CASE("uniform_linear: rejects shapes where float products stop being exact") {
+  CHECK(uniform_linear_exact(2048, 4, 4));
+  CHECK(!uniform_linear_exact(100000, 4, 4));
+  CHECK(!uniform_linear_exact(65, 16, 16));
+  Tensor x = Tensor::zeros({2, 100000}), W = Tensor::zeros({1, 100000});
+  UniformLinearSpec spec;
+  spec.input_geo = {4, 1.0f};
+  spec.weight_geo = {4, 1.0f};
+  CHECK_THROWS_AS(uniform_linear(x, W, Tensor(), spec), Error);
+}
+
+// ---- whole training runs ----------------------------------------------------------------
+
+namespace {
+
+struct RunResult {
+  std::vector<float> losses;
+  std::vector<std::pair<std::string, Tensor>> state;
+};
+
+Dataset training_data() {
+  const std::string dir = std::string(QNN_SOURCE_ROOT) + "/datasets/mnist";
+  if (std::filesystem::exists(dir + "/train-images-idx3-ubyte")) return load_mnist(dir, "train", app::mnist_options(2000));
+  MESSAGE("MNIST not found: training-run equality on random data");
+  Dataset d;
+  d.name = "random";
+  d.sample_shape = {784};
+  d.num_classes = 10;
+  std::mt19937 rng(1);
+  for (int64_t i = 0; i < 2000; ++i) {
+    for (int j = 0; j < 784; ++j) d.x.push_back((float)(2 * (int)(rng() % 256) - 255) / 256.0f);
+    d.y.push_back((int32_t)(rng() % 10));
+  }
+  return d;
+}
+
+RunResult train_steps(app::MlpConfig cfg, bool kernels_on, const Dataset& data, int steps, const std::string& optim) {
+  cfg.kernels = kernels_on;
+  app::resolve_defaults(cfg);
+  Rng rng(1);
+  auto model = app::build_mlp(cfg, rng);
+  auto opt = make_optimizer(optim, model->parameters(), 3e-3f);
+  DataLoader loader(data, 100, true, 1);
+  RunResult r;
+  model->train(true);
+  int step = 0;
+  for (const Batch& b : loader.epoch(0)) {
+    if (step++ == steps) break;
+    Tensor loss = app::compute_loss(app::LossKind::sqhinge, model->forward(b.x), b.y);
+    r.losses.push_back(loss.item());
+    opt->zero_grad();
+    loss.backward();
+    opt->step();
+  }
+  // and an evaluation pass (the kernels' no-grad forward)
+  NoGradGuard ng;
+  model->train(false);
+  Batch b = loader.epoch(1).batch(0);
+  r.losses.push_back(app::compute_loss(app::LossKind::sqhinge, model->forward(b.x), b.y).item());
+  r.state = model->state();
+  return r;
+}
+
+void check_identical_runs(const app::MlpConfig& cfg, const std::string& label, const std::string& optim = "adam") {
+  static const Dataset data = training_data();
+  IsaGuard guard;
+  for (k::Isa isa : supported_isas()) {
+    k::set_isa(isa);
+    const RunResult on = train_steps(cfg, true, data, 20, optim);
+    const RunResult off = train_steps(cfg, false, data, 20, optim);
+    INFO(label << " isa " << k::isa_name(isa));
+    REQUIRE(on.losses.size() == 21);
+    CHECK(same_bits(on.losses.data(), off.losses.data(), 21));
+    CHECK(on.losses.front() != on.losses[19]);  // it did train
+    REQUIRE(on.state.size() == off.state.size());
+    for (size_t i = 0; i < on.state.size(); ++i) {
+      INFO("tensor " << on.state[i].first);
+      CHECK_SAME(on.state[i].second, off.state[i].second, on.state[i].first);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("training: BNN 784-64-64-10, 20 steps, kernels on vs off -> identical losses and weights") {
+  k::set_num_threads(2);
+  app::MlpConfig cfg;
+  cfg.model = "bnn";
+  cfg.hidden = 64;
+  cfg.layers = 2;
+  {
+    Rng rng(1);
+    app::MlpConfig c2 = cfg;
+    app::resolve_defaults(c2);
+    auto m = app::build_mlp(c2, rng);
+    CHECK(set_quant_kernels(*m, true) == 3);  // real x sign, the hidden 64x64 product, the classifier
+  }
+  check_identical_runs(cfg, "bnn");
+  app::MlpConfig t = cfg;
+  t.surrogate = "tanh:3";
+  check_identical_runs(t, "bnn tanh:3", "sgd");
+}
+
+TEST_CASE("training: stochastic binarization and a QNN (3-bit acts, 2-bit weights), kernels on vs off -> identical") {
+  k::set_num_threads(2);
+  app::MlpConfig s;
+  s.model = "bnn";
+  s.hidden = 64;
+  s.layers = 2;
+  s.binarize = "stoch";
+  check_identical_runs(s, "bnn stoch");
+  app::MlpConfig q;
+  q.model = "qnn";
+  q.hidden = 64;
+  q.layers = 2;
+  q.wbits = 2;
+  q.abits = 3;
+  q.surrogate = "periodic:3";
+  check_identical_runs(q, "qnn 3x2 bits");
+}
