@@ -204,6 +204,14 @@ int run(Options& o) {
   rows.push_back({"fp32 runner (fp .qnnx)", runner(fp_run), {}, {}});
   if (!o.skip_framework) rows.push_back({"bnn framework (autograd eval)", framework(*bnn.module), {}, {}});
   rows.push_back({"bnn runner (bnn .qnnx)", runner(bnn_run), {}, {}});
+  // The adaptive runner's two choices, forced (k::ThreadPolicy, packed_model.h).
+  k::PackedRunner bnn_all(bnn.packed), bnn_one(bnn.packed);
+  bnn_all.set_thread_policy(k::ThreadPolicy::all);
+  bnn_one.set_thread_policy(k::ThreadPolicy::one);
+  if (o.threads > 1) {
+    rows.push_back({"  forced: all threads", runner(bnn_all), {}, {}});
+    rows.push_back({"  forced: one thread", runner(bnn_one), {}, {}});
+  }
   for (auto& r : rows) {
     r.b1 = time_it(o, 1, pool, r.fn);
     r.bb = time_it(o, o.big_batch, pool, r.fn);
@@ -221,6 +229,8 @@ int run(Options& o) {
   const Row* fpr = find("fp32 runner");
   const Row* bnf = find("bnn framework");
   const Row* bnr = find("bnn runner");
+  const Row* bn_all = find("  forced: all");
+  const Row* bn_one = find("  forced: one");
   json ratios;
   std::printf("\nratios (batch 1 | batch %lld):\n", (long long)o.big_batch);
   auto ratio = [&](const std::string& key, const std::string& label, const Row* a, const Row* b) {
@@ -233,9 +243,13 @@ int run(Options& o) {
   ratio("bnn_runner_vs_fp32_runner", "bnn runner / fp32 runner", bnr, fpr);
   ratio("fp32_runner_vs_fp32_framework", "fp32 runner / fp32 framework", fpr, fpf);
   ratio("bnn_runner_vs_bnn_framework", "bnn runner / bnn framework", bnr, bnf);
+  ratio("bnn_all_threads_vs_fp32_framework", "bnn runner (forced all threads) / fp32 framework", bn_all, fpf);
+  ratio("bnn_one_thread_vs_fp32_framework", "bnn runner (forced one thread) / fp32 framework", bn_one, fpf);
   const double vs_torch = bnr->b1.ips / o.torch_b1;
   std::printf("  %-44s %8.1fx   (reference %.0f images/s at batch 1)\n", "bnn runner / PyTorch FP32 (batch 1)", vs_torch,
               o.torch_b1);
+  std::printf("adaptive bnn runner: %lld calls on 1 thread, %lld on %d threads\n", (long long)bnn_run.calls_one_thread(),
+              (long long)bnn_run.calls_all_threads(), o.threads);
   ratios["bnn_runner_vs_torch_fp32_batch_1"] = vs_torch;
 
   const double MiB = 1048576.0;
@@ -265,7 +279,8 @@ int run(Options& o) {
              {"torch_fp32_batch_1_reference", o.torch_b1},
              {"bytes", {{"fp32_checkpoint", ckpt_bytes}, {"fp_export", fp.export_bytes}, {"bnn_export", bnn.export_bytes}}},
              {"bnn_export_fraction_of_checkpoint", (double)bnn.export_bytes / ckpt_bytes},
-             {"logits_exact", {{"fp", fp_exact}, {"bnn", bnn_exact}}}};
+             {"logits_exact", {{"fp", fp_exact}, {"bnn", bnn_exact}}},
+             {"adaptive_calls", {{"one_thread", bnn_run.calls_one_thread()}, {"all_threads", bnn_run.calls_all_threads()}}}};
     write_file_atomic(o.json_path, out.dump(2) + "\n");
   }
   return 0;

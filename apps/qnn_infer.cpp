@@ -39,6 +39,7 @@ struct Options {
   int threads = 0;
   int reps = 3;
   int64_t limit = -1;
+  std::string policy = "auto";
   std::string json_path;
 };
 
@@ -92,6 +93,11 @@ int run(Options& o) {
   std::printf("# data %s: %lld test images, batch %lld\n", img_path.c_str(), (long long)n, (long long)o.batch);
 
   k::PackedRunner runner(std::move(pm));
+  QNN_CHECK(o.policy == "auto" || o.policy == "all" || o.policy == "one",
+            "--thread-policy must be auto, all or one, got '" + o.policy + "'");
+  runner.set_thread_policy(o.policy == "all" ? k::ThreadPolicy::all
+                           : o.policy == "one" ? k::ThreadPolicy::one
+                                               : k::ThreadPolicy::adaptive);
   std::vector<int32_t> pred(n), first;
   auto pass = [&]() {
     const double t0 = app::now_seconds();
@@ -117,8 +123,11 @@ int run(Options& o) {
                                        : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
   const double ips = med > 0 ? n / med : 0;
   std::printf("test accuracy %.4f (%.2f%%) | %lld/%lld correct\n", acc, 100 * acc, (long long)correct, (long long)n);
-  std::printf("speed: %.0f images/s (batch %lld, %d threads, median of %d passes; %.3f ms per pass)\n", ips,
+  const int64_t c1 = runner.calls_one_thread(), cN = runner.calls_all_threads();
+  std::printf("speed: %.0f images/s (batch %lld, up to %d threads, median of %d passes; %.3f ms per pass)\n", ips,
               (long long)o.batch, o.threads, o.reps, med * 1e3);
+  std::printf("threads: policy %s; calls on 1 thread %lld, on %d threads %lld\n", o.policy.c_str(), (long long)c1,
+              o.threads, (long long)cN);
   if (!o.json_path.empty()) {
     json out{{"model", o.model_path},
              {"model_kind", runner.model().kind()},
@@ -131,6 +140,9 @@ int run(Options& o) {
              {"images_per_s", ips},
              {"batch", o.batch},
              {"threads", o.threads},
+             {"thread_policy", o.policy},
+             {"calls_one_thread", c1},
+             {"calls_all_threads", cN},
              {"reps", o.reps},
              {"seconds_per_pass", secs},
              {"isa", k::isa_name(k::active_isa())}};
@@ -151,6 +163,9 @@ int main(int argc, char** argv) {
   cli.add_option("--threads", o.threads, "OpenMP / BLAS threads (default: all cores)");
   cli.add_option("--reps", o.reps, "timed passes over the test set (median reported)")->capture_default_str();
   cli.add_option("--limit", o.limit, "use only the first N test images");
+  cli.add_option("--thread-policy", o.policy,
+                 "auto: time 1 vs all threads as it runs and keep the faster (shared machines); all; one")
+      ->capture_default_str();
   cli.add_option("--json", o.json_path, "write the results as JSON (test_acc, images_per_s, ...)");
   try {
     cli.parse(argc, argv);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -643,6 +644,13 @@ PackedModel PackedModel::load(const std::string& path) {
 PackedRunner::PackedRunner(PackedModel m) : m_(std::move(m)) {
   m_.validate("PackedRunner");
   (void)active_isa();  // decide the kernel variant now, outside any parallel region
+  // The one-region path handles chains of binary layers whose activations
+  // stay packed (only the first layer may take pixels or signs of floats).
+  chain_ = true;
+  for (size_t i = 0; i < m_.layers.size(); ++i) {
+    const PackedLayer& L = m_.layers[i];
+    chain_ = chain_ && L.type == LayerType::dense_binary && (i == 0 || L.input == LayerInput::packed);
+  }
   thresh_off_.assign(m_.layers.size(), 0);
   for (size_t i = 0; i < m_.layers.size(); ++i) {
     const PackedLayer& L = m_.layers[i];
@@ -726,17 +734,81 @@ void PackedRunner::predict_u8(const uint8_t* x, int64_t n, int32_t* labels) {
 }
 
 void PackedRunner::run(int64_t n, float* logits) {
-  // The one-region path handles chains of binary layers whose activations
-  // stay packed (only the first layer may take pixels or signs of floats).
-  bool chain = true;
-  for (size_t i = 0; i < m_.layers.size(); ++i) {
-    const PackedLayer& L = m_.layers[i];
-    chain = chain && L.type == LayerType::dense_binary && (i == 0 || L.input == LayerInput::packed);
+  const bool small = chain_ && n <= kSmallBatch && !omp_in_parallel();
+  const int T = omp_get_max_threads();
+  if (T <= 1 || policy_ != ThreadPolicy::adaptive || !m_.is_binary()) {
+    execute(small, T > 1 && policy_ != ThreadPolicy::one, n, logits);
+    return;
   }
-  if (chain && n <= kSmallBatch && !omp_in_parallel())
-    run_small(n, logits);
-  else
+  // Adaptive (see packed_model.h): windows of the best choice, short trials of
+  // the other. The first trial call is a warm-up (the other thread count
+  // finds colder caches) and is not counted.
+  const int64_t kTrialCalls = small ? 48 : 2, kMinInterval = small ? 512 : 6, kMaxInterval = small ? 1 << 17 : 1 << 10;
+  Tuner& tu = tune_[small ? 0 : 1];
+  if (tu.best < 0) {  // start on one thread for small batches, all threads for large ones
+    tu.best = small ? 0 : 1;
+    tu.interval = small ? 64 : 2;  // a first, short window, then a trial
+  }
+  const bool trial = tu.trial_left > 0;
+  const int mode = trial ? 1 - tu.best : tu.best;
+  const auto t0 = std::chrono::steady_clock::now();
+  execute(small, mode == 1, n, logits);
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!trial) {
+    tu.win_sum += dt;
+    tu.win_rows += n;
+    if (++tu.win_calls < tu.interval) return;
+    const double cost = tu.win_sum / double(tu.win_rows);
+    tu.win_sum = 0, tu.win_rows = 0, tu.win_calls = 0;
+    if (tu.probation) {  // the window after a switch: was it really better?
+      tu.probation = false;
+      if (cost > tu.prev_cost) {  // no: go back, and try again later than before
+        tu.best = 1 - tu.best;
+        tu.best_cost = tu.prev_cost;
+        tu.interval = std::min(2 * tu.prev_interval, kMaxInterval);
+        return;
+      }
+    }
+    tu.best_cost = cost;
+    tu.trial_left = int(kTrialCalls) + 1;
+    tu.trial_sum = 0, tu.trial_rows = 0;
+    return;
+  }
+  const bool warmup = tu.trial_left == kTrialCalls + 1;
+  if (!warmup) tu.trial_sum += dt, tu.trial_rows += n;
+  --tu.trial_left;
+  const bool hopeless = !warmup && tu.trial_sum > 3.0 * tu.best_cost * double(tu.trial_rows);
+  if (tu.trial_left > 0 && !hopeless) return;
+  tu.trial_left = 0;
+  if (!hopeless && tu.trial_rows > 0 && tu.trial_sum / double(tu.trial_rows) < tu.best_cost) {
+    tu.prev_cost = tu.best_cost;  // switch, on probation for one window
+    tu.prev_interval = tu.interval;
+    tu.best = mode;
+    tu.probation = true;
+    tu.interval = kMinInterval;
+  } else {
+    tu.interval = std::min(std::max(2 * tu.interval, kMinInterval), kMaxInterval);
+  }
+}
+
+void PackedRunner::execute(bool small, bool all_threads, int64_t n, float* logits) {
+  ++calls_[all_threads ? 1 : 0];
+  const int T = omp_get_max_threads();
+  if (small) {
+    run_small(n, logits, all_threads ? T : 1);
+    return;
+  }
+  if (all_threads || T == 1) {
     run_large(n, logits);
+    return;
+  }
+  // One thread for the kernels' own parallel regions (and BLAS), restored after.
+  struct Restore {
+    int t;
+    ~Restore() { omp_set_num_threads(t); }
+  } restore{T};
+  omp_set_num_threads(1);
+  run_large(n, logits);
 }
 
 // Layer by layer; every kernel parallelises internally.
@@ -787,7 +859,7 @@ void PackedRunner::run_large(int64_t n, float* logits) {
 
 // Small batches: one parallel region for the whole network, a fixed slice of
 // output channels (whole 64-column words) per thread, barriers between layers.
-void PackedRunner::run_small(int64_t n, float* logits) {
+void PackedRunner::run_small(int64_t n, float* logits, int nthreads) {
   const size_t nl = m_.layers.size();
   const EpilogueFns fn = epilogue_fns();
   int pi = -1;
@@ -795,7 +867,6 @@ void PackedRunner::run_small(int64_t n, float* logits) {
     pack_rows(f_[fcur_].data(), n, m_.layers[0].in, m_.layers[0].in, p_[0].data());
     pi = 0;
   }
-  const int nthreads = omp_get_max_threads();
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
     const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();

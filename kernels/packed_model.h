@@ -136,7 +136,7 @@ uint32_t crc32_zlib(const void* data, size_t n, uint32_t crc = 0);
 
 // Runs a PackedModel. Holds scratch buffers sized for the largest batch seen,
 // so one runner must not be used by two threads at once (use one per thread;
-// each call itself runs in parallel with kernels::set_num_threads threads).
+// each call itself runs in parallel with up to kernels::set_num_threads threads).
 //
 // Batches of up to kSmallBatch rows run in ONE OpenMP parallel region for the
 // whole network: each thread owns a fixed slice of every layer's output
@@ -145,11 +145,33 @@ uint32_t crc32_zlib(const void* data, size_t n, uint32_t crc = 0);
 // by barriers rather than fork/joins. Larger batches go layer by layer through
 // the blocked kernels (xnor_gemm_sign writing packed activations directly,
 // bit-serial GEMM for the 8-bit first layer). All paths give identical results.
+//
+// Threads. A batch-1 call takes tens of microseconds, so on a shared machine a
+// parallel call is only as fast as its most-delayed thread: when another
+// process holds a core, one thread can beat two many times over (measured:
+// 23k vs 50 images/s with OpenMP's spinning barriers and two busy neighbours).
+// ThreadPolicy::adaptive (the default, for binary models) therefore measures
+// both choices as it runs — one thread, or all of kernels::num_threads() —
+// by their mean time per row over windows of calls (means, not medians: rare
+// long stalls are what hurts throughput), keeps the faster, and tries the
+// other one now and then: a short trial, abandoned at once if clearly slower;
+// a switch must then be confirmed over a full window or it is undone; trials
+// get exponentially rarer while they keep losing. Small and large batches are
+// tuned separately. Results never depend on the choice. Full-precision models
+// always use all threads (BLAS).
+enum class ThreadPolicy { adaptive, all, one };
+
 class PackedRunner {
  public:
   static constexpr int64_t kSmallBatch = 16;
   explicit PackedRunner(PackedModel m);
   const PackedModel& model() const { return m_; }
+
+  void set_thread_policy(ThreadPolicy p) { policy_ = p; }
+  ThreadPolicy thread_policy() const { return policy_; }
+  // Calls so far that ran on one thread / on all threads (probes included).
+  int64_t calls_one_thread() const { return calls_[0]; }
+  int64_t calls_all_threads() const { return calls_[1]; }
 
   // x: n rows of in_features() bytes (pixels), scaled by the model's
   // input_scale; logits: n rows of num_classes() floats.
@@ -162,11 +184,30 @@ class PackedRunner {
 
  private:
   void run(int64_t n, float* logits);
-  void run_small(int64_t n, float* logits);
+  void execute(bool small, bool all_threads, int64_t n, float* logits);
+  void run_small(int64_t n, float* logits, int threads);
   void run_large(int64_t n, float* logits);
   void reserve(int64_t n);
 
+  // Per-path (small / large batch) state of the adaptive thread choice.
+  struct Tuner {
+    int best = -1;                 // 0 = one thread, 1 = all threads; -1: not started
+    double win_sum = 0;            // seconds and rows of the best choice's current window
+    int64_t win_rows = 0, win_calls = 0;
+    double best_cost = 0;          // seconds per row of the best choice, last full window
+    int64_t interval = 0;          // calls per window between trials
+    int trial_left = 0;            // > 0: trying the other choice
+    double trial_sum = 0;
+    int64_t trial_rows = 0;
+    bool probation = false;        // just switched: confirm over one full window
+    double prev_cost = 0;          // the cost of the choice we switched away from
+    int64_t prev_interval = 0;
+  };
   PackedModel m_;
+  ThreadPolicy policy_ = ThreadPolicy::adaptive;
+  bool chain_ = false;  // all binary, packed between layers: the one-region path applies
+  Tuner tune_[2];
+  int64_t calls_[2] = {0, 0};
   std::vector<float> thresh_f_;  // per layer offset into one array (xnor_gemm_sign wants floats)
   std::vector<int64_t> thresh_off_;
   int64_t max_width_ = 0, cap_ = 0;

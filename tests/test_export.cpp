@@ -330,6 +330,27 @@ TEST_CASE("export: BNN round trip — runner logits equal the framework's eval l
   k::set_num_threads(2);
 }
 
+TEST_CASE("export: the runner's thread policies (adaptive / all / one) give identical logits") {
+  k::set_num_threads(2);
+  auto m = bnn({256, 128}, 51, true);
+  k::PackedRunner ad(export_model(*m)), all(export_model(*m)), one(export_model(*m));
+  all.set_thread_policy(k::ThreadPolicy::all);
+  one.set_thread_policy(k::ThreadPolicy::one);
+  for (int64_t n : {1, 40}) {
+    auto px = random_pixels(200 * n, 784, 3 + n);
+    for (int64_t i = 0; i < 200; ++i) {  // enough calls for the adaptive runner to probe both choices
+      std::vector<uint8_t> row(px.begin() + i * n * 784, px.begin() + (i + 1) * n * 784);
+      const auto a = runner_logits(ad, row, n);
+      check_same_bits(a, runner_logits(all, row, n), "all threads");
+      check_same_bits(a, runner_logits(one, row, n), "one thread");
+    }
+  }
+  CHECK(ad.calls_one_thread() > 0);
+  CHECK(ad.calls_all_threads() > 0);
+  CHECK(one.calls_all_threads() == 0);
+  CHECK(all.calls_one_thread() == 0);
+}
+
 TEST_CASE("export: thresholds with negative gamma and gamma == 0 (whole layers)") {
   k::set_num_threads(2);
   for (int mode = 0; mode < 3; ++mode) {
