@@ -40,13 +40,16 @@ void xnor_gemm_f32(const uint64_t* A, const uint64_t* B, int64_t M, int64_t N, i
 //   value[m][n] = +1  iff  (dot[m][n] >= thresh[n]) XOR flip[n]   else -1,
 // where flip == nullptr means all 0 and flip[n] != 0 means flip.
 // Ties: dot == thresh[n] counts as ">=", so it gives +1 without flip and -1
-// with flip. The comparison is exact (integer dot vs float thresh, compared in
-// XXX
+// with flip. The comparison is exact: |dot| < 2^24 converts to float without
+// rounding, and is then compared with the float thresh.
 // out: M rows of packed_words(N) words, same bit convention (bit 1 = -1),
 // pad bits written as 0 — ready to be the A operand of the next layer.
 void xnor_gemm_sign(const uint64_t* A, const uint64_t* B, int64_t M, int64_t N, int64_t K,
                     const float* thresh, const uint8_t* flip, uint64_t* out);
 
+// Note: this closed form rounds -b/a in real arithmetic; it can disagree with
+// the float expression a*dot + b >= 0 at a boundary point. The exporter
+// (layers/quant/export.cpp) therefore binary-searches the float predicate.
 // Folds "y = a[n] * dot + b[n], then sign(y) with sign(0) = +1" into the
 // (thresh, flip) pair of xnor_gemm_sign, exactly for integer dot (|dot| < 2^24):
 //   a > 0 : +1 iff dot >= -b/a        -> thresh = ceil(-b/a),      flip = 0
