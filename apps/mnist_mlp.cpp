@@ -60,7 +60,7 @@ struct Options {
 json config_json(const Options& o) {
   const auto& m = o.mlp;
   return json{{"dataset", o.dataset}, {"data", o.data}, {"model", m.model}, {"hidden", m.hidden},
-              {"layers", m.layers}, {"wbits", m.wbits}, {"abits", m.abits}, {"surrogate", m.surrogate},
+              {"layers", m.layers}, {"wbits", m.wbits}, {"abits", m.abits}, {"surrogate", m.surrogate}, {"weight_surrogate", m.weight_surrogate},
               {"binarize", m.binarize}, {"shift_bn", m.shift_bn}, {"lr_scale", m.lr_scale},
               {"dropout", m.dropout}, {"input_dropout", m.input_dropout}, {"epochs", o.epochs},
               {"batch", o.batch}, {"optimizer", o.optimizer}, {"lr", o.lr}, {"lr_end", o.lr_end},
@@ -289,6 +289,8 @@ int main(int argc, char** argv) {
   cli.add_option("--wbits", m.wbits, "qnn: weight bits, 1..16 or 32 (bnn: 1)");
   cli.add_option("--abits", m.abits, "qnn: activation bits, 1..16 or 32 (bnn: 1)");
   cli.add_option("--surrogate", m.surrogate, "pseudo-gradient: hardtanh | ste:C | tanh:K | periodic:K | identity")
+      ->capture_default_str();
+  cli.add_option("--weight-surrogate", m.weight_surrogate, "pseudo-gradient of the weight quantizers")
       ->capture_default_str();
   cli.add_option("--binarize", m.binarize, "det | stoch (stochastic sign, 1-bit activations)")->capture_default_str();
   cli.add_flag("--shift-bn", m.shift_bn, "shift-based batch norm (AP2), quantized models");

@@ -229,7 +229,7 @@ RunSpec make_spec(const Options& o, const Cell& cell) {
   r.lr = o.lr > 0 ? o.lr : (quant ? 3e-3f : 1e-3f);
   r.lr_end = o.lr_end > 0 ? o.lr_end : (quant ? 3e-7f : r.lr * 0.1f);
   r.config = json{{"dataset", o.dataset}, {"data", o.data}, {"model", m.model}, {"hidden", m.hidden},
-                  {"layers", m.layers}, {"wbits", m.wbits}, {"abits", m.abits}, {"surrogate", m.surrogate},
+                  {"layers", m.layers}, {"wbits", m.wbits}, {"abits", m.abits}, {"surrogate", m.surrogate}, {"weight_surrogate", m.weight_surrogate},
                   {"binarize", m.binarize}, {"shift_bn", m.shift_bn}, {"lr_scale", m.lr_scale},
                   {"dropout", f2d(m.dropout)}, {"input_dropout", f2d(m.input_dropout)}, {"epochs", o.epochs},
                   {"batch", o.batch}, {"optimizer", r.optimizer}, {"lr", f2d(r.lr)}, {"lr_end", f2d(r.lr_end)},

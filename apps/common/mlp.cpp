@@ -45,6 +45,7 @@ void resolve_defaults(MlpConfig& c) {
                 std::to_string(c.abits));
   QNN_CHECK(!(fp && c.shift_bn), "--shift-bn is for quantized models (--model bnn|qnn)");
   parse_surrogate(c.surrogate);  // throws with a clear message on bad input
+  parse_surrogate(c.weight_surrogate);
   if (c.dropout < 0) c.dropout = fp ? 0.2f : 0.0f;
   if (c.input_dropout < 0) c.input_dropout = fp ? 0.0f : 0.2f;
   if (c.lr_scale < 0) c.lr_scale = fp ? 0 : 1;
@@ -73,6 +74,7 @@ std::shared_ptr<Module> build_mlp(const MlpConfig& c, Rng& rng) {
     o.weight_bits = c.wbits;
     o.act_bits = c.abits;
     o.surrogate = parse_surrogate(c.surrogate);
+    o.weight_surrogate = parse_surrogate(c.weight_surrogate);
     o.stochastic_acts = c.binarize == "stoch";
     o.dropout_in = c.input_dropout;
     o.dropout_hidden = c.dropout;

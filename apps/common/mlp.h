@@ -36,7 +36,8 @@ struct MlpConfig {
   float dropout = -1;          // after each hidden block: fp 0.2, bnn/qnn 0
   float input_dropout = -1;    // on the input pixels: fp 0, bnn/qnn 0.2 (Courbariaux)
   int wbits = -1, abits = -1;  // bits of weights / activations: bnn 1/1, qnn 2/2, fp 32/32
-  std::string surrogate = "hardtanh";
+  std::string surrogate = "hardtanh";         // activation quantizers' pseudo-gradient
+  std::string weight_surrogate = "hardtanh";  // weight quantizers' (BinaryNet: clipped STE)
   std::string binarize = "det";  // det | stoch (1-bit activations only)
   bool shift_bn = false;
   int lr_scale = -1;           // Courbariaux's per-layer LR scale: on for bnn/qnn

@@ -33,7 +33,7 @@ std::shared_ptr<Sequential> quant_mlp(int64_t in, int64_t classes, Rng& rng, con
   auto linear = [&](int64_t fi, int64_t fo, std::shared_ptr<Quantizer> in_q, bool quantize_w) {
     QuantLinearOptions lo;
     lo.input_quantizer = std::move(in_q);
-    if (quantize_w) lo.weight_quantizer = quantizer_for_bits(o.weight_bits, o.surrogate, o.stochastic_weights, &rng);
+    if (quantize_w) lo.weight_quantizer = quantizer_for_bits(o.weight_bits, o.weight_surrogate, o.stochastic_weights, &rng);
     const bool q = lo.weight_quantizer != nullptr;
     if (q && o.clip_weights) lo.weight_constraint = Clip{-1.0f, 1.0f};
     lo.glorot_lr_scale = q && o.glorot_lr_scale;

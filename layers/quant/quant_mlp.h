@@ -34,7 +34,12 @@ struct QuantMLPOptions {
   int weight_bits = 1;              // 1..16, or 32 = full precision
   int act_bits = 1;                 // 1..16, or 32 = real (HardTanh)
   int input_bits = 32;              // first layer's input: 32 = real, else Uniform{bits, 1}
-  Surrogate surrogate{};            // every quantizer's pseudo-gradient
+  Surrogate surrogate{};            // pseudo-gradient of the activation (and input) quantizers
+  // Pseudo-gradient of the weight quantizers. Default: BinaryNet's clipped
+  // straight-through estimator, whatever `surrogate` is: the latent weights
+  // live in [-1, 1] (clip), and a steep surrogate such as tanh(Kx) would
+  // starve every weight far from 0 of gradient (K(1 - tanh^2(K)) ~ 0.03 at |w|=1).
+  Surrogate weight_surrogate{};
   bool stochastic_weights = false;  // StochasticSign weights (weight_bits 1 only)
   bool stochastic_acts = false;     // StochasticSign activations (act_bits 1 only)
   bool act_in_linear = false;       // see above
