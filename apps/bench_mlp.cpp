@@ -19,6 +19,8 @@
 // Also: export file sizes vs the FP32 checkpoint, and whether the runners'
 // logits equal the framework's bit for bit on a batch.
 #include <CLI/CLI.hpp>
+
+#include "apps/common/cli_main.h"
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -306,15 +308,5 @@ int main(int argc, char** argv) {
   cli.add_option("--seed", o.seed, "seed of the random weights")->capture_default_str();
   cli.add_flag("--skip-framework", o.skip_framework, "time only the runners");
   cli.add_option("--json", o.json_path, "write the results as JSON");
-  try {
-    cli.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return cli.exit(e);
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_mlp: error: %s\n", e.what());
-    return 1;
-  }
+  return app::parse_and_run(cli, argc, argv, "bench_mlp", [&] { return run(o); });
 }

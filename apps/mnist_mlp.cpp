@@ -14,6 +14,8 @@
 // Protocol (as in the paper): the last 10,000 training images validate; the
 // model of the best-validation epoch is the one tested, saved and exported.
 #include <CLI/CLI.hpp>
+
+#include "apps/common/cli_main.h"
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -314,16 +316,5 @@ int main(int argc, char** argv) {
   cli.add_option("--export", o.export_path, "write the tested model as a packed .qnnx file (run it with qnn_infer)");
   cli.add_option("--profile-steps", o.profile_steps, "time forward/backward/optimizer over N steps first");
   cli.add_flag("--eval-only", o.eval_only, "only evaluate (with --load)");
-  try {
-    cli.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return cli.exit(e);
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "\nmnist_mlp: error: %s\n", e.what());
-    return 1;
-  }
+  return app::parse_and_run(cli, argc, argv, "mnist_mlp", [&] { return run(o); });
 }

@@ -11,6 +11,8 @@
 // after one warm-up pass, median images/s; every pass must give the same
 // predictions.
 #include <CLI/CLI.hpp>
+
+#include "apps/common/cli_main.h"
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -167,15 +169,5 @@ int main(int argc, char** argv) {
                  "auto: time 1 vs all threads as it runs and keep the faster (shared machines); all; one")
       ->capture_default_str();
   cli.add_option("--json", o.json_path, "write the results as JSON (test_acc, images_per_s, ...)");
-  try {
-    cli.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return cli.exit(e);
-  }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "qnn_infer: error: %s\n", e.what());
-    return 1;
-  }
+  return app::parse_and_run(cli, argc, argv, "qnn_infer", [&] { return run(o); });
 }

@@ -1,0 +1,29 @@
+// apps/common/cli_main.h — the end of every app's main(): parse the flags,
+// run, and turn any exception into one line "<app>: error: ..." and exit 1.
+// Header-only (CLI11 + stdio) so apps that link only kernels/ can use it too.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+namespace qnn::app {
+
+template <class Run>
+int parse_and_run(CLI::App& cli, int argc, char** argv, const char* name, Run&& run) {
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);  // --help (exit 0) or a one-line flag error (exit != 0)
+  }
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    std::fflush(stdout);  // keep stdout's last lines before the error
+    std::fprintf(stderr, "\n%s: error: %s\n", name, e.what());
+    return 1;
+  }
+}
+
+}  // namespace qnn::app
