@@ -26,6 +26,7 @@
 
 #include "apps/common/mlp.h"
 #include "core/fileio.h"
+#include "core/profiler.h"
 #include "core/serialize.h"
 #include "kernels/isa.h"
 #include "kernels/sgemm.h"
@@ -173,16 +174,25 @@ int run(Options& o) {
     auto ep = pl.epoch(0);
     std::vector<double> tf, tb, ts;
     for (int i = 0; i < o.profile_steps + 3; ++i) {
+      if (i == 3) profiler::reset(), profiler::enable(true);
       Batch b = ep.batch(i % ep.size());
       model->train(true);
       double t0 = app::now_seconds();
-      Tensor loss = app::compute_loss(loss_kind, model->forward(b.x), b.y);
+      Tensor logits = model->forward(b.x);
+      Tensor loss;
+      {
+        profiler::Scope timed("fwd ", "loss");
+        loss = app::compute_loss(loss_kind, logits, b.y);
+      }
       loss.item();
       double t1 = app::now_seconds();
       popt->zero_grad();
       loss.backward();
       double t2 = app::now_seconds();
-      popt->step();
+      {
+        profiler::Scope timed("", "optimizer step");
+        popt->step();
+      }
       double t3 = app::now_seconds();
       if (i >= 3) tf.push_back(t1 - t0), tb.push_back(t2 - t1), ts.push_back(t3 - t2);
     }
@@ -191,6 +201,8 @@ int run(Options& o) {
                 "(%.0f img/s)\n",
                 (long long)o.batch, o.profile_steps, med(tf), med(tb), med(ts), med(tf) + med(tb) + med(ts),
                 o.batch * 1e3 / (med(tf) + med(tb) + med(ts)));
+    profiler::enable(false);
+    profiler::print(stdout, o.profile_steps);
     Rng fresh(o.seed);
     model = app::build_mlp(m, fresh);
   }

@@ -1,6 +1,8 @@
 // core/autograd.cpp — topological sort, reverse sweep, graph teardown.
 #include "core/autograd.h"
 
+#include "core/profiler.h"
+
 #include <unordered_map>
 #include <unordered_set>
 
@@ -99,7 +101,10 @@ static void run_backward(const Tensor& root, const Tensor& grad_output) {
     TensorImpl* t = it->get();
     if (!t->grad_fn) continue;  // leaf: keeps its accumulated .grad
     std::shared_ptr<Node> node = std::move(t->grad_fn);  // frees the graph as we go
-    if (t->grad && node->backward) node->backward(Tensor(t->grad));
+    if (t->grad && node->backward) {
+      profiler::Scope timed("bwd ", node->name);
+      node->backward(Tensor(t->grad));
+    }
     // Intermediate gradients are not kept (PyTorch's default, no retain_grad):
     // that releases activation-sized buffers during the sweep.
     t->grad.reset();

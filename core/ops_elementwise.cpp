@@ -105,7 +105,7 @@ Tensor binary(Bin k, const Tensor& a, const Tensor& b) {
     const float* pb = b.data();
     float* po = out.data();
     const int64_t n = out.numel();
-#pragma omp parallel for simd if (n > (1 << 18))
+#pragma omp parallel for simd if (parallel: n > (1 << 18))
     for (int64_t i = 0; i < n; ++i) po[i] = apply(k, pa[i], pb[i]);
   } else {
     bc = broadcast(name, a.shape(), b.shape());
@@ -160,7 +160,7 @@ Tensor unary(const char* name, const Tensor& x, F f, DF df) {
   const float* px = x.data();
   float* py = y.data();
   const int64_t n = x.numel();
-#pragma omp parallel for simd if (n > (1 << 18))
+#pragma omp parallel for simd if (parallel: n > (1 << 18))
   for (int64_t i = 0; i < n; ++i) py[i] = f(px[i]);
   if (needs_grad(x)) {
     record(y, name, {x}, [x, ys = y.detach(), df](const Tensor& g) {
@@ -169,7 +169,7 @@ Tensor unary(const char* name, const Tensor& x, F f, DF df) {
       const float* py = ys.data();
       float* gx = x.grad_data();
       const int64_t n = x.numel();
-#pragma omp parallel for simd if (n > (1 << 18))
+#pragma omp parallel for simd if (parallel: n > (1 << 18))
       for (int64_t i = 0; i < n; ++i) gx[i] += pg[i] * df(px[i], py[i]);
     });
   }

@@ -242,7 +242,7 @@ Tensor mse(const Tensor& a, const Tensor& b) {
   const float* pa = a.data();
   const float* pb = b.data();
   double s = 0.0;
-#pragma omp parallel for simd reduction(+ : s) if (n > kParallelMin)
+#pragma omp parallel for simd reduction(+ : s) if (parallel: n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const float d = pa[i] - pb[i];
     s += (double)(d * d);
@@ -257,12 +257,12 @@ Tensor mse(const Tensor& a, const Tensor& b) {
       const float* pb = b.data();
       if (a.requires_grad()) {
         float* ga = a.grad_data();
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
         for (int64_t i = 0; i < n; ++i) ga[i] += k * (pa[i] - pb[i]);
       }
       if (b.requires_grad()) {
         float* gb = b.grad_data();
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
         for (int64_t i = 0; i < n; ++i) gb[i] -= k * (pa[i] - pb[i]);
       }
     });

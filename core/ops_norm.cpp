@@ -211,15 +211,21 @@ Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
 
   const int64_t n = x.numel();
   const float scale = 1.0f / (1.0f - p);
+  // Element i is kept when its uniform draw u_i = stream_u24(key, i) / 2^24
+  // is >= p, i.e. when stream_u24 >= ceil(p * 2^24): an integer compare.
+  // Counter-based draws make the mask independent of the thread count.
+  const uint64_t key = rng.next_u64();
+  const uint32_t threshold = (uint32_t)std::ceil((double)p * 16777216.0);
   Tensor mask = Tensor::empty(x.shape());
-  float* pm = mask.data();
-  for (int64_t i = 0; i < n; ++i) pm[i] = rng.uniform() >= p ? scale : 0.0f;  // sequential: reproducible
-
   Tensor out = Tensor::empty(x.shape());
+  float* pm = mask.data();
   const float* px = x.data();
   float* py = out.data();
-#pragma omp parallel for simd if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) py[i] = px[i] * pm[i];
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    pm[i] = Rng::stream_u24(key, (uint64_t)i) >= threshold ? scale : 0.0f;
+    py[i] = px[i] * pm[i];
+  }
 
   if (needs_grad(x)) {
     record(out, "dropout", {x}, [x, mask, n](const Tensor& gout) {
@@ -227,7 +233,7 @@ Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
       const float* g = gout.data();
       const float* pm = mask.data();
       float* gx = x.grad_data();
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) gx[i] += g[i] * pm[i];
     });
   }

@@ -57,7 +57,7 @@ Tensor reduce_all(const Tensor& x, float scale, const char* name) {
   const int64_t n = x.numel();
   const float* px = x.data();
   double s = 0.0;
-#pragma omp parallel for simd reduction(+ : s) if (n > kParallelMin)
+#pragma omp parallel for simd reduction(+ : s) if (parallel: n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) s += px[i];
   Tensor out = Tensor::empty({});
   out.data()[0] = (float)(s * scale);
@@ -67,7 +67,7 @@ Tensor reduce_all(const Tensor& x, float scale, const char* name) {
       // dL/dx[i] = scale * dL/dout  (every element contributes equally)
       const float g = gout.data()[0] * scale;
       float* gx = x.grad_data();
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) gx[i] += g;
     });
   }

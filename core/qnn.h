@@ -52,6 +52,7 @@
 #include "core/ap2.h"
 #include "core/autograd.h"
 #include "core/fileio.h"
+#include "core/profiler.h"
 #include "core/ops.h"
 #include "core/rng.h"
 #include "core/serialize.h"

@@ -40,6 +40,18 @@ class Rng {
     double u2 = (next_u64() >> 11) * (1.0 / 9007199254740992.0);
     return (float)(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
   }
+  // Counter-based draws, for parallel loops: element i of the stream named
+  // `key` is a pure function of (key, i), so any thread can compute any
+  // element and the result never depends on the thread count. Draw the key
+  // from the sequential generator once per call (dropout: once per batch).
+  // This is splitmix64's output at position i + 1 of a sequence seeded by key.
+  static uint64_t stream_u64(uint64_t key, uint64_t i) {
+    uint64_t z = key + i * 0x9e3779b97f4a7c15ULL;
+    return splitmix64(z);  // adds the constant once more, then mixes
+  }
+  // The 24-bit integer behind a uniform draw: u24 / 2^24 is uniform in [0, 1).
+  static uint32_t stream_u24(uint64_t key, uint64_t i) { return (uint32_t)(stream_u64(key, i) >> 40); }
+
   // An independent generator derived from this one (for a sub-component).
   Rng split() { return Rng(next_u64()); }
 

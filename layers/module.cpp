@@ -1,5 +1,7 @@
 #include "layers/module.h"
 
+#include "core/profiler.h"
+
 #include <cstdio>
 #include <sstream>
 
@@ -74,7 +76,14 @@ int64_t Module::num_parameters() const {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (const auto& [n, c] : children()) h = c->forward(h);
+  for (const auto& [n, c] : children()) {
+    if (!profiler::enabled() || !c->children().empty()) {
+      h = c->forward(h);
+      continue;
+    }
+    profiler::Scope timed("fwd ", c->type_name().c_str());
+    h = c->forward(h);
+  }
   return h;
 }
 

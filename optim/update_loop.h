@@ -15,4 +15,4 @@ inline constexpr int64_t kOptimParallelMin = 1 << 15;
 
 #define QNN_OPTIM_PRAGMA(x) _Pragma(#x)
 #define QNN_OPTIM_PARALLEL_FOR(n) \
-  QNN_OPTIM_PRAGMA(omp parallel for simd schedule(static) if ((n) >= ::qnn::detail::kOptimParallelMin))
+  QNN_OPTIM_PRAGMA(omp parallel for simd schedule(static) if (parallel: (n) >= ::qnn::detail::kOptimParallelMin))

@@ -1,8 +1,12 @@
 // Autograd engine: accumulation, shared sub-expressions, deep graphs, no-grad.
 #include <doctest/doctest.h>
 
+#include <map>
+#include <string>
+
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "core/tensor.h"
 
 using namespace qnn;
@@ -90,4 +94,24 @@ TEST_CASE("inputs that do not require grad get no gradient buffer") {
   sum(matmul(a, b)).backward();
   CHECK(!b.has_grad());
   CHECK(a.grad().to_vector() == std::vector<float>{1, 1, 1, 1});
+}
+
+TEST_CASE("profiler: off records nothing; on, one backward row per node name with its call count") {
+  namespace prof = qnn::profiler;
+  Tensor W = Tensor::from_vector({2, 2}, {1, 2, 3, 4}).set_requires_grad();
+  Tensor x = Tensor::from_vector({1, 2}, {1, -1});
+  prof::reset();
+  sum(relu(linear(x, W, Tensor()))).backward();
+  CHECK(prof::rows().empty());
+  prof::enable(true);
+  sum(relu(relu(linear(x, W, Tensor())))).backward();
+  prof::enable(false);
+  std::map<std::string, long> calls;
+  for (const auto& r : prof::rows()) {
+    CHECK(r.seconds >= 0);
+    calls[r.name] = r.calls;
+  }
+  CHECK(calls == std::map<std::string, long>{{"bwd linear", 1}, {"bwd relu", 2}, {"bwd sum", 1}});
+  prof::reset();
+  CHECK(prof::rows().empty());
 }

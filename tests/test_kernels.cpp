@@ -4,6 +4,9 @@
 // references written here from ±1 floats / odd integers (not from packed data).
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -646,4 +649,49 @@ TEST_CASE("bitserial_gemm: int32 overflow guard and argument errors") {
                   std::invalid_argument);
   CHECK_THROWS_AS(k::bitserial_gemm_i32(p.data(), 2, p.data(), 2, 1, 2, 10, &c, 1),
                   std::invalid_argument);
+}
+
+// kernels::sgemm splits short-and-wide products into one column panel per
+// thread. Check every transpose combination against a double-precision
+// reference on shapes that take the split (M <= 256, N >= 256 * threads) with
+// a ragged last panel, padded leading dimensions, beta = 0 (C holds NaN that
+// must be ignored) and beta = 1; and that 1 and 2 threads agree bit for bit.
+TEST_CASE("sgemm: column-panel split (short, wide products) matches a reference and the 1-thread result") {
+  std::mt19937 gen(11);
+  std::uniform_real_distribution<float> U(-1.f, 1.f);
+  const int saved = omp_get_max_threads();
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (const auto [M, N, K] : {std::array<int64_t, 3>{1, 1037, 65}, {100, 613, 784}, {7, 1000, 1}}) {
+        CAPTURE(ta);
+        CAPTURE(tb);
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(K);
+        const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+        std::vector<float> A((ta ? K : M) * lda), B((tb ? N : K) * ldb);
+        for (auto& v : A) v = U(gen);
+        for (auto& v : B) v = U(gen);
+        auto a = [&](int64_t i, int64_t k) { return ta ? A[k * lda + i] : A[i * lda + k]; };
+        auto b = [&](int64_t k, int64_t j) { return tb ? B[j * ldb + k] : B[k * ldb + j]; };
+        for (float beta : {0.f, 1.f}) {
+          std::vector<float> C1(M * ldc, beta == 0.f ? std::numeric_limits<float>::quiet_NaN() : 0.5f), C2 = C1;
+          omp_set_num_threads(1);
+          k::sgemm(ta, tb, M, N, K, 1.f, A.data(), lda, B.data(), ldb, beta, C1.data(), ldc);
+          omp_set_num_threads(std::max(2, saved));
+          k::sgemm(ta, tb, M, N, K, 1.f, A.data(), lda, B.data(), ldb, beta, C2.data(), ldc);
+          omp_set_num_threads(saved);
+          double worst = 0;
+          bool same = true;
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+              double ref = beta * 0.5;
+              for (int64_t k = 0; k < K; ++k) ref += (double)a(i, k) * b(k, j);
+              worst = std::max(worst, std::fabs(ref - C2[i * ldc + j]));
+              same = same && C1[i * ldc + j] == C2[i * ldc + j];
+            }
+          CHECK(worst < 1e-4 * std::sqrt((double)K) + 1e-6);
+          CHECK(same);
+        }
+      }
 }

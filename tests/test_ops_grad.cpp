@@ -13,6 +13,8 @@
 // receive none. QNN_GRADCHECK_VERBOSE=1 prints each check's margin.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -637,6 +639,22 @@ TEST_CASE("grad: dropout with a fixed mask") {
                 return dropout(in[0], 0.4f, true, r);
               },
               {x});
+}
+
+TEST_CASE("dropout: the mask does not depend on the thread count") {
+  // Counter-based draws (Rng::stream_u24): element i's draw depends on the
+  // call's key and i only, so 1 and 2 threads must drop the same elements.
+  Tensor x = Tensor::ones({300, 1000});  // above the OpenMP threshold
+  const int saved = omp_get_max_threads();
+  Rng r1(9), r2(9);
+  omp_set_num_threads(1);
+  const auto a = dropout(x, 0.25f, true, r1).to_vector();
+  omp_set_num_threads(std::max(2, saved));
+  const auto b = dropout(x, 0.25f, true, r2).to_vector();
+  omp_set_num_threads(saved);
+  CHECK(a == b);
+  // and two calls from one generator draw different masks
+  CHECK(dropout(x, 0.25f, true, r1).to_vector() != a);
 }
 
 TEST_CASE("dropout: keep fraction, scaling, identity, errors") {

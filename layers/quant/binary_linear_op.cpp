@@ -253,7 +253,7 @@ void zero_fill(float* p, int64_t n) {
     return;
   }
 #endif
-#pragma omp parallel for simd if (n > (int64_t(1) << 20))
+#pragma omp parallel for simd if (parallel: n > (int64_t(1) << 20))
   for (int64_t i = 0; i < n; ++i) p[i] = 0.0f;
 }
 
@@ -503,7 +503,7 @@ Tensor sign_weight_linear(const Tensor& x, const Tensor& W, const Tensor& b, con
     const float* pw = W.data();
     float* pq = wq.data();
     const int64_t n = out * in;
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) pq[i] = pw[i] < 0.0f ? -1.0f : 1.0f;
   }
   std::shared_ptr<PackedBuf> wm;
@@ -554,14 +554,14 @@ bool uniform_linear_exact(int64_t K, int xbits, int wbits) {
 void uniform_levels(const float* x, int64_t n, const QuantGeometry& geo, float* v) {
   QNN_CHECK(geo.bits >= 1 && geo.bits <= 16, "uniform_levels: bits must be 1..16, got " + std::to_string(geo.bits));
   if (geo.bits == 1) {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) v[i] = x[i] < 0.0f ? -1.0f : 1.0f;
     return;
   }
   const float a = geo.a;
   const float n1 = (float)((1u << geo.bits) - 1u);
   const float u_scale = n1 / a;
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     float c = x[i];
     c = c < -a ? -a : c;
@@ -709,7 +709,7 @@ Tensor uniform_linear(const Tensor& x, const Tensor& W, const Tensor& b, const U
       const float* pw = W.data();
       const int64_t n = out * in;
       int64_t outside = 0;
-#pragma omp parallel for simd reduction(+ : outside) if (n > kParallelMin)
+#pragma omp parallel for simd reduction(+ : outside) if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) outside += std::fabs(pw[i]) <= clip ? 0 : 1;
       w_all = outside == 0;
     }

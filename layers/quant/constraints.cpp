@@ -13,7 +13,7 @@ void Constraint::attach(Tensor& t) const {
 
 void Clip::operator()(float* w, int64_t n) const {
   const float l = lo, h = hi;
-#pragma omp parallel for simd if (n > (1 << 16))
+#pragma omp parallel for simd if (parallel: n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) w[i] = w[i] < l ? l : (w[i] > h ? h : w[i]);
 }
 

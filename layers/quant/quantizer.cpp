@@ -58,14 +58,14 @@ Tensor quantize(const Tensor& x, QuantForward fwd, const QuantGeometry& geo, con
   const float a = geo.a;
   switch (fwd) {
     case QuantForward::sign:
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) py[i] = px[i] < 0.0f ? -a : a;
       break;
     case QuantForward::stochastic_sign:
       // P(+1) = hard_sigmoid(x) = clip((x + 1) / 2, 0, 1); u < p with u in [0, 1).
     {
       const uint32_t s0 = (uint32_t)seed, s1 = (uint32_t)(seed >> 32);
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) {
         float p = 0.5f * (px[i] + 1.0f);
         p = p < 0.0f ? 0.0f : p;
@@ -80,7 +80,7 @@ Tensor quantize(const Tensor& x, QuantForward fwd, const QuantGeometry& geo, con
       const float u_scale = n1 / a;
       // u = clip(x) (n-1)/a in half-steps; the level is the odd integer
       // 2 floor(u/2) + 1 (clamped to +-(n-1) against float error), times a/(n-1).
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) {
         float c = px[i];
         c = c < -a ? -a : c;
@@ -93,7 +93,7 @@ Tensor quantize(const Tensor& x, QuantForward fwd, const QuantGeometry& geo, con
       break;
     }
     case QuantForward::identity:
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) py[i] = px[i];
       break;
   }

@@ -140,19 +140,19 @@ void surrogate_backward(const Surrogate& s, const QuantGeometry& geo, const floa
   switch (kind) {
     case SurrogateKind::hardtanh: {
       const float c = p.clip;
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) gx[i] += (std::fabs(x[i]) <= c ? 1.0f : 0.0f) * g[i];
       break;
     }
     case SurrogateKind::tanh: {
       const float k = p.k, ka = p.k * p.inv_a;
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) gx[i] += g[i] * (k * detail::sech2(ka * x[i]));
       break;
     }
     case SurrogateKind::periodic: {
       const float k = p.k, us = p.u_scale, a = p.a;
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) {
         const float xi = x[i];
         const float d = k * detail::sech2(k * periodic_t(xi, us));
@@ -161,7 +161,7 @@ void surrogate_backward(const Surrogate& s, const QuantGeometry& geo, const floa
       break;
     }
     case SurrogateKind::identity: {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) gx[i] += g[i];
       break;
     }
