@@ -107,6 +107,7 @@ void write_json_atomic(const std::string& path, const json& j) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  qnn::kernels::select_blas_core(argv);  // may restart the program once (see kernels/sgemm.h)
   CLI::App cli{
       "Benchmark qnn's bit kernels against OpenBLAS sgemm.\n"
       "Measures C[M x N] = A[M x K] * B[N x K]^T per shape and kernel:\n"

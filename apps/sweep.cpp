@@ -857,6 +857,7 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
 }  // namespace
 
 int main(int argc, char** argv) {
+  qnn::kernels::select_blas_core(argv);  // may restart the program once (see kernels/sgemm.h)
   Options o;
   CLI::App cli{"The bits x surrogate sweep (seed report, table 5.2): the MNIST MLP at bits {1,2,3,4} (weights = "
                "activations; 1 = BNN) x surrogate {hardtanh, tanh:3, tanh:4, tanh:5}, plus a full-precision "

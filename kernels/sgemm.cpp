@@ -4,7 +4,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <strings.h>
 
 namespace qnn::kernels {
 
@@ -29,8 +34,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
   // single-threaded sgemm on its half of the columns (bench_kernels
   // --shapes 100x2048x2048). So: split N into one column panel per thread.
   // Inside an OpenMP parallel region the OpenMP build of OpenBLAS runs
-  // single-threaded, which is what we want. Each C element is still one
-  // sgemm's dot product over the same K, so the split changes no result.
+  // single-threaded, which is what we want. Like OpenBLAS's own threading,
+  // the split is fixed by the thread count, so a run at a fixed --threads is
+  // reproducible; a different thread count may round differently (OpenBLAS's
+  // edge kernels for a ragged panel sum in another order).
   const int T = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (T > 1 && M <= kSplitMaxRows && N >= kSplitMinColsPerThread * T) {
     const int64_t panel = ((N + T - 1) / T + 15) / 16 * 16;  // multiple of 16 columns: whole SIMD tiles
@@ -59,9 +66,30 @@ void set_num_threads(int n) {
 int num_threads() { return omp_get_max_threads(); }
 
 const char* blas_info() {
-  static char buf[256];
-  snprintf(buf, sizeof buf, "%s | core=%s", openblas_get_config(), openblas_get_corename());
+  static char buf[320];
+  const char* how = std::getenv("QNN_BLAS_CORE_SELECTED") ? " (chosen by qnn, see kernels/sgemm.h)" : "";
+  snprintf(buf, sizeof buf, "%s | core=%s%s", openblas_get_config(), openblas_get_corename(), how);
   return buf;
+}
+
+void select_blas_core(char** argv) {
+  if (!argv || !argv[0] || std::getenv("OPENBLAS_CORETYPE")) return;
+  const char* keep = std::getenv("QNN_BLAS_CORE");
+  if (keep && std::strcmp(keep, "keep") == 0) return;
+  const char* core = openblas_get_corename();
+  const bool avx512_kernels = core && (strcasecmp(core, "cooperlake") == 0 || strcasecmp(core, "skylakex") == 0 ||
+                                       strcasecmp(core, "sapphirerapids") == 0);
+  __builtin_cpu_init();
+  if (!avx512_kernels || !__builtin_cpu_is("amd") || !__builtin_cpu_supports("avx2") ||
+      !__builtin_cpu_supports("fma"))
+    return;
+  setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  setenv("QNN_BLAS_CORE_SELECTED", "1", 1);
+  std::fflush(nullptr);
+  execv("/proc/self/exe", argv);
+  // Still here: the restart failed. Run on with the kernels already loaded.
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv("QNN_BLAS_CORE_SELECTED");
 }
 
 }  // namespace qnn::kernels

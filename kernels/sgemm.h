@@ -21,4 +21,19 @@ void set_num_threads(int n);
 int num_threads();
 const char* blas_info();  // OpenBLAS config + core name, for run headers
 
+// Picks OpenBLAS's fastest kernels for this CPU, once, at the top of main().
+//
+// OpenBLAS (DYNAMIC_ARCH) chooses its kernels when the library loads, from
+// the CPU model or the OPENBLAS_CORETYPE variable. On AMD Zen 4, 0.3.21 picks
+// its Cooperlake AVX-512 kernels; Zen 4 runs a 512-bit FMA as two 256-bit
+// halves, and the Haswell (AVX2) kernels are faster on our shapes (measured
+// on 2 threads: 100x2048x2048 4.2 ms vs 5.2-5.7 ms; 2048x2048x100 4.4 vs
+// 4.9 ms; see docs/results.md). Because the choice is made at load time, the
+// only way to change it is to set the variable and start again: on such a CPU
+// this sets OPENBLAS_CORETYPE=Haswell and re-executes the program once
+// (/proc/self/exe, same arguments). Does nothing when OPENBLAS_CORETYPE is
+// already set (your choice wins), when QNN_BLAS_CORE=keep, on other CPUs, or
+// if the restart fails (then the program just goes on).
+void select_blas_core(char** argv);
+
 }  // namespace qnn::kernels

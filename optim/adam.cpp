@@ -1,6 +1,7 @@
 // optim/adam.cpp — see adam.h for the formulas.
 #include "optim/adam.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "optim/update_loop.h"
@@ -18,21 +19,15 @@ Adam::Adam(std::vector<Tensor> params, float lr, Options opt) : Optimizer(std::m
   check_adam_hyper("adam", opt.beta1, opt.beta2, opt.eps, opt.weight_decay);
 }
 
-void Adam::update(const ParamUpdate& u) {
-  float* __restrict p = u.p;
-  const float* __restrict g = u.g;
-  float* __restrict m = slot(u.index, "exp_avg");
-  float* __restrict v = slot(u.index, "exp_avg_sq");
-  const int64_t n = u.n;
+namespace {
 
-  // Per-tensor scalars, in double then rounded once.
-  const double t = (double)u.t;
-  const float step_size = (float)(u.lr / (1.0 - std::pow((double)opt_.beta1, t)));
-  const float inv_sqrt_bc2 = (float)(1.0 / std::sqrt(1.0 - std::pow((double)opt_.beta2, t)));
-  const float b1 = opt_.beta1, c1 = 1.0f - opt_.beta1;
-  const float b2 = opt_.beta2, c2 = 1.0f - opt_.beta2;
-  const float eps = opt_.eps, wd = opt_.weight_decay;
-
+// The update loop, instantiated with and without the fused clip so neither
+// version tests a flag per element. A plain function with __restrict
+// pointers (not a lambda capturing them) so GCC vectorises both versions.
+template <bool kClip>
+void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
+               float step_size, float inv_sqrt_bc2, float b1, float c1, float b2, float c2, float eps, float wd,
+               float lo, float hi) {
   QNN_OPTIM_PARALLEL_FOR(n)
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i] + wd * p[i];
@@ -40,8 +35,26 @@ void Adam::update(const ParamUpdate& u) {
     const float vi = b2 * v[i] + c2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    p[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+    float pi = p[i] - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+    if constexpr (kClip) pi = pi < lo ? lo : (pi > hi ? hi : pi);  // Clip's exact expression
+    p[i] = pi;
   }
+}
+
+}  // namespace
+
+void Adam::update(const ParamUpdate& u) {
+  // Per-tensor scalars, in double then rounded once.
+  const double t = (double)u.t;
+  const float step_size = (float)(u.lr / (1.0 - std::pow((double)opt_.beta1, t)));
+  const float inv_sqrt_bc2 = (float)(1.0 / std::sqrt(1.0 - std::pow((double)opt_.beta2, t)));
+  const float b1 = opt_.beta1, c1 = 1.0f - opt_.beta1;
+  const float b2 = opt_.beta2, c2 = 1.0f - opt_.beta2;
+  float* m = slot(u.index, "exp_avg");
+  float* v = slot(u.index, "exp_avg_sq");
+  auto loop = u.clip ? adam_loop<true> : adam_loop<false>;
+  loop(u.p, u.g, m, v, u.n, step_size, inv_sqrt_bc2, b1, c1, b2, c2, opt_.eps, opt_.weight_decay, u.clip_lo,
+       u.clip_hi);
 }
 
 }  // namespace qnn

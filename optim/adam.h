@@ -36,6 +36,7 @@ class Adam : public Optimizer {
 
  protected:
   void update(const ParamUpdate& u) override;
+  bool fuses_clip() const override { return true; }
   std::vector<std::string> slot_names() const override { return {"exp_avg", "exp_avg_sq"}; }
 
  private:

@@ -41,10 +41,14 @@ void Optimizer::step() {
     u.lr_scale = attrs ? attrs->lr_scale : 1.0f;
     u.lr = lr_ * u.lr_scale;
     u.t = ++param_steps_[i];
+    // A plain clip goes into the update loop when the optimizer can fuse it
+    // (BinaryNet's clip of the latent weights: one pass over them, not two).
+    u.clip = attrs && attrs->clip && fuses_clip();
+    if (u.clip) u.clip_lo = attrs->clip_lo, u.clip_hi = attrs->clip_hi;
     update(u);
-    // The constraint runs after the update, once per tensor, on the whole
-    // buffer (it may be elementwise like a clip or not, e.g. a max-norm).
-    if (attrs && attrs->constraint) attrs->constraint(u.p, u.n);
+    // Any other constraint runs after the update, once per tensor, on the
+    // whole buffer (it may be elementwise or not, e.g. a max-norm).
+    if (attrs && attrs->constraint && !u.clip) attrs->constraint(u.p, u.n);
   }
 }
 

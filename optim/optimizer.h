@@ -45,6 +45,10 @@ struct ParamUpdate {
   float base_lr = 0.0f;    // the optimizer's lr()
   float lr_scale = 1.0f;   // from ParamAttrs (1 if none)
   int64_t t = 0;           // this parameter's step number, 1 on its first update
+  // When set, update() must finish with p = min(max(p, clip_lo), clip_hi)
+  // (the parameter's clip constraint, fused: see fuses_clip()).
+  bool clip = false;
+  float clip_lo = 0.0f, clip_hi = 0.0f;
 };
 
 class Optimizer {
@@ -75,6 +79,9 @@ class Optimizer {
  protected:
   // The update rule, in place on u.p. Called only for parameters with a gradient.
   virtual void update(const ParamUpdate& u) = 0;
+  // True if update() honours ParamUpdate::clip; otherwise step() applies the
+  // constraint after the update, as a separate pass.
+  virtual bool fuses_clip() const { return false; }
   // The names of the per-parameter buffers this optimizer keeps (for load_state).
   virtual std::vector<std::string> slot_names() const = 0;
   // A per-parameter state buffer, zero-initialised on first use.

@@ -626,3 +626,34 @@ TEST_CASE("performance: one Adam step over 10M parameters (informational)") {
   MESSAGE("Adam step, 10M params (with clip constraint): " << ms << " ms");
   CHECK(ms < 200.0);  // generous: only catches a pathological regression
 }
+
+TEST_CASE("adam: the fused clip (ParamAttrs::clip) gives the same bits as update-then-clip") {
+  // Two copies of one parameter: `fused` carries Clip{-0.05, 0.05} (Adam
+  // applies it inside its update loop); `apart` carries the same clip as an
+  // opaque constraint, so the base class runs it after the update. Large
+  // enough for the OpenMP path, bounds tight enough that many weights hit them.
+  const int64_t n = (1 << 16) + 7;
+  Rng rng(3);
+  std::vector<float> w0(n), g(n);
+  for (auto& v : w0) v = rng.uniform(-0.06f, 0.06f);
+  Tensor fused = param(w0), apart = param(w0);
+  Clip{-0.05f, 0.05f}.attach(fused);
+  REQUIRE(fused.param_attrs().clip);
+  apart.param_attrs().constraint = [](float* w, int64_t m) { Clip{-0.05f, 0.05f}(w, m); };
+  Adam a({fused}, 0.01f), b({apart}, 0.01f);
+  int64_t at_bound = 0;
+  for (int step = 0; step < 4; ++step) {
+    for (auto& v : g) v = rng.uniform(-1.f, 1.f);
+    set_grad(fused, g);
+    set_grad(apart, g);
+    a.step();
+    b.step();
+  }
+  bool same = true;
+  for (int64_t i = 0; i < n; ++i) {
+    same = same && std::memcmp(&fused.data()[i], &apart.data()[i], sizeof(float)) == 0;
+    at_bound += std::fabs(fused.data()[i]) == 0.05f;
+  }
+  CHECK(same);
+  CHECK(at_bound > n / 10);
+}

@@ -1,6 +1,7 @@
 // apps/common/cli_main.h — the end of every app's main(): parse the flags,
 // run, and turn any exception into one line "<app>: error: ..." and exit 1.
-// Header-only (CLI11 + stdio) so apps that link only kernels/ can use it too.
+// Header-only (CLI11 + stdio + kernels/sgemm.h) so apps that link only
+// kernels/ can use it too.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,10 +9,13 @@
 #include <cstdio>
 #include <exception>
 
+#include "kernels/sgemm.h"
+
 namespace qnn::app {
 
 template <class Run>
 int parse_and_run(CLI::App& cli, int argc, char** argv, const char* name, Run&& run) {
+  kernels::select_blas_core(argv);  // may restart the program once (see kernels/sgemm.h)
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

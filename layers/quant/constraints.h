@@ -24,6 +24,10 @@ struct Constraint {
   std::string name;                                  // e.g. "clip[-1, 1]"
   std::function<void(float* w, int64_t n)> apply;    // in place, whole tensor
   explicit operator bool() const { return (bool)apply; }
+  // Set by Clip: `apply` is exactly min(max(w, lo), hi), so optimizers may
+  // fuse it into their update (ParamAttrs::clip).
+  bool is_clip = false;
+  float clip_lo = 0.0f, clip_hi = 0.0f;
   // Stores it in t.param_attrs() (constraint + constraint_name).
   void attach(Tensor& t) const;
 };
