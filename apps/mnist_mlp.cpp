@@ -197,10 +197,13 @@ int run(Options& o) {
       if (i >= 3) tf.push_back(t1 - t0), tb.push_back(t2 - t1), ts.push_back(t3 - t2);
     }
     auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2] * 1e3; };
+    double sum = 0;
+    for (size_t i = 0; i < tf.size(); ++i) sum += tf[i] + tb[i] + ts[i];
+    const double mean_ms = sum * 1e3 / tf.size();
     std::printf("profile batch=%lld steps=%d median_ms forward=%.2f backward=%.2f optimizer=%.2f total=%.2f "
-                "(%.0f img/s)\n",
+                "(%.0f img/s) | mean step %.2f ms (%.0f img/s)\n",
                 (long long)o.batch, o.profile_steps, med(tf), med(tb), med(ts), med(tf) + med(tb) + med(ts),
-                o.batch * 1e3 / (med(tf) + med(tb) + med(ts)));
+                o.batch * 1e3 / (med(tf) + med(tb) + med(ts)), mean_ms, o.batch * 1e3 / mean_ms);
     profiler::enable(false);
     profiler::print(stdout, o.profile_steps);
     Rng fresh(o.seed);

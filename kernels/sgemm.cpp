@@ -72,16 +72,23 @@ const char* blas_info() {
   return buf;
 }
 
+bool want_haswell_blas(const char* loaded_core, bool amd_cpu, bool avx2_fma, const char* coretype_env,
+                       const char* qnn_env) {
+  if (coretype_env) return false;                                // the user's choice wins
+  if (qnn_env && std::strcmp(qnn_env, "keep") == 0) return false;  // opted out
+  const bool avx512_kernels =
+      loaded_core && (strcasecmp(loaded_core, "cooperlake") == 0 || strcasecmp(loaded_core, "skylakex") == 0 ||
+                      strcasecmp(loaded_core, "sapphirerapids") == 0);
+  return avx512_kernels && amd_cpu && avx2_fma;  // Zen 4 (Intel runs 512-bit FMAs at full width)
+}
+
 void select_blas_core(char** argv) {
-  if (!argv || !argv[0] || std::getenv("OPENBLAS_CORETYPE")) return;
-  const char* keep = std::getenv("QNN_BLAS_CORE");
-  if (keep && std::strcmp(keep, "keep") == 0) return;
-  const char* core = openblas_get_corename();
-  const bool avx512_kernels = core && (strcasecmp(core, "cooperlake") == 0 || strcasecmp(core, "skylakex") == 0 ||
-                                       strcasecmp(core, "sapphirerapids") == 0);
+  if (!argv || !argv[0]) return;
   __builtin_cpu_init();
-  if (!avx512_kernels || !__builtin_cpu_is("amd") || !__builtin_cpu_supports("avx2") ||
-      !__builtin_cpu_supports("fma"))
+  const bool amd = __builtin_cpu_is("amd");
+  const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (!want_haswell_blas(openblas_get_corename(), amd, avx2_fma, std::getenv("OPENBLAS_CORETYPE"),
+                         std::getenv("QNN_BLAS_CORE")))
     return;
   setenv("OPENBLAS_CORETYPE", "Haswell", 1);
   setenv("QNN_BLAS_CORE_SELECTED", "1", 1);

@@ -35,5 +35,10 @@ const char* blas_info();  // OpenBLAS config + core name, for run headers
 // already set (your choice wins), when QNN_BLAS_CORE=keep, on other CPUs, or
 // if the restart fails (then the program just goes on).
 void select_blas_core(char** argv);
+// The decision alone (testable): should OpenBLAS be restarted with the
+// Haswell kernels? `coretype_env` / `qnn_env` are the values of
+// OPENBLAS_CORETYPE / QNN_BLAS_CORE (nullptr when unset).
+bool want_haswell_blas(const char* loaded_core, bool amd_cpu, bool avx2_fma, const char* coretype_env,
+                       const char* qnn_env);
 
 }  // namespace qnn::kernels

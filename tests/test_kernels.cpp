@@ -695,3 +695,17 @@ TEST_CASE("sgemm: column-panel split (short, wide products) matches a reference 
         }
       }
 }
+
+TEST_CASE("want_haswell_blas: restart only for OpenBLAS's AVX-512 kernels on AMD, never over the user's setting") {
+  CHECK(k::want_haswell_blas("Cooperlake", true, true, nullptr, nullptr));
+  CHECK(k::want_haswell_blas("SKYLAKEX", true, true, nullptr, nullptr));
+  CHECK_FALSE(k::want_haswell_blas("Cooperlake", false, true, nullptr, nullptr));   // Intel: keep AVX-512
+  CHECK_FALSE(k::want_haswell_blas("Cooperlake", true, false, nullptr, nullptr));   // no AVX2/FMA
+  CHECK_FALSE(k::want_haswell_blas("Haswell", true, true, nullptr, nullptr));       // already AVX2
+  CHECK_FALSE(k::want_haswell_blas("Zen", true, true, nullptr, nullptr));
+  CHECK_FALSE(k::want_haswell_blas("Cooperlake", true, true, "SkylakeX", nullptr)); // OPENBLAS_CORETYPE set
+  CHECK_FALSE(k::want_haswell_blas("Cooperlake", true, true, "", nullptr));         // set, even if empty
+  CHECK_FALSE(k::want_haswell_blas("Cooperlake", true, true, nullptr, "keep"));     // QNN_BLAS_CORE=keep
+  CHECK(k::want_haswell_blas("Cooperlake", true, true, nullptr, "auto"));
+  CHECK_FALSE(k::want_haswell_blas(nullptr, true, true, nullptr, nullptr));
+}
