@@ -3,13 +3,13 @@
 #include <cblas.h>
 #include <omp.h>
 
-#include <algorithm>
+#include <strings.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <strings.h>
 
 namespace qnn::kernels {
 
@@ -29,10 +29,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
   }
   const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   // Short-and-wide products (a batch of 100 rows times a 2048-wide layer) are
-  // where OpenBLAS's own threading is weakest here: measured 161 GFLOP/s on 2
-  // threads for 100 x 2048 x 2048 against 171 when each thread runs a
-  // single-threaded sgemm on its half of the columns (bench_kernels
-  // --shapes 100x2048x2048). So: split N into one column panel per thread.
+  // where OpenBLAS's own threading is weakest here: a stand-alone cblas_sgemm
+  // test on 2 threads measured 100 x 2048 x 2048 at 161 GFLOP/s, against 171
+  // when each thread runs a single-threaded sgemm on its half of the columns
+  // (and 5 % shorter training steps, mnist_mlp --profile-steps). So: split N
+  // into one column panel per thread.
   // Inside an OpenMP parallel region the OpenMP build of OpenBLAS runs
   // single-threaded, which is what we want. Like OpenBLAS's own threading,
   // the split is fixed by the thread count, so a run at a fixed --threads is
