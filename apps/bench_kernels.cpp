@@ -28,6 +28,7 @@
 
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
+#include "kernels/pm1_gemm.h"
 #include "kernels/isa.h"
 #include "kernels/sgemm.h"
 #include "kernels/xnor_gemm.h"
@@ -116,6 +117,10 @@ int main(int argc, char** argv) {
       "                 (scalar, avx2, avx512; unsupported ones are skipped)\n"
       "  bitserial-AxB  bitserial_gemm_i32, A-bit activations x B-bit weights,\n"
       "                 best SIMD variant\n"
+      "  pm1-<isa>      pm1_gemm: real A x sign(B)^T by table look-up (the backward\n"
+      "                 products of binary layers; its table and nibble set-up is\n"
+      "                 inside the timed call, as in training). Training shapes:\n"
+      "                 dx = 100x784x2048 / 100x2048x2048, dW = 2048x2048x100\n"
       "Time = median of --reps runs after a warm-up; packing is excluded from the\n"
       "kernel time and shown separately (pack A = activations, per forward pass).\n"
       "gops = 2*M*N*K / seconds / 1e9 for every kernel (so 1000 gops = 1 T ops/s);\n"
@@ -134,7 +139,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   cli.add_option("--kernels", kernels_arg,
                  "comma-separated subset of: sgemm,xnor-scalar,xnor-avx2,xnor-avx512,"
-                 "bitserial-2x2,bitserial-4x4 (default: all the CPU supports)");
+                 "bitserial-2x2,bitserial-4x4,pm1-scalar,pm1-avx2,pm1-avx512 (default: all the CPU supports)");
   cli.add_option("--json", json_path, "write the records as JSON to FILE (atomically)");
   try {
     cli.parse(argc, argv);
@@ -144,8 +149,9 @@ int main(int argc, char** argv) {
 
   try {
     const std::vector<Shape> shapes = parse_shapes(shapes_arg);
-    const std::vector<std::string> all = {"sgemm",       "xnor-scalar",   "xnor-avx2",
-                                          "xnor-avx512", "bitserial-2x2", "bitserial-4x4"};
+    const std::vector<std::string> all = {"sgemm",         "xnor-scalar",   "xnor-avx2",  "xnor-avx512",
+                                          "bitserial-2x2", "bitserial-4x4", "pm1-scalar", "pm1-avx2",
+                                          "pm1-avx512"};
     std::vector<std::string> wanted;
     if (kernels_arg.empty()) {
       wanted = all;
@@ -231,6 +237,33 @@ int main(int argc, char** argv) {
           const double pack_s =
               time_median([&] { k::pack_rows(A.data(), M, K, K, Ap.data()); }, reps).wall;
           report(name, tm, pack_s);
+          k::set_isa(best);
+        } else if (name.rfind("pm1-", 0) == 0) {
+          // C [M x N] = A [M x K] . S [K x N] with S = sign(B)^T: K packed rows of N.
+          const k::Isa isa = k::parse_isa(name.substr(4));
+          if (!k::isa_supported(isa)) {
+            std::printf("%-16s skipped: CPU lacks %s\n", name.c_str(), k::isa_name(isa));
+            continue;
+          }
+          k::set_isa(isa);
+          std::vector<float> Bt(size_t(K * N));
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t kk = 0; kk < K; ++kk) Bt[kk * N + n] = B[n * K + kk];
+          k::PackedVector Sp = k::make_packed(K, N);
+          k::pack_rows(Bt.data(), K, N, N, Sp.data());
+          auto run = [&] { k::pm1_gemm(M, K, N, A.data(), K, 1, Sp.data(), C.data(), N, false); };
+          if (isa == k::Isa::scalar) {  // probe as for xnor-scalar
+            const int64_t pm = std::min<int64_t>(M, 8);
+            const double t0 = now_s();
+            k::pm1_gemm(pm, K, N, A.data(), K, 1, Sp.data(), C.data(), N, false);
+            const double est = (now_s() - t0) * double(M) / double(std::max<int64_t>(pm, 1)) * (reps + 1);
+            if (est > 30.0) {
+              std::printf("%-16s skipped: estimated %.0f s for %d+1 runs (> 30 s)\n", name.c_str(), est, reps);
+              k::set_isa(best);
+              continue;
+            }
+          }
+          report(name, time_median(run, reps), -1);
           k::set_isa(best);
         } else {  // bitserial-AxB
           const int ab = name[10] - '0', bb = name[12] - '0';

@@ -103,8 +103,8 @@ Tensor unfused_binary(const Tensor& x, const Tensor& W, const Tensor& b, const S
   Sign qx(sx), qw(sw);
   const Tensor xq = qx(x);
   const Tensor wq = qw(W);
-  if (!b.defined()) return linear(xq, wq, b);
-  return add(linear(xq, wq, Tensor()), b);
+  if (!b.defined()) return pm1_linear(xq, wq, b);
+  return add(pm1_linear(xq, wq, Tensor()), b);
 }
 
 struct Grads {
@@ -319,7 +319,7 @@ TEST_CASE("binary_linear: the output is the exact integer dot product; one node;
   CHECK(same_bits(y, y2));
 }
 
-TEST_CASE("binary_linear: pre-quantized sides (stochastic sign) behave as linear() on the +-1 tensors") {
+TEST_CASE("binary_linear: pre-quantized sides (stochastic sign) behave as pm1_linear() on the +-1 tensors") {
   IsaGuard guard;
   std::mt19937 rng(5);
   for (k::Isa isa : supported_isas()) {
@@ -345,7 +345,7 @@ TEST_CASE("binary_linear: pre-quantized sides (stochastic sign) behave as linear
           Sign s;
           const Tensor xq = spec.quantize_input ? s(x) : sq(x);
           const Tensor wq = spec.quantize_weight ? s(W) : sq(W);
-          return linear(xq, wq, b);
+          return pm1_linear(xq, wq, b);
         };
         const Grads a = run(fused, {N, in}, xv, {out, in}, wv, nullptr, G, mode == 2);
         const Grads r = run(unf, {N, in}, xv, {out, in}, wv, nullptr, G, mode == 2);
@@ -356,6 +356,50 @@ TEST_CASE("binary_linear: pre-quantized sides (stochastic sign) behave as linear
       }
     }
   }
+}
+
+TEST_CASE("pm1_linear: central differences on real operands; backward adds into existing gradients") {
+  // L(x, W, b) = sum G * (x W^T + b), evaluated in double.
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+  const int64_t N = 3, in = 9, out = 5;  // in = 9: a ragged last group of four
+  std::vector<float> xv(N * in), wv(out * in), bv(out), G(N * out);
+  for (auto* v : {&xv, &wv, &bv, &G})
+    for (auto& e : *v) e = ud(rng);
+  Tensor x = leaf({N, in}, xv), W = leaf({out, in}, wv), b = leaf({out}, bv);
+  Tensor y = pm1_linear(x, W, b);
+  CHECK(std::string(y.grad_fn()->name) == "pm1_linear");
+  y.backward(Tensor::from_vector({N, out}, G));
+  auto L = [&](const std::vector<double>& xs, const std::vector<double>& ws, const std::vector<double>& bs) {
+    double s = 0;
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < out; ++j) {
+        double d = bs[j];
+        for (int64_t kk = 0; kk < in; ++kk) d += xs[i * in + kk] * ws[j * in + kk];
+        s += G[i * out + j] * d;
+      }
+    return s;
+  };
+  std::vector<double> xd(xv.begin(), xv.end()), wd(wv.begin(), wv.end()), bd(bv.begin(), bv.end());
+  const double h = 1e-3;
+  double worst = 0;
+  auto probe = [&](std::vector<double>& v, size_t i, float got) {
+    const double keep = v[i];
+    v[i] = keep + h;
+    const double up = L(xd, wd, bd);
+    v[i] = keep - h;
+    const double dn = L(xd, wd, bd);
+    v[i] = keep;
+    worst = std::max(worst, std::fabs((up - dn) / (2 * h) - got));
+  };
+  for (size_t i = 0; i < xd.size(); ++i) probe(xd, i, x.grad().data()[i]);
+  for (size_t i = 0; i < wd.size(); ++i) probe(wd, i, W.grad().data()[i]);
+  for (size_t i = 0; i < bd.size(); ++i) probe(bd, i, b.grad().data()[i]);
+  CHECK(worst < 1e-4);
+  // A second backward adds: every gradient doubles (exactly, in float: v + v).
+  const std::vector<float> gx1(x.grad().data(), x.grad().data() + N * in);
+  pm1_linear(x, W, b).backward(Tensor::from_vector({N, out}, G));
+  for (int64_t i = 0; i < N * in; ++i) CHECK(x.grad().data()[i] == 2 * gx1[i]);
 }
 
 TEST_CASE("binary_linear: central differences of the surrogate relaxation (tanh:3, periodic:2)") {

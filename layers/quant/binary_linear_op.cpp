@@ -24,6 +24,7 @@
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
 #include "kernels/isa.h"
+#include "kernels/pm1_gemm.h"
 #include "kernels/sgemm.h"
 #include "kernels/simd_target.h"
 #include "kernels/xnor_gemm.h"
@@ -257,32 +258,39 @@ void zero_fill(float* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = 0.0f;
 }
 
-// dW += S'_W(W) * (g^T xb) for a sign-quantized weight (levels +-1), given
-// the forward's packed mask of |W| <= C (hardtanh; null for other
-// surrogates) and whether it was all ones. Reproduces the unfused graph —
-// linear's "dq = sgemm(beta 0)" then the quantizer's "dW += S' * dq" into a
-// zero-filled (fresh) or existing gradient — bit for bit.
-//   g [N, out], xb [N, in] (the product's other operand), W [out, in].
-void sign_weight_grad(const Tensor& W, const PackedBuf* wm, bool w_all, const Surrogate& sur, const float* pg,
-                      const float* xb, int64_t N, int64_t in, int64_t out) {
+// dW += S'_W(W) * dq_W for a sign-quantized weight (levels +-1), given the
+// forward's packed mask of |W| <= C (hardtanh; null for other surrogates) and
+// whether it was all ones. product(C, accumulate) computes dq_W = g^T xb into
+// C (overwrite or add). Reproduces the unfused graph — the product into a
+// fresh buffer, then the quantizer's "dW += S' * dq" into a zero-filled
+// (fresh) or existing gradient — bit for bit.
+//   `no_minus_zero`: the product never yields -0 (pm1_gemm: its sum starts
+//   at +0), so "0 + dq" is dq itself and the zero fill can be skipped.
+template <class Product>
+void sign_weight_grad(const Tensor& W, const PackedBuf* wm, bool w_all, const Surrogate& sur, int64_t out,
+                      int64_t in, bool no_minus_zero, const Product& product) {
   const bool fresh = !W.has_grad();
   if (wm && fresh) {  // dq_W straight into the new grad buffer
     float beta;
     float* gW = grad_for_gemm(W, beta);
     if (w_all) {
-      // All S' = 1: the unfused result is "0 + dq"; sgemm with beta = 1 on
-      // zeros computes exactly that (C + AB), without a mask pass (the zero
-      // fill replaces the one sgemm itself does for beta = 0).
-      zero_fill(gW, out * in);
-      kernels::sgemm(true, false, out, in, N, 1.f, pg, out, xb, in, 1.f, gW, in);
+      // All S' = 1: the unfused result is "0 + dq". Either the product adds
+      // onto zeros (C + dq: exactly that, and the zero fill replaces the one
+      // sgemm does for beta = 0), or it cannot produce -0 and writes dq.
+      if (no_minus_zero) {
+        product(gW, false);
+      } else {
+        zero_fill(gW, out * in);
+        product(gW, true);
+      }
     } else {
-      kernels::sgemm(true, false, out, in, N, 1.f, pg, out, xb, in, 0.f, gW, in);
+      product(gW, false);
       masked_grad_rows(wm->data(), out, in, gW, gW, false);
     }
     return;
   }
   Tensor dq = Tensor::empty({out, in});
-  kernels::sgemm(true, false, out, in, N, 1.f, pg, out, xb, in, 0.f, dq.data(), in);
+  product(dq.data(), false);
   if (wm)
     masked_grad_rows(wm->data(), out, in, dq.data(), W.grad_data(), true);
   else
@@ -344,14 +352,10 @@ SavedBytes binary_linear_unfused_bytes(int64_t N, int64_t in, int64_t out, const
 SavedBytes binary_linear_fused_bytes(int64_t N, int64_t in, int64_t out, const BinaryLinearSpec& spec) {
   const int64_t row = kernels::packed_words(in) * 8;
   SavedBytes s;
-  if (spec.quantize_input) {
-    s.activation = N * row;  // sign(x)
-    if (spec.input_surrogate.kind == SurrogateKind::hardtanh) s.activation += N * row;  // mask
-  }
-  if (spec.quantize_weight) {
-    s.weight = out * row;  // sign(W)
-    if (spec.weight_surrogate.kind == SurrogateKind::hardtanh) s.weight += out * row;  // mask
-  }
+  s.activation = N * row;  // sign(x), for dW (also when x is pre-quantized)
+  if (spec.quantize_input && spec.input_surrogate.kind == SurrogateKind::hardtanh) s.activation += N * row;  // mask
+  s.weight = out * row;  // sign(W), for dx
+  if (spec.quantize_weight && spec.weight_surrogate.kind == SurrogateKind::hardtanh) s.weight += out * row;  // mask
   return s;
 }
 
@@ -420,8 +424,8 @@ Tensor binary_linear(const Tensor& x, const Tensor& W, const Tensor& b, const Bi
     g_unfused_bytes.fetch_add(binary_linear_unfused_bytes(N, in, out, spec).total(), std::memory_order_relaxed);
     g_fused_bytes.fetch_add(binary_linear_fused_bytes(N, in, out, spec).total(), std::memory_order_relaxed);
     // Keep only what backward reads: W's bits for dx, x's bits for dW.
-    if (!want_dx || !spec.quantize_weight) wp.reset();
-    if (!want_dW || !spec.quantize_input) xp.reset();
+    if (!want_dx) wp.reset();
+    if (!want_dW) xp.reset();
     std::vector<Tensor> inputs{x, W};
     if (b.defined()) inputs.push_back(b);
     record(y, "binary_linear", std::move(inputs),
@@ -439,27 +443,24 @@ Tensor binary_linear(const Tensor& x, const Tensor& W, const Tensor& b, const Bi
         for (int64_t i = 0; i < N * out; ++i) p0[i] = 0.0f + pg[i];
         pg = p0;
       }
-      if (x.requires_grad()) {
-        Tensor wtmp;
-        const float* wb = W.data();  // pre-quantized: W holds the +-1 values
-        if (spec.quantize_weight) {
-          wtmp = Tensor::empty({out, in});
-          kernels::unpack_rows(wp->data(), out, in, wtmp.data(), in);
-          wb = wtmp.data();
-        }
+      // The two products with a +-1 operand are pm1_gemm's table look-ups
+      // (kernels/pm1_gemm.h) on the packed bits kept from the forward; the
+      // unfused graph computes the same sums with pm1_linear's plain loops.
+      if (x.requires_grad()) {  // dq_x = g sign(W):  A = g [N x out], S = sign(W) [out x in]
+        auto product = [&](float* C, bool acc) { kernels::pm1_gemm(N, out, in, pg, out, 1, wp->data(), C, in, acc); };
         const bool fresh = !x.has_grad();
-        if (!spec.quantize_input) {  // as linear(): dx (+)= g sign(W)
+        if (!spec.quantize_input) {  // as pm1_linear(): dx (+)= g sign(W)
           float beta;
           float* gx = grad_for_gemm(x, beta);
-          kernels::sgemm(false, false, N, in, out, 1.f, pg, out, wb, in, beta, gx, in);
+          product(gx, beta != 0.f);
         } else if (xm && fresh) {  // dq_x straight into the new grad buffer, mask in place
           float beta;
           float* gx = grad_for_gemm(x, beta);
-          kernels::sgemm(false, false, N, in, out, 1.f, pg, out, wb, in, 0.f, gx, in);
+          product(gx, false);
           masked_grad_rows(xm->data(), N, in, gx, gx, false);
         } else {
           Tensor dq = Tensor::empty({N, in});
-          kernels::sgemm(false, false, N, in, out, 1.f, pg, out, wb, in, 0.f, dq.data(), in);
+          product(dq.data(), false);
           if (xm)
             masked_grad_rows(xm->data(), N, in, dq.data(), x.grad_data(), true);
           else
@@ -467,22 +468,48 @@ Tensor binary_linear(const Tensor& x, const Tensor& W, const Tensor& b, const Bi
                                N * in);
         }
       }
-      if (W.requires_grad()) {
-        Tensor xtmp;
-        const float* xb = x.data();  // pre-quantized: x holds the +-1 values
-        if (spec.quantize_input) {
-          xtmp = Tensor::empty({N, in});
-          kernels::unpack_rows(xp->data(), N, in, xtmp.data(), in);
-          xb = xtmp.data();
-        }
-        if (!spec.quantize_weight) {  // as linear(): dW (+)= g^T sign(x)
+      if (W.requires_grad()) {  // dq_W = g^T sign(x):  A = g^T (strides 1, out), S = sign(x) [N x in]
+        auto product = [&](float* C, bool acc) { kernels::pm1_gemm(out, N, in, pg, 1, out, xp->data(), C, in, acc); };
+        if (!spec.quantize_weight) {  // as pm1_linear(): dW (+)= g^T sign(x)
           float beta;
           float* gW = grad_for_gemm(W, beta);
-          kernels::sgemm(true, false, out, in, N, 1.f, pg, out, xb, in, beta, gW, in);
+          product(gW, beta != 0.f);
         } else {
-          sign_weight_grad(W, wm.get(), w_all, spec.weight_surrogate, pg, xb, N, in, out);
+          sign_weight_grad(W, wm.get(), w_all, spec.weight_surrogate, out, in, true, product);
         }
       }
+    });
+  }
+  return y;
+}
+
+// ---- pm1_linear ----------------------------------------------------------------------------
+// y[N, out] = xq[N, in] wq[out, in]^T + b[out]   (xq, wq hold +-1: the kernels-off twin of binary_linear)
+// backward: dxq (+)= g ·4 wq ;  dwq (+)= g^T ·4 xq ;  db += sum over rows of g
+// "·4" is pm1_gemm.h's summation in groups of four, here by its plain loops.
+Tensor pm1_linear(const Tensor& xq, const Tensor& wq, const Tensor& b) {
+  check_linear_shapes("pm1_linear", xq, wq, b);
+  const int64_t N = xq.dim(0), in = xq.dim(1), out = wq.dim(0);
+  Tensor y = Tensor::empty({N, out});
+  float* py = y.data();
+  if (b.defined()) {  // linear()'s arithmetic: bias rows, then sgemm with beta 1
+    const float* pb = b.data();
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < out; ++j) py[i * out + j] = pb[j];
+  }
+  kernels::sgemm(false, true, N, out, in, 1.f, xq.data(), in, wq.data(), in, b.defined() ? 1.f : 0.f, py, out);
+  if (needs_grad(xq, wq, b)) {
+    record(y, "pm1_linear", {xq, wq, b}, [xq, wq, b, N, in, out](const Tensor& g) {
+      float beta;
+      if (xq.requires_grad()) {
+        float* gx = grad_for_gemm(xq, beta);
+        kernels::pm1_gemm_reference(N, out, in, g.data(), out, 1, wq.data(), in, gx, in, beta != 0.f);
+      }
+      if (wq.requires_grad()) {
+        float* gW = grad_for_gemm(wq, beta);
+        kernels::pm1_gemm_reference(out, N, in, g.data(), 1, out, xq.data(), in, gW, in, beta != 0.f);
+      }
+      if (b.defined() && b.requires_grad()) bias_grad(g.data(), N, out, b.grad_data());
     });
   }
   return y;
@@ -534,7 +561,12 @@ Tensor sign_weight_linear(const Tensor& x, const Tensor& W, const Tensor& b, con
                float* gx = grad_for_gemm(x, beta);
                kernels::sgemm(false, false, N, in, out, 1.f, pg, out, wq.data(), in, beta, gx, in);
              }
-             if (W.requires_grad()) sign_weight_grad(W, wm.get(), w_all, weight_surrogate, pg, x.data(), N, in, out);
+             if (W.requires_grad()) {  // dq_W = g^T x: real x real, sgemm (as linear() does)
+               auto product = [&](float* C, bool acc) {
+                 kernels::sgemm(true, false, out, in, N, 1.f, pg, out, x.data(), in, acc ? 1.f : 0.f, C, in);
+               };
+               sign_weight_grad(W, wm.get(), w_all, weight_surrogate, out, in, false, product);
+             }
              if (b.defined() && b.requires_grad()) bias_grad(pg, N, out, b.grad_data());
            });
   }

@@ -18,16 +18,24 @@
 //               (If that mask is all ones — BinaryNet's clipped weights — the
 //               backward skips applying it: dW = 0 + dq_W from one sgemm with
 //               beta = 1 on a zeroed buffer, the same bits.)
-//     backward: dq_x = g · sign(W)       (sgemm; sign(W) unpacked from the bits)
-//               dx  += S'_x(x) * dq_x    (the quantizer's surrogate)
-//               dq_W = g^T · sign(x)     (sgemm; sign(x) unpacked from the bits)
+//     backward: dq_x = g · sign(W)       (kernels::pm1_gemm on the packed bits:
+//               dx  += S'_x(x) * dq_x     a table look-up per 4 signs, pm1_gemm.h)
+//               dq_W = g^T · sign(x)     (pm1_gemm likewise)
 //               dW  += S'_W(W) * dq_W
 //               db  += column sums of g
 //     Either side may instead be PRE-QUANTIZED (spec.quantize_input / _weight
 //     = false): the tensor already holds +-1 values (e.g. the output of a
 //     StochasticSign quantizer in training, which keeps its own node), the op
 //     packs it as is, and that side's gradient is the plain product gradient,
-//     as in linear().
+//     as in pm1_linear().
+//
+//   pm1_linear(xq, wq, b)            y = xq wq^T + b                (operands +-1 floats)
+//     The kernels-off twin: linear() (one sgemm, exact on +-1 values), but
+//     its backward sums the products in pm1_gemm.h's groups of four, with
+//     the plain loops of kernels::pm1_gemm_reference. That is the arithmetic
+//     binary_linear's backward has, so the two agree bit for bit. (For
+//     operands other than +-1 it is still an ordinary, gradient-checked
+//     linear op, only with that summation order.)
 //
 //   uniform_linear(x, W, b, spec)    y = s * (v_x · v_W^T) + b      (k-bit x m-bit)
 //     Both sides are uniform quantizers (DESIGN.md §3; Sign is bits 1, a 1):
@@ -48,9 +56,9 @@
 //
 // IDENTICAL RESULTS. binary_linear reproduces, bit for bit, the unfused graph
 // QuantLinear builds with the kernels off — Sign(x) node, Sign(W) node,
-// linear(xq, wq) (then add(y, b) if there is a bias) — in the forward output
-// (exact integers) AND in every gradient: its backward performs the same float
-// operations in the same order (sgemm with the same arguments and beta = 0
+// pm1_linear(xq, wq) (then add(y, b) if there is a bias) — in the forward
+// output (exact integers) AND in every gradient: its backward performs the
+// same float operations in the same order (the grouped sums of pm1_gemm.h
 // into a fresh buffer, then the surrogate's "grad += S' * g" into the input's
 // gradient; "0 + v" where the unfused path adds into a zero-filled buffer).
 // So a whole training run is identical with the kernels on or off.
@@ -96,6 +104,10 @@ struct BinaryLinearSpec {
 
 // x [N, in], W [out, in], b [out] or undefined -> y [N, out]. One node.
 Tensor binary_linear(const Tensor& x, const Tensor& W, const Tensor& b, const BinaryLinearSpec& spec = {});
+
+// The kernels-off product of two +-1 operands: xq [N, in], wq [out, in],
+// b [out] or undefined -> y [N, out]; backward in groups of four (above).
+Tensor pm1_linear(const Tensor& xq, const Tensor& wq, const Tensor& b);
 
 // ---- real x 1-bit ---------------------------------------------------------------------
 
@@ -161,8 +173,8 @@ struct SavedBytes {
 };
 // Unfused 1-bit graph: xq [N, in] and wq [out, in] as float (linear's inputs).
 SavedBytes binary_linear_unfused_bytes(int64_t N, int64_t in, int64_t out, const BinaryLinearSpec& spec);
-// binary_linear: packed sign(x) and sign(W), each + a packed mask for hardtanh.
-// (Pre-quantized sides: their float tensor is the op's input, so not counted.)
+// binary_linear: packed sign(x) and sign(W), each + a packed mask for a
+// hardtanh surrogate (pre-quantized sides: the bits only).
 SavedBytes binary_linear_fused_bytes(int64_t N, int64_t in, int64_t out, const BinaryLinearSpec& spec);
 
 // Running totals over every binary_linear forward that recorded a node

@@ -118,10 +118,11 @@ Tensor QuantLinear::compute_binary(const Tensor& x) {
   if (!kernels_enabled()) {
     // The unfused graph. With a bias the product stays exact and the bias is
     // one rounding after it (add), the same arithmetic as the fused op.
+    // (pm1_linear: linear() whose backward sums as binary_linear's does.)
     const Tensor xq = qi(x);
     const Tensor wq = qw(weight);
-    if (!bias.defined()) return linear(xq, wq, bias);
-    return add(linear(xq, wq, Tensor()), bias);
+    if (!bias.defined()) return pm1_linear(xq, wq, bias);
+    return add(pm1_linear(xq, wq, Tensor()), bias);
   }
   const BinaryLinearSpec spec = binary_spec();
   // Stochastic quantizers draw here, in the same order as the unfused graph.

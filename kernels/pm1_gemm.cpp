@@ -1,0 +1,223 @@
+// kernels/pm1_gemm.cpp — real x (+-1) products: the reference loops, the
+// tables and nibbles of the look-up kernels, the scalar variant and the
+// dispatch. The SIMD tiles are in pm1_gemm_x86.cpp. Contract: pm1_gemm.h.
+#include "kernels/pm1_gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/bitpack.h"
+#include "kernels/isa.h"
+
+namespace qnn::kernels {
+
+namespace {
+
+void check_args(const char* fn, int64_t I, int64_t J, int64_t K, const void* A, int64_t a_i, int64_t a_j,
+                const void* S, const float* C, int64_t ldc) {
+  const std::string f(fn);
+  if (I < 0 || J < 0 || K < 0)
+    throw std::invalid_argument(f + ": negative size (I " + std::to_string(I) + ", J " + std::to_string(J) +
+                                ", K " + std::to_string(K) + ")");
+  if (ldc < K) throw std::invalid_argument(f + ": ldc " + std::to_string(ldc) + " < K " + std::to_string(K));
+  if (a_i < 0 || a_j < 0) throw std::invalid_argument(f + ": negative stride of A");
+  if (I > 0 && K > 0 && C == nullptr) throw std::invalid_argument(f + ": C is null");
+  if (I > 0 && J > 0 && A == nullptr) throw std::invalid_argument(f + ": A is null");
+  if (J > 0 && K > 0 && S == nullptr) throw std::invalid_argument(f + ": S is null");
+}
+
+// Growable 64-byte aligned scratch, one per thread that calls pm1_gemm (the
+// OpenMP workers only read it). Reused between calls: a training step calls
+// pm1_gemm a few times with the same sizes, and fresh multi-MB buffers would
+// cost page faults every time.
+template <class T>
+T* scratch(std::vector<T, AlignedAllocator<T>>& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize((size_t)n);
+  return v.data();
+}
+
+// 16 look-up sums of one row and group: tab[p] = (u0 + u1) + (u2 + u3),
+// u_r = (bit r of p ? -1 : +1) * a_r. Written as multiplies by +-1 (exact)
+// so the compiler vectorises it over p.
+struct SignPatterns {
+  float s[4][16];
+  SignPatterns() {
+    for (int r = 0; r < 4; ++r)
+      for (int p = 0; p < 16; ++p) s[r][p] = (p >> r) & 1 ? -1.0f : 1.0f;
+  }
+};
+const SignPatterns kSigns;
+
+inline void build_table(const float a[4], float* tab) {
+  for (int p = 0; p < 16; ++p)
+    tab[p] = (kSigns.s[0][p] * a[0] + kSigns.s[1][p] * a[1]) + (kSigns.s[2][p] * a[2] + kSigns.s[3][p] * a[3]);
+}
+
+// T [I x G x 16] from A (any strides; rows padded with +0 past J).
+void build_tables(int64_t I, int64_t J, const float* A, int64_t a_i, int64_t a_j, float* T) {
+  const int64_t G = (J + 3) / 4;
+#pragma omp parallel for schedule(static) if (I * G > 4096)
+  for (int64_t i = 0; i < I; ++i) {
+    const float* row = A + i * a_i;
+    for (int64_t g = 0; g < G; ++g) {
+      float a[4];
+      for (int r = 0; r < 4; ++r) {
+        const int64_t j = 4 * g + r;
+        a[r] = j < J ? row[j * a_j] : 0.0f;
+      }
+      build_table(a, T + (i * G + g) * 16);
+    }
+  }
+}
+
+// byte b -> 8 bytes, byte q = bit q of b (0 or 1).
+struct SpreadBits {
+  uint64_t v[256];
+  SpreadBits() {
+    for (int b = 0; b < 256; ++b) {
+      uint64_t x = 0;
+      for (int q = 0; q < 8; ++q) x |= uint64_t((b >> q) & 1) << (8 * q);
+      v[b] = x;
+    }
+  }
+};
+const SpreadBits kSpread;
+
+// nib[g * ldn + k] = bits of S[4g..4g+3][k] from J packed rows; 0 past K.
+void build_nibbles(int64_t J, int64_t K, const uint64_t* S, int64_t ldn, uint8_t* nib) {
+  const int64_t G = (J + 3) / 4, W = packed_words(K), used = (K + 63) / 64;
+#pragma omp parallel for schedule(static) if (G * K > (int64_t(1) << 16))
+  for (int64_t g = 0; g < G; ++g) {
+    uint8_t* out = nib + g * ldn;
+    for (int64_t w = 0; w < used; ++w) {
+      uint64_t bytes[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // 64 output bytes, 8 per word
+      for (int r = 0; r < 4 && 4 * g + r < J; ++r) {
+        const uint64_t bits = S[(4 * g + r) * W + w];
+        for (int q = 0; q < 8; ++q) bytes[q] |= kSpread.v[(bits >> (8 * q)) & 0xFF] << r;
+      }
+      std::memcpy(out + 64 * w, bytes, 64);
+    }
+    std::memset(out + 64 * used, 0, size_t(ldn - 64 * used));
+  }
+}
+
+// One row of the reference: pa[k] += (s0 a0 + s1 a1) + (s2 a2 + s3 a3).
+// Plain C++; the clones only let the compiler use wider vectors, which
+// changes no result (no reassociation, no contraction: -ffp-contract=off).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void add_group_row(float* __restrict pa, const float* const s[4], const float a[4], int64_t K) {
+  const float *s0 = s[0], *s1 = s[1], *s2 = s[2], *s3 = s[3];
+  const float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+  for (int64_t k = 0; k < K; ++k) pa[k] = pa[k] + ((s0[k] * a0 + s1[k] * a1) + (s2[k] * a2 + s3[k] * a3));
+}
+
+detail::Pm1TilesFn tiles_fn() {
+  switch (active_isa()) {
+    case Isa::avx512: return detail::pm1_tiles_avx512;
+    case Isa::avx2: return detail::pm1_tiles_avx2;
+    case Isa::scalar: break;
+  }
+  return detail::pm1_tiles_scalar;
+}
+
+}  // namespace
+
+namespace detail {
+
+// The scalar variant: the same tables and nibbles, one column at a time.
+void pm1_tiles_scalar(const float* T, int64_t I, int64_t G, const uint8_t* nib, int64_t ldn, int64_t K, float* C,
+                      int64_t ldc, bool accumulate) {
+#pragma omp parallel for schedule(static) if (I * K * G > (int64_t(1) << 18))
+  for (int64_t i = 0; i < I; ++i) {
+    const float* Ti = T + i * G * 16;
+    float* c = C + i * ldc;
+    for (int64_t k = 0; k < K; ++k) {
+      float acc = 0.0f;
+      for (int64_t g = 0; g < G; ++g) acc += Ti[g * 16 + nib[g * ldn + k]];
+      c[k] = accumulate ? c[k] + acc : acc;
+    }
+  }
+}
+
+}  // namespace detail
+
+void pm1_gemm(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const uint64_t* S_packed,
+              float* C, int64_t ldc, bool accumulate) {
+  check_args("pm1_gemm", I, J, K, A, a_i, a_j, S_packed, C, ldc);
+  if (I == 0 || K == 0) return;
+  const int64_t G = (J + 3) / 4;
+  if (G == 0) {  // acc = +0
+    for (int64_t i = 0; i < I; ++i)
+      for (int64_t k = 0; k < K; ++k) C[i * ldc + k] = accumulate ? C[i * ldc + k] + 0.0f : 0.0f;
+    return;
+  }
+  thread_local std::vector<float, AlignedAllocator<float>> tab_buf, at_buf;
+  thread_local std::vector<uint8_t, AlignedAllocator<uint8_t>> nib_buf;
+  // A transposed in memory (a_j != 1, e.g. g^T): copy it row-major first, so
+  // that the table build reads contiguous rows.
+  const float* Ar = A;
+  int64_t ar_i = a_i, ar_j = a_j;
+  if (a_j != 1 && J > 1) {
+    float* At = scratch(at_buf, I * J);
+    constexpr int64_t B = 64;  // blocked transpose-copy
+#pragma omp parallel for schedule(static) collapse(2) if (I * J > (int64_t(1) << 16))
+    for (int64_t i0 = 0; i0 < I; i0 += B)
+      for (int64_t j0 = 0; j0 < J; j0 += B)
+        for (int64_t j = j0; j < std::min(J, j0 + B); ++j)
+          for (int64_t i = i0; i < std::min(I, i0 + B); ++i) At[i * J + j] = A[i * a_i + j * a_j];
+    Ar = At;
+    ar_i = J;
+    ar_j = 1;
+  }
+  float* T = scratch(tab_buf, I * G * 16);
+  build_tables(I, J, Ar, ar_i, ar_j, T);
+  const int64_t ldn = (K + 16 + 63) / 64 * 64;
+  uint8_t* nib = scratch(nib_buf, G * ldn);
+  build_nibbles(J, K, S_packed, ldn, nib);
+  tiles_fn()(T, I, G, nib, ldn, K, C, ldc, accumulate);
+}
+
+void pm1_gemm_reference(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const float* S,
+                        int64_t lds, float* C, int64_t ldc, bool accumulate) {
+  check_args("pm1_gemm_reference", I, J, K, A, a_i, a_j, S, C, ldc);
+  if (lds < K) throw std::invalid_argument("pm1_gemm_reference: lds " + std::to_string(lds) + " < K");
+  if (I == 0 || K == 0) return;
+  const int64_t G = (J + 3) / 4;
+  const std::vector<float> ones((size_t)K, 1.0f);  // the S row of a padding j (u = 1 * +0 = +0)
+  // Rows of C in blocks of RB, so each group's four S rows are read once per
+  // block rather than once per row (S can be a 16 MB weight matrix).
+  constexpr int64_t RB = 4;
+  const int64_t blocks = (I + RB - 1) / RB;
+#pragma omp parallel if (I * K * (J + 1) > (int64_t(1) << 18))
+  {
+    std::vector<float> acc((size_t)(RB * K));
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t i0 = blk * RB, rows = std::min(RB, I - i0);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t g = 0; g < G; ++g) {
+        const float* s[4];
+        for (int r = 0; r < 4; ++r) s[r] = 4 * g + r < J ? S + (4 * g + r) * lds : ones.data();
+        for (int64_t i = i0; i < i0 + rows; ++i) {
+          float a[4];
+          for (int r = 0; r < 4; ++r) a[r] = 4 * g + r < J ? A[i * a_i + (4 * g + r) * a_j] : 0.0f;
+          add_group_row(acc.data() + (i - i0) * K, s, a, K);
+        }
+      }
+      for (int64_t i = i0; i < i0 + rows; ++i) {
+        const float* pa = acc.data() + (i - i0) * K;
+        float* c = C + i * ldc;
+        for (int64_t k = 0; k < K; ++k) c[k] = accumulate ? c[k] + pa[k] : pa[k];
+      }
+    }
+  }
+}
+
+}  // namespace qnn::kernels

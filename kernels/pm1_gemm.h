@@ -1,0 +1,70 @@
+// kernels/pm1_gemm.h — real x (+-1) matrix products by table look-up: the
+// backward pass of binary layers.
+//
+//   C[I x K]  (=|+=)  A[I x J] · S[J x K],     A real, every S_jk = +1 or -1
+//
+// Where it is used. A binary layer y = sign(x) sign(W)^T has two such products
+// in its backward pass (layers/quant/binary_linear_op.h):
+//   dx = g · sign(W)      A = g [N x out],   S = sign(W) [out x in]
+//   dW = g^T · sign(x)    A = g^T [out x N], S = sign(x) [N x in]
+// The forward product is XNOR-popcount (kernels/xnor_gemm.h) because both
+// operands are +-1; here only S is, and g is real, so popcount cannot help.
+// sgemm can, at 2 flops per multiply-add; the trick below does better.
+//
+// THE TRICK. Take j four at a time. For a fixed row i and group g, the sum
+//     t = (s0 a0 + s1 a1) + (s2 a2 + s3 a3)       (a_r = A[i][4g+r], s_r = +-1)
+// can take only 16 values, one per sign pattern (s0..s3). So build, once per
+// (i, g), a table of those 16 sums; then for every column k the 4-bit pattern
+// of S[4g..4g+3][k] indexes the table. AVX-512's vpermps looks up 16 lanes in
+// a 16-entry table in one instruction: one look-up and one add replace four
+// multiply-adds. On 2 Zen 4 cores the products above run 2-3x faster than
+// OpenBLAS sgemm (numbers: docs/results.md, apps/bench_kernels).
+//
+// THE SUMMATION ORDER is part of the contract, because training must give the
+// same bits with the kernels on and off (the off path computes it with the
+// plain loops of pm1_gemm_reference):
+//     u_r  = s_r * a_r                  exact (a sign flip); u_r = +0 for 4g+r >= J
+//     t_g  = (u_0 + u_1) + (u_2 + u_3)
+//     acc  = (((+0 + t_0) + t_1) + ...) + t_{G-1},      G = ceil(J / 4)
+//     C_ik = acc                (accumulate = false)
+//     C_ik = C_ik + acc         (accumulate = true)
+// Every variant (scalar, AVX2, AVX-512) and the reference give identical bits
+// (tests/test_pm1_gemm.cpp). It is a different order from sgemm's, so results
+// differ from sgemm's in the last bits, like any two BLAS libraries.
+//
+// OPERANDS. A element (i, j) is A[i * a_i + j * a_j]: row-major A is
+// (a_i, a_j) = (lda, 1); the transpose of a row-major g [J x I] is (1, ldg).
+// S is given as J packed rows of K elements (kernels/bitpack.h: bit 1 = -1,
+// row stride packed_words(K)), which is how binary layers keep sign(W) and
+// sign(x) anyway. C is row-major with row stride ldc >= K.
+// The SIMD variant is kernels/isa.h's choice; OpenMP over tiles of C.
+#pragma once
+#include <cstdint>
+
+namespace qnn::kernels {
+
+// C (=|+=) A · S with S from packed rows (see above). I, J, K >= 0; J = 0
+// gives acc = +0. Throws std::invalid_argument on bad sizes or strides.
+void pm1_gemm(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const uint64_t* S_packed,
+              float* C, int64_t ldc, bool accumulate);
+
+// The definition, as plain loops over a float S [J x K] (row stride lds):
+// u = S_jk * A_ij, then the grouping above. For S of +-1 values it equals
+// pm1_gemm bit for bit; for other S it is simply a matrix product with this
+// summation order (the autograd op built on it is gradient-checked that way).
+void pm1_gemm_reference(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const float* S,
+                        int64_t lds, float* C, int64_t ldc, bool accumulate);
+
+namespace detail {
+// Internals shared with the SIMD file (not API).
+// Tables: T[(i * G + g) * 16 + p] = t_g for row i and sign pattern p (bit r
+// of p set = s_r is -1). Nibbles: nib[g * ldn + k] = the pattern of
+// S[4g..4g+3][k]; ldn is a multiple of 64 and >= K + 16.
+using Pm1TilesFn = void (*)(const float* T, int64_t I, int64_t G, const uint8_t* nib, int64_t ldn, int64_t K,
+                            float* C, int64_t ldc, bool accumulate);
+void pm1_tiles_scalar(const float*, int64_t, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, bool);
+void pm1_tiles_avx2(const float*, int64_t, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, bool);
+void pm1_tiles_avx512(const float*, int64_t, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, bool);
+}  // namespace detail
+
+}  // namespace qnn::kernels
