@@ -147,7 +147,28 @@ QNN_TARGET_AVX2 void store_f32_avx2(const int32_t* p, int64_t n, int32_t K, cons
   for (; j < n; ++j) tail(j);
 }
 
+// Sign rows (xnor_internal.h): 8 "p <= pt" comparisons per step
+// (NOT p > pt, signed), their movemask is the next 8 bits of the word.
+QNN_TARGET_AVX2 void sign_row_avx2(const int32_t* p, const int32_t* pt, const uint64_t* flipw, int64_t n,
+                                   uint64_t* out) {
+  for (int64_t j0 = 0; j0 < n; j0 += 64) {
+    const int64_t cnt = std::min<int64_t>(64, n - j0);
+    uint64_t ge = 0;
+    int64_t j = 0;
+    for (; j + 8 <= cnt; j += 8) {
+      const __m256i vp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + j0 + j));
+      const __m256i vt = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pt + j0 + j));
+      const uint32_t gt = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vp, vt))));
+      ge |= uint64_t(~gt & 0xFFu) << j;
+    }
+    for (; j < cnt; ++j) ge |= uint64_t(p[j0 + j] <= pt[j0 + j]) << j;
+    const uint64_t valid = cnt == 64 ? ~uint64_t(0) : (uint64_t(1) << cnt) - 1;
+    out[j0 / 64] = ~(ge ^ flipw[j0 / 64]) & valid;
+  }
+}
+
 #else
+void sign_row_avx2(const int32_t*, const int32_t*, const uint64_t*, int64_t, uint64_t*) {}
 void pop_block_avx2(const uint64_t*, int64_t, int64_t, const uint64_t*, int64_t, int64_t, int64_t,
                     int32_t*, int64_t, bool) {}
 void store_i32_avx2(const int32_t*, int64_t, int32_t, int32_t*, bool) {}

@@ -55,9 +55,15 @@ void store_f32_avx512(const int32_t*, int64_t, int32_t, const float*, const floa
 using SignRowFn = void (*)(const int32_t* p, const int32_t* pt, const uint64_t* flipw, int64_t n,
                            uint64_t* out);
 void sign_row_scalar(const int32_t*, const int32_t*, const uint64_t*, int64_t, uint64_t*);
+void sign_row_avx2(const int32_t*, const int32_t*, const uint64_t*, int64_t, uint64_t*);
 void sign_row_avx512(const int32_t*, const int32_t*, const uint64_t*, int64_t, uint64_t*);
 inline SignRowFn sign_row_fn(Isa isa) {
-  return isa == Isa::avx512 ? sign_row_avx512 : sign_row_scalar;
+  switch (isa) {
+    case Isa::avx512: return sign_row_avx512;
+    case Isa::avx2: return sign_row_avx2;
+    case Isa::scalar: break;
+  }
+  return sign_row_scalar;
 }
 
 // Outputs at least this large (bytes) are written with streaming stores.
