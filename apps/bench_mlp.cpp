@@ -1,14 +1,17 @@
-// apps/bench_mlp.cpp — end-to-end inference speed: FP32 vs BNN MLP.
+// apps/bench_mlp.cpp — end-to-end inference speed: FP32 vs BNN (vs k-bit) MLP.
 //
 //   build/apps/bench_mlp                       # 784-2048x3-10, random weights
 //   build/apps/bench_mlp --hidden 4096 --layers 3 --threads 2 --json bench.json
 //   build/apps/bench_mlp --fp fp.ckpt --bnn bnn.ckpt   # trained checkpoints (mnist_mlp --save)
+//   build/apps/bench_mlp --wbits 2 --abits 2   # also a k-bit (qnn) MLP
 //
 // In one run, images/s at batch 1 and at batch --big-batch (default 1000) of
 //   fp32 framework : the autograd framework's eval path (NoGradGuard forward),
 //   fp32 runner    : the same model exported (fp .qnnx) through kernels/packed_model,
 //   bnn framework  : the BNN through the autograd framework (for reference),
 //   bnn runner     : the BNN exported (bnn .qnnx) through the packed runner,
+//   qnn framework / qnn runner : the same for a k-bit MLP (mnist_mlp --model
+//                    qnn --wbits W --abits A), only with --wbits/--abits,
 // from uint8 pixels to logits (the framework paths get floats scaled as in
 // training; building the input Tensor is part of their time, as in any
 // evaluation loop). Each figure is the median of --reps timed repetitions
@@ -29,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <random>
 #include <thread>
 #include <unistd.h>
@@ -54,7 +58,8 @@ struct Options {
   int reps = 7;
   double min_time = 0.25;
   int64_t big_batch = 1000;
-  std::string fp_path, bnn_path, json_path, out_dir;
+  std::string fp_path, bnn_path, qnn_path, json_path, out_dir;
+  int wbits = 0, abits = 0;  // > 0: also a k-bit (qnn) model
   double torch_b1 = 465;  // PyTorch 1.13 FP32 MLP at batch 1 (/work/shared/peers/README.md)
   uint64_t seed = 1;
   bool skip_framework = false;
@@ -90,8 +95,9 @@ Pair make_pair(const std::string& kind, const Options& o, const std::string& fil
   c.layers = o.layers;
   c.in = o.in;
   c.classes = o.classes;
+  if (kind == "qnn") c.wbits = o.wbits, c.abits = o.abits;
   app::resolve_defaults(c);
-  Rng rng(o.seed + (kind == "bnn"));
+  Rng rng(o.seed + (kind == "bnn") + 2 * (kind == "qnn"));
   Pair p;
   p.module = app::build_mlp(c, rng);
   const std::string exp_path = out_dir + "/bench_" + kind + ".qnnx";
@@ -154,10 +160,19 @@ int run(Options& o) {
   arch += "-" + std::to_string(o.classes);
   std::printf("# MLP %s, median of %d reps (>= %.2f s each)\n", arch.c_str(), o.reps, o.min_time);
 
+  const bool with_qnn = o.wbits > 0 || o.abits > 0;
+  QNN_CHECK(!with_qnn || (o.wbits > 0 && o.abits > 0), "--wbits and --abits go together (a k-bit model)");
+  QNN_CHECK(with_qnn || o.qnn_path.empty(), "--qnn needs --wbits and --abits (the k-bit model's architecture)");
   Pair fp = make_pair("fp", o, o.fp_path, o.out_dir);
   Pair bnn = make_pair("bnn", o, o.bnn_path, o.out_dir);
   fp.module->eval();
   bnn.module->eval();
+  Pair qnn;
+  if (with_qnn) {
+    qnn = make_pair("qnn", o, o.qnn_path, o.out_dir);
+    qnn.module->eval();
+    std::printf("# k-bit model: %d-bit weights, %d-bit activations (%s)\n", o.wbits, o.abits, qnn.source.c_str());
+  }
   // The FP32 checkpoint (what --save writes) for the size comparison.
   const std::string ckpt = o.out_dir + "/bench_fp.ckpt";
   save_tensors(ckpt, fp.module->state());
@@ -172,6 +187,8 @@ int run(Options& o) {
   for (size_t i = 0; i < px.size(); ++i) xf[i] = k::scale_input_pixel(k::InputScale::odd_over_256, px[i]);
 
   k::PackedRunner fp_run(fp.packed), bnn_run(bnn.packed);
+  std::unique_ptr<k::PackedRunner> qnn_run;
+  if (with_qnn) qnn_run = std::make_unique<k::PackedRunner>(qnn.packed);
   std::vector<float> logits((size_t)(pool * o.classes));
   auto framework = [&](Module& m) {
     return [&](int64_t off, int64_t b) {
@@ -195,6 +212,7 @@ int run(Options& o) {
   };
   const bool fp_exact = fp.comparable && same_logits(*fp.module, fp_run, 100);
   const bool bnn_exact = bnn.comparable && same_logits(*bnn.module, bnn_run, 100);
+  const bool qnn_exact = with_qnn && qnn.comparable && same_logits(*qnn.module, *qnn_run, 100);
 
   struct Row {
     std::string name;
@@ -213,6 +231,10 @@ int run(Options& o) {
   if (o.threads > 1) {
     rows.push_back({"  forced: all threads", runner(bnn_all), {}, {}});
     rows.push_back({"  forced: one thread", runner(bnn_one), {}, {}});
+  }
+  if (with_qnn) {
+    if (!o.skip_framework) rows.push_back({"qnn framework (autograd eval)", framework(*qnn.module), {}, {}});
+    rows.push_back({"qnn runner (qnn .qnnx)", runner(*qnn_run), {}, {}});
   }
   for (auto& r : rows) {
     r.b1 = time_it(o, 1, pool, r.fn);
@@ -233,6 +255,8 @@ int run(Options& o) {
   const Row* bnr = find("bnn runner");
   const Row* bn_all = find("  forced: all");
   const Row* bn_one = find("  forced: one");
+  const Row* qnf = find("qnn framework");
+  const Row* qnr = find("qnn runner");
   json ratios;
   std::printf("\nratios (batch 1 | batch %lld):\n", (long long)o.big_batch);
   auto ratio = [&](const std::string& key, const std::string& label, const Row* a, const Row* b) {
@@ -247,6 +271,8 @@ int run(Options& o) {
   ratio("bnn_runner_vs_bnn_framework", "bnn runner / bnn framework", bnr, bnf);
   ratio("bnn_all_threads_vs_fp32_framework", "bnn runner (forced all threads) / fp32 framework", bn_all, fpf);
   ratio("bnn_one_thread_vs_fp32_framework", "bnn runner (forced one thread) / fp32 framework", bn_one, fpf);
+  ratio("qnn_runner_vs_fp32_framework", "qnn runner / fp32 framework", qnr, fpf);
+  ratio("qnn_runner_vs_qnn_framework", "qnn runner / qnn framework", qnr, qnf);
   const double vs_torch = bnr->b1.ips / o.torch_b1;
   std::printf("  %-44s %8.1fx   (reference %.0f images/s at batch 1)\n", "bnn runner / PyTorch FP32 (batch 1)", vs_torch,
               o.torch_b1);
@@ -259,9 +285,13 @@ int run(Options& o) {
               "= 1/%.1f of the checkpoint\n",
               (long long)ckpt_bytes, ckpt_bytes / MiB, (long long)fp.export_bytes, fp.export_bytes / MiB,
               (long long)bnn.export_bytes, bnn.export_bytes / MiB, (double)ckpt_bytes / bnn.export_bytes);
+  if (with_qnn)
+    std::printf("       qnn .qnnx (%d-bit weights) %lld B (%.3f MiB) = 1/%.1f of the checkpoint\n", o.wbits,
+                (long long)qnn.export_bytes, qnn.export_bytes / MiB, (double)ckpt_bytes / qnn.export_bytes);
   auto yn = [](bool comparable, bool v) { return !comparable ? "n/a" : v ? "yes" : "NO"; };
-  std::printf("logits equal to the framework's, bit for bit (batch of 100): fp %s, bnn %s\n",
-              yn(fp.comparable, fp_exact), yn(bnn.comparable, bnn_exact));
+  std::printf("logits equal to the framework's, bit for bit (batch of 100): fp %s, bnn %s%s%s\n",
+              yn(fp.comparable, fp_exact), yn(bnn.comparable, bnn_exact), with_qnn ? ", qnn " : "",
+              with_qnn ? yn(qnn.comparable, qnn_exact) : "");
 
   if (!o.json_path.empty()) {
     json res = json::object();
@@ -283,6 +313,12 @@ int run(Options& o) {
              {"bnn_export_fraction_of_checkpoint", (double)bnn.export_bytes / ckpt_bytes},
              {"logits_exact", {{"fp", fp_exact}, {"bnn", bnn_exact}}},
              {"adaptive_calls", {{"one_thread", bnn_run.calls_one_thread()}, {"all_threads", bnn_run.calls_all_threads()}}}};
+    if (with_qnn) {
+      out["qnn_source"] = qnn.source;
+      out["qnn_bits"] = {{"weights", o.wbits}, {"activations", o.abits}};
+      out["bytes"]["qnn_export"] = qnn.export_bytes;
+      out["logits_exact"]["qnn"] = qnn_exact;
+    }
     write_file_atomic(o.json_path, out.dump(2) + "\n");
   }
   return 0;
@@ -292,7 +328,8 @@ int run(Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App cli{"Inference speed of an FP32 vs a BNN MLP: framework eval path vs exported packed runner."};
+  CLI::App cli{"Inference speed of an FP32 vs a BNN (and optionally a k-bit) MLP: framework eval path vs exported "
+               "packed runner."};
   cli.add_option("--hidden", o.hidden, "hidden width")->capture_default_str();
   cli.add_option("--layers", o.layers, "hidden layers")->capture_default_str();
   cli.add_option("--in", o.in, "input features")->capture_default_str();
@@ -303,6 +340,9 @@ int main(int argc, char** argv) {
   cli.add_option("--big-batch", o.big_batch, "the large batch size")->capture_default_str();
   cli.add_option("--fp", o.fp_path, "FP32 model: checkpoint (mnist_mlp --save) or .qnnx");
   cli.add_option("--bnn", o.bnn_path, "BNN model: checkpoint (mnist_mlp --model bnn --save) or .qnnx");
+  cli.add_option("--wbits", o.wbits, "also a k-bit (qnn) MLP with these weight bits (1..16; with --abits)");
+  cli.add_option("--abits", o.abits, "the k-bit MLP's activation bits (1..16; with --wbits)");
+  cli.add_option("--qnn", o.qnn_path, "k-bit model: checkpoint (mnist_mlp --model qnn --save) or .qnnx");
   cli.add_option("--out-dir", o.out_dir, "where the exports and the checkpoint are written (default: temp dir)");
   cli.add_option("--torch-b1", o.torch_b1, "PyTorch FP32 images/s at batch 1, for the ratio")->capture_default_str();
   cli.add_option("--seed", o.seed, "seed of the random weights")->capture_default_str();

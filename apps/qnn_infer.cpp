@@ -3,13 +3,17 @@
 //
 //   build/apps/mnist_mlp --model bnn --epochs 1 --export /tmp/bnn.qnnx
 //   build/apps/qnn_infer /tmp/bnn.qnnx --data datasets/mnist --batch 1
+//   build/apps/mnist_mlp --model qnn --wbits 2 --abits 2 --epochs 1 --export /tmp/qnn.qnnx
+//   build/apps/qnn_infer /tmp/qnn.qnnx --data datasets/mnist
 //
 // The images go in as the raw uint8 pixels of the IDX file; the runner scales
-// them as the model was trained (its header says how). For a BNN the result
-// is exactly the training framework's: the accuracy printed here equals the
-// test accuracy mnist_mlp reported. Timing: --reps passes over the test set
-// after one warm-up pass, median images/s; every pass must give the same
-// predictions.
+// them as the model was trained (its header says how). The logits are the
+// training framework's, bit for bit, so the accuracy printed here equals the
+// test accuracy mnist_mlp reported — for fp and k-bit (qnn) models, whose
+// first layer is a float product (sgemm), at mnist_mlp's evaluation batch
+// (1000, the default here) and thread count; for a BNN at any batch. Timing:
+// --reps passes over the test set after one warm-up pass, median images/s;
+// every pass must give the same predictions.
 #include <CLI/CLI.hpp>
 
 #include "apps/common/cli_main.h"
@@ -45,10 +49,20 @@ struct Options {
   std::string json_path;
 };
 
+std::string fmt_g(float v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", (double)v);
+  return b;
+}
+
 std::string layer_line(size_t i, const k::PackedLayer& L) {
+  const bool lv = L.type == k::LayerType::dense_levels;
+  std::string in = k::layer_input_name(L.input);
+  if (lv && L.input != k::LayerInput::real)
+    in += "(" + std::to_string(L.in_bits) + "-bit, a=" + fmt_g(L.in_alpha) + ")";
   std::string s = std::to_string(i) + "  " + k::layer_type_name(L.type) + "  " + std::to_string(L.in) + " -> " +
-                  std::to_string(L.out) + "  in=" + k::layer_input_name(L.input) + "  " +
-                  std::to_string(L.weight_bits()) + "-bit weights  ";
+                  std::to_string(L.out) + "  in=" + in + "  " + std::to_string(L.weight_bits()) + "-bit weights" +
+                  (lv ? " (a=" + fmt_g(L.w_alpha) + ")" : std::string()) + "  ";
   if (L.sign_out)
     s += "-> sign (integer thresholds)";
   else
@@ -92,6 +106,10 @@ int run(Options& o) {
               pm.kind().c_str(), pm.layers.size(), (long long)file_bytes, file_bytes / 1048576.0,
               k::input_scale_name(pm.input_scale));
   for (size_t i = 0; i < pm.layers.size(); ++i) std::printf("#   %s\n", layer_line(i, pm.layers[i]).c_str());
+  std::printf("# weights: %lld, stored in %lld bytes (%.2f bits per weight; fp32: %lld bytes)\n",
+              (long long)pm.weight_count(), (long long)(pm.weight_storage_bits() / 8),
+              pm.weight_count() ? (double)pm.weight_storage_bits() / (double)pm.weight_count() : 0.0,
+              (long long)(4 * pm.weight_count()));
   std::printf("# data %s: %lld test images, batch %lld\n", img_path.c_str(), (long long)n, (long long)o.batch);
 
   k::PackedRunner runner(std::move(pm));
@@ -133,6 +151,7 @@ int run(Options& o) {
   if (!o.json_path.empty()) {
     json out{{"model", o.model_path},
              {"model_kind", runner.model().kind()},
+             {"weight_storage_bits", runner.model().weight_storage_bits()},
              {"file_bytes", file_bytes},
              {"layers", runner.model().layers.size()},
              {"data", img_path},

@@ -17,6 +17,7 @@
 
 #include "kernels/bitserial.h"
 #include "kernels/isa.h"
+#include "kernels/level_planes.h"
 #include "kernels/sgemm.h"
 #include "kernels/simd_target.h"
 #include "kernels/xnor_gemm.h"
@@ -27,11 +28,15 @@ namespace qnn::kernels {
 namespace {
 
 constexpr char kMagic[4] = {'Q', 'N', 'N', 'X'};
-constexpr uint32_t kVersion = 1;
+// Version 1: fp and bnn models; version 2 adds dense_levels (k-bit) layers and
+// is written only when a model has one, so fp / bnn files stay version 1.
+constexpr uint32_t kVersionBase = 1, kVersionLevels = 2;
 constexpr int64_t kMaxDim = int64_t(1) << 26;      // per layer in / out
 constexpr int64_t kMaxLayers = 4096;
 constexpr int64_t kMaxPixelsIn = ((int64_t(1) << 24) - 1) / 255;  // V = sum (2p-255) w exact in float
 constexpr int64_t kLayerHeaderBytes = 4 * 4 + 3 * 8;
+constexpr int64_t kLevelsHeaderBytes = 3 * 4;  // dense_levels payload: weight_alpha, input_bits, input_alpha
+constexpr int kRealInputBits = 32;              // dense_levels input_bits for real input (no quantizer)
 enum Flags : uint32_t { kSignOut = 1, kBias = 2, kAffine = 4, kRelu = 8, kAllFlags = 15 };
 
 std::string dims_str(const PackedLayer& L) {
@@ -40,8 +45,11 @@ std::string dims_str(const PackedLayer& L) {
 
 int64_t words64(int64_t K) { return (K + 63) / 64; }  // file row: ceil(K / 64) words
 
-int64_t payload_bytes(LayerType type, uint32_t flags, int64_t in, int64_t out) {
-  int64_t b = type == LayerType::dense_f32 ? 4 * in * out : 8 * words64(in) * out;
+// wbits: dense_levels' weight bits (1..16); ignored for the other types.
+int64_t payload_bytes(LayerType type, uint32_t flags, int64_t in, int64_t out, int wbits) {
+  int64_t b = type == LayerType::dense_f32      ? 4 * in * out
+              : type == LayerType::dense_binary ? 8 * words64(in) * out
+                                                : kLevelsHeaderBytes + 8 * words64(in) * out * wbits;
   if (flags & kBias) b += 4 * out;
   if (flags & kAffine) b += 12 * out;
   if (flags & kSignOut) b += 5 * out;
@@ -51,6 +59,13 @@ int64_t payload_bytes(LayerType type, uint32_t flags, int64_t in, int64_t out) {
 uint32_t flags_of(const PackedLayer& L) {
   return (L.sign_out ? kSignOut : 0u) | (!L.bias.empty() ? kBias : 0u) | (L.affine ? kAffine : 0u) |
          (L.relu ? kRelu : 0u);
+}
+
+// Exact integer sums for a dense_levels layer with levels input: every
+// partial sum of u . v below 2^24, as layers/quant uniform_linear_exact
+// requires of the training product (so it took this path there too).
+bool levels_exact(int64_t in, int in_bits, int wbits) {
+  return double(in) * double((1 << in_bits) - 1) * double((1 << wbits) - 1) < 16777216.0;
 }
 
 // Largest |V| of a binary layer's integer dot product.
@@ -189,6 +204,22 @@ void float_epilogue_f32(const PackedLayer& L, float* Y, int64_t rows) {
   }
 }
 
+// dense_levels with levels input, after the exact integer product Y = dot:
+// Y = s * Y (+ bias) — uniform_linear's one rounding, the same float
+// expressions (binary_linear_op.cpp), bias added to the scaled product.
+void scale_bias_f32(const PackedLayer& L, float s, float* Y, int64_t rows) {
+  const int64_t N = L.out;
+  const float* b = L.bias.empty() ? nullptr : L.bias.data();
+#pragma omp parallel for schedule(static) if (rows * N >= (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    float* y = Y + r * N;
+    if (b)
+      for (int64_t j = 0; j < N; ++j) y[j] = s * y[j] + b[j];
+    else
+      for (int64_t j = 0; j < N; ++j) y[j] = s * y[j];
+  }
+}
+
 // One binary layer, rows [0, M) x output columns [n0, n1) (n0 a multiple of
 // 64), popcounts by the XNOR kernels' blocked driver (parallel inside unless
 // called from a parallel region), epilogue fused: packed signs into P (row
@@ -310,6 +341,7 @@ const char* layer_type_name(LayerType t) {
   switch (t) {
     case LayerType::dense_f32: return "dense_f32";
     case LayerType::dense_binary: return "dense_binary";
+    case LayerType::dense_levels: return "dense_levels";
   }
   return "unknown";
 }
@@ -320,6 +352,8 @@ const char* layer_input_name(LayerInput i) {
     case LayerInput::packed: return "packed";
     case LayerInput::pixels8: return "pixels8";
     case LayerInput::sign: return "sign";
+    case LayerInput::levels: return "levels";
+    case LayerInput::levels_f32: return "levels_f32";
   }
   return "unknown";
 }
@@ -347,11 +381,30 @@ void pack_pixel_planes(const uint8_t* x, int64_t n, int64_t K, uint64_t* out) {
 
 // ---- PackedLayer / PackedModel -----------------------------------------------------
 
-int64_t PackedLayer::file_bytes() const { return kLayerHeaderBytes + payload_bytes(type, flags_of(*this), in, out); }
+int64_t PackedLayer::file_bytes() const {
+  return kLayerHeaderBytes + payload_bytes(type, flags_of(*this), in, out, wbits);
+}
+
+std::vector<float> PackedLayer::level_weights() const {
+  if (type != LayerType::dense_levels)
+    throw std::invalid_argument(std::string("level_weights: a ") + layer_type_name(type) + " layer has no k-bit weights");
+  if (wbits < 1 || wbits > 16 || (int64_t)w_planes.size() != plane_packed_words(out, in, wbits))
+    throw std::invalid_argument("level_weights: inconsistent dense_levels layer (validate() it first)");
+  std::vector<int32_t> v(static_cast<size_t>(in * out));
+  unpack_planes(w_planes.data(), out, in, wbits, v.data());
+  std::vector<float> w(v.size());
+  for (size_t i = 0; i < v.size(); ++i) w[i] = level_value(v[i], wbits, w_alpha);
+  return w;
+}
 
 bool PackedModel::is_binary() const {
   for (const auto& L : layers)
     if (L.type == LayerType::dense_binary) return true;
+  return false;
+}
+bool PackedModel::has_levels() const {
+  for (const auto& L : layers)
+    if (L.type == LayerType::dense_levels) return true;
   return false;
 }
 int64_t PackedModel::in_features() const { return layers.empty() ? 0 : layers.front().in; }
@@ -359,6 +412,11 @@ int64_t PackedModel::num_classes() const { return layers.empty() ? 0 : layers.ba
 int64_t PackedModel::weight_count() const {
   int64_t n = 0;
   for (const auto& L : layers) n += L.in * L.out;
+  return n;
+}
+int64_t PackedModel::weight_storage_bits() const {
+  int64_t n = 0;
+  for (const auto& L : layers) n += L.in * L.out * L.weight_bits();
   return n;
 }
 
@@ -381,7 +439,7 @@ void PackedModel::validate(const std::string& what) const {
     const PackedLayer& L = layers[i];
     const std::string at = "layer " + std::to_string(i) + " (" + dims_str(L) + ")";
     auto lbad = [&](const std::string& msg) { bad(at + ": " + msg); };
-    if (L.type != LayerType::dense_f32 && L.type != LayerType::dense_binary)
+    if (L.type != LayerType::dense_f32 && L.type != LayerType::dense_binary && L.type != LayerType::dense_levels)
       bad("layer " + std::to_string(i) + ": unknown type " + std::to_string(static_cast<uint32_t>(L.type)));
     if (L.in < 1 || L.in > kMaxDim || L.out < 1 || L.out > kMaxDim) lbad("sizes out of range [1, 2^26]");
     const PackedLayer* prev = i > 0 ? &layers[i - 1] : nullptr;
@@ -389,12 +447,57 @@ void PackedModel::validate(const std::string& what) const {
       lbad("takes " + std::to_string(L.in) + " inputs but layer " + std::to_string(i - 1) + " gives " +
            std::to_string(prev->out));
     const bool prev_packed = prev && prev->sign_out;
+    // Padding bits must be 0 (bitpack.h rule 4), else dot products are wrong:
+    // `rows` packed rows of packed_words(in) words each.
+    auto check_pads = [&](const PackedVector& P, int64_t rows, auto&& what) {
+      const int64_t W = packed_words(L.in), used = words64(L.in);
+      const uint64_t tail = (L.in % 64) ? (uint64_t(1) << (L.in % 64)) - 1 : ~uint64_t(0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const uint64_t* row = P.data() + r * W;
+        bool ok = (row[used - 1] & ~tail) == 0;
+        for (int64_t w = used; w < W; ++w) ok = ok && row[w] == 0;
+        if (!ok) lbad(what(r) + " has nonzero padding bits");
+      }
+    };
+    if (L.type != LayerType::dense_levels && (!L.w_planes.empty() || L.wbits != 0))
+      lbad("has k-bit weight fields (only dense_levels layers do)");
     if (L.type == LayerType::dense_f32) {
       if (L.input != LayerInput::real) lbad(std::string("a dense_f32 layer takes real input, not ") + layer_input_name(L.input));
       if (prev_packed) lbad("full-precision layer after a layer with packed sign outputs (not supported)");
       if ((int64_t)L.w_f32.size() != L.in * L.out) lbad("weight array has " + std::to_string(L.w_f32.size()) + " floats");
       if (!L.w_bits.empty()) lbad("has packed weights");
       if (L.sign_out) lbad("a dense_f32 layer cannot have a sign epilogue");
+    } else if (L.type == LayerType::dense_levels) {
+      if (L.wbits < 1 || L.wbits > 16) lbad(std::to_string(L.wbits) + "-bit weights (dense_levels has 1..16)");
+      if (!std::isfinite(L.w_alpha) || !(L.w_alpha > 0.f))
+        lbad("weight alpha " + std::to_string(L.w_alpha) + " (must be finite and > 0)");
+      switch (L.input) {
+        case LayerInput::real:
+          if (L.in_bits != kRealInputBits || L.in_alpha != 0.f)
+            lbad("real input but input quantizer fields (bits " + std::to_string(L.in_bits) + ", alpha " +
+                 std::to_string(L.in_alpha) + "); real input has bits 32, alpha 0");
+          break;
+        case LayerInput::levels:
+        case LayerInput::levels_f32:
+          if (L.in_bits < 1 || L.in_bits > 16)
+            lbad(std::to_string(L.in_bits) + "-bit input quantizer (" + layer_input_name(L.input) + " input has 1..16)");
+          if (!std::isfinite(L.in_alpha) || !(L.in_alpha > 0.f))
+            lbad("input alpha " + std::to_string(L.in_alpha) + " (must be finite and > 0)");
+          if (L.input == LayerInput::levels && !levels_exact(L.in, L.in_bits, L.wbits))
+            lbad(std::to_string(L.in) + " inputs at " + std::to_string(L.in_bits) + " x " + std::to_string(L.wbits) +
+                 " bits can reach 2^24, where the integer sums stop being exact floats (the training framework "
+                 "computes such a layer as levels_f32)");
+          break;
+        default: lbad(std::string("a dense_levels layer cannot take ") + layer_input_name(L.input) + " input");
+      }
+      if (prev_packed) lbad("k-bit layer after a layer with packed sign outputs (not supported)");
+      if (!L.w_f32.empty() || !L.w_bits.empty()) lbad("has float or 1-bit packed weights");
+      if ((int64_t)L.w_planes.size() != plane_packed_words(L.out, L.in, L.wbits))
+        lbad("weight plane array has " + std::to_string(L.w_planes.size()) + " words, expected " +
+             std::to_string(plane_packed_words(L.out, L.in, L.wbits)));
+      check_pads(L.w_planes, L.out * L.wbits, [&](int64_t r) {
+        return "weight row " + std::to_string(r / L.wbits) + " plane " + std::to_string(r % L.wbits);
+      });
     } else {
       switch (L.input) {
         case LayerInput::packed:
@@ -415,15 +518,7 @@ void PackedModel::validate(const std::string& what) const {
       const int64_t W = packed_words(L.in);
       if ((int64_t)L.w_bits.size() != L.out * W) lbad("packed weight array has " + std::to_string(L.w_bits.size()) + " words");
       if (!L.w_f32.empty()) lbad("has float weights");
-      // Padding bits must be 0 (bitpack.h rule 4), else dot products are wrong.
-      const int64_t used = words64(L.in);
-      const uint64_t tail = (L.in % 64) ? (uint64_t(1) << (L.in % 64)) - 1 : ~uint64_t(0);
-      for (int64_t r = 0; r < L.out; ++r) {
-        const uint64_t* row = L.w_bits.data() + r * W;
-        bool ok = (row[used - 1] & ~tail) == 0;
-        for (int64_t w = used; w < W; ++w) ok = ok && row[w] == 0;
-        if (!ok) lbad("packed weight row " + std::to_string(r) + " has nonzero padding bits");
-      }
+      check_pads(L.w_bits, L.out, [&](int64_t r) { return "packed weight row " + std::to_string(r); });
     }
     const size_t n = static_cast<size_t>(L.out);
     if (L.sign_out) {
@@ -455,9 +550,9 @@ std::string PackedModel::to_bytes() const {
   for (const auto& L : layers) total += L.file_bytes();
   s.reserve(static_cast<size_t>(total));
   s.append(kMagic, 4);
-  put<uint32_t>(s, kVersion);
+  put<uint32_t>(s, has_levels() ? kVersionLevels : kVersionBase);
   put<uint64_t>(s, static_cast<uint64_t>(total));
-  put<uint32_t>(s, is_binary() ? 1u : 0u);
+  put<uint32_t>(s, has_levels() ? 2u : is_binary() ? 1u : 0u);
   put<uint32_t>(s, static_cast<uint32_t>(layers.size()));
   put<uint32_t>(s, static_cast<uint32_t>(input_scale));
   put<uint32_t>(s, static_cast<uint32_t>(input_dims.size()));
@@ -470,9 +565,15 @@ std::string PackedModel::to_bytes() const {
     put<uint32_t>(s, flags);
     put<uint64_t>(s, static_cast<uint64_t>(L.in));
     put<uint64_t>(s, static_cast<uint64_t>(L.out));
-    put<uint64_t>(s, static_cast<uint64_t>(payload_bytes(L.type, flags, L.in, L.out)));
+    put<uint64_t>(s, static_cast<uint64_t>(payload_bytes(L.type, flags, L.in, L.out, L.wbits)));
     if (L.type == LayerType::dense_f32) {
       put_array(s, L.w_f32.data(), L.w_f32.size());
+    } else if (L.type == LayerType::dense_levels) {
+      put<float>(s, L.w_alpha);
+      put<uint32_t>(s, static_cast<uint32_t>(L.in_bits));
+      put<float>(s, L.in_alpha);
+      const int64_t W = packed_words(L.in), used = words64(L.in);
+      for (int64_t r = 0; r < L.out * L.wbits; ++r) put_array(s, L.w_planes.data() + r * W, static_cast<size_t>(used));
     } else {
       const int64_t W = packed_words(L.in), used = words64(L.in);
       for (int64_t r = 0; r < L.out; ++r) put_array(s, L.w_bits.data() + r * W, static_cast<size_t>(used));
@@ -502,8 +603,9 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
   if (size < 16) fail("truncated: " + std::to_string(size) + " bytes, too short for a model header");
   uint32_t version;
   std::memcpy(&version, buf.data() + 4, 4);
-  if (version != kVersion)
-    fail("format version " + std::to_string(version) + ", this build reads version " + std::to_string(kVersion));
+  if (version != kVersionBase && version != kVersionLevels)
+    fail("format version " + std::to_string(version) + ", this build reads versions " + std::to_string(kVersionBase) +
+         " and " + std::to_string(kVersionLevels));
   uint64_t declared;
   std::memcpy(&declared, buf.data() + 8, 8);
   if (declared > size)
@@ -539,7 +641,7 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
   get(count, "layer count");
   get(scale, "input scaling");
   get(ndim, "input rank");
-  if (kind > 1) fail("header inconsistent: unknown model kind " + std::to_string(kind));
+  if (kind > 2) fail("header inconsistent: unknown model kind " + std::to_string(kind));
   if (count < 1 || count > kMaxLayers) fail("header inconsistent: layer count " + std::to_string(count));
   if (scale > 3) fail("header inconsistent: unknown input scaling " + std::to_string(scale));
   if (ndim < 1 || ndim > 8) fail("header inconsistent: input rank " + std::to_string(ndim));
@@ -561,12 +663,22 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
     get(in, "layer inputs");
     get(out, "layer outputs");
     get(declared_payload, "layer payload size");
-    if (type != 1 && type != 2) fail("header inconsistent: " + at + " has unknown type " + std::to_string(type));
-    if (input > 3) fail("header inconsistent: " + at + " has unknown input kind " + std::to_string(input));
-    const int expect_bits = type == 1 ? 32 : 1;
-    if (wbits != (uint32_t)expect_bits)
-      fail(at + ": " + std::to_string(wbits) + "-bit weights; this build reads " +
-           (type == 1 ? "32-bit dense_f32" : "1-bit dense_binary") + " layers only");
+    const bool v2 = version == kVersionLevels;
+    if (type < 1 || type > (v2 ? 3u : 2u))
+      fail("header inconsistent: " + at + " has unknown type " + std::to_string(type) +
+           (type == 3 ? " (dense_levels needs format version 2)" : ""));
+    if (input > (v2 ? 5u : 3u))
+      fail("header inconsistent: " + at + " has unknown input kind " + std::to_string(input) +
+           (input == 4 || input == 5 ? " (k-bit inputs need format version 2)" : ""));
+    if (type == 3) {
+      if (wbits < 1 || wbits > 16)
+        fail(at + ": " + std::to_string(wbits) + "-bit weights; dense_levels layers have 1..16-bit weights");
+    } else {
+      const int expect_bits = type == 1 ? 32 : 1;
+      if (wbits != (uint32_t)expect_bits)
+        fail(at + ": " + std::to_string(wbits) + "-bit weights; this build reads " +
+             (type == 1 ? "32-bit dense_f32" : "1-bit dense_binary") + " layers only");
+    }
     if (flags & ~uint32_t(kAllFlags)) fail("header inconsistent: " + at + " has unknown flags " + std::to_string(flags));
     if (in < 1 || in > uint64_t(kMaxDim) || out < 1 || out > uint64_t(kMaxDim))
       fail("header inconsistent: " + at + " has sizes " + std::to_string(in) + " -> " + std::to_string(out));
@@ -575,7 +687,8 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
     L.input = static_cast<LayerInput>(input);
     L.in = static_cast<int64_t>(in);
     L.out = static_cast<int64_t>(out);
-    const int64_t need = payload_bytes(L.type, flags, L.in, L.out);
+    if (L.type == LayerType::dense_levels) L.wbits = static_cast<int>(wbits);
+    const int64_t need = payload_bytes(L.type, flags, L.in, L.out, L.wbits);
     if ((uint64_t)need != declared_payload)
       fail("header inconsistent: " + at + " (" + dims_str(L) + ") needs " + std::to_string(need) +
            " payload bytes for its sizes and flags but declares " + std::to_string(declared_payload));
@@ -592,6 +705,18 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
     if (L.type == LayerType::dense_f32) {
       L.w_f32.resize(static_cast<size_t>(L.in * L.out));
       take(L.w_f32.data(), L.w_f32.size());
+    } else if (L.type == LayerType::dense_levels) {
+      uint32_t in_bits;
+      take(&L.w_alpha, 1);
+      take(&in_bits, 1);
+      take(&L.in_alpha, 1);
+      if (!(in_bits >= 1 && in_bits <= 16) && in_bits != uint32_t(kRealInputBits))
+        fail(at + ": " + std::to_string(in_bits) + "-bit input quantizer; dense_levels inputs have 1..16 bits, or 32 "
+             "for real input");
+      L.in_bits = static_cast<int>(in_bits);
+      const int64_t W = packed_words(L.in), used = words64(L.in);
+      L.w_planes = PackedVector(static_cast<size_t>(plane_packed_words(L.out, L.in, L.wbits)));
+      for (int64_t r = 0; r < L.out * L.wbits; ++r) take(L.w_planes.data() + r * W, static_cast<size_t>(used));
     } else {
       const int64_t W = packed_words(L.in), used = words64(L.in);
       L.w_bits = make_packed(L.out, L.in);
@@ -620,9 +745,12 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
   }
   if (pos != end)
     fail("header inconsistent: " + std::to_string(end - pos) + " bytes after the last layer are not described by it");
-  if ((kind == 1) != m.is_binary())
-    fail(std::string("header inconsistent: the header says ") + (kind ? "bnn" : "fp") + " but the layers are " +
-         m.kind());
+  const char* kind_names[] = {"fp", "bnn", "qnn"};
+  if (kind_names[kind] != m.kind())
+    fail(std::string("header inconsistent: the header says ") + kind_names[kind] + " but the layers are " + m.kind());
+  if ((version == kVersionLevels) != m.has_levels())
+    fail("header inconsistent: format version " + std::to_string(version) + " for " + m.kind() +
+         " layers (version 2 is written exactly for models with dense_levels layers)");
   try {
     m.validate("model");
   } catch (const std::invalid_argument& e) {
@@ -652,9 +780,19 @@ PackedRunner::PackedRunner(PackedModel m) : m_(std::move(m)) {
     chain_ = chain_ && L.type == LayerType::dense_binary && (i == 0 || L.input == LayerInput::packed);
   }
   thresh_off_.assign(m_.layers.size(), 0);
+  wdec_.resize(m_.layers.size());
   for (size_t i = 0; i < m_.layers.size(); ++i) {
     const PackedLayer& L = m_.layers[i];
     max_width_ = std::max({max_width_, L.in, L.out});
+    if (L.type == LayerType::dense_f32) sgemm_ = true;
+    if (L.type == LayerType::dense_levels) {
+      if (L.input == LayerInput::levels) {
+        lplane_words_ = std::max(lplane_words_, plane_packed_words(1, L.in, L.in_bits));
+      } else {  // a float product on the weights the training framework's quantizer outputs
+        wdec_[i] = L.level_weights();
+        sgemm_ = true;
+      }
+    }
     if (!L.sign_out) continue;
     thresh_off_[i] = (int64_t)thresh_f_.size();
     for (int32_t t : L.thresh) thresh_f_.push_back(float(t));  // |t| < 2^24: exact
@@ -668,6 +806,7 @@ void PackedRunner::reserve(int64_t n) {
   for (auto& p : p_) p = PackedVector(static_cast<size_t>(n * packed_words(max_width_)));
   const PackedLayer& L0 = m_.layers.front();
   if (L0.input == LayerInput::pixels8) planes_ = PackedVector(static_cast<size_t>(plane_packed_words(n, L0.in, 8)));
+  if (lplane_words_ > 0) lplanes_ = PackedVector(static_cast<size_t>(n * lplane_words_));
   cap_ = n;
 }
 
@@ -736,7 +875,7 @@ void PackedRunner::predict_u8(const uint8_t* x, int64_t n, int32_t* labels) {
 void PackedRunner::run(int64_t n, float* logits) {
   const bool small = chain_ && n <= kSmallBatch && !omp_in_parallel();
   const int T = omp_get_max_threads();
-  if (T <= 1 || policy_ != ThreadPolicy::adaptive || !m_.is_binary()) {
+  if (T <= 1 || policy_ != ThreadPolicy::adaptive || sgemm_) {
     execute(small, T > 1 && policy_ != ThreadPolicy::one, n, logits);
     return;
   }
@@ -821,13 +960,27 @@ void PackedRunner::run_large(int64_t n, float* logits) {
     const PackedLayer& L = m_.layers[i];
     const bool last = i + 1 == nl;
     float* fout = last ? logits : f_[fi ^ 1].data();
-    if (L.type == LayerType::dense_f32) {
-      const float* X = f_[fi].data();
+    if (L.type == LayerType::dense_levels && L.input == LayerInput::levels) {
+      // uniform_linear: levels of x, exact integer dot, then y = s * dot (+ b).
+      pack_level_planes(f_[fi].data(), n, L.in, L.in_bits, L.in_alpha, lplanes_.data());
+      bitserial_gemm_f32(lplanes_.data(), L.in_bits, L.w_planes.data(), L.wbits, n, L.out, L.in, fout, L.out, nullptr,
+                         nullptr);
+      scale_bias_f32(L, level_step(L.in_bits, L.in_alpha) * level_step(L.wbits, L.w_alpha), fout, n);
+      float_epilogue_f32(L, fout, n);
+      fi ^= 1;
+      continue;
+    }
+    if (L.type == LayerType::dense_f32 || L.type == LayerType::dense_levels) {
+      float* X = f_[fi].data();
+      // levels_f32: the input becomes what a QuantAct outputs (in place: this
+      // buffer is not read again in this call).
+      if (L.input == LayerInput::levels_f32) uniform_values(X, n * L.in, L.in_bits, L.in_alpha, X);
+      const float* Wt = L.type == LayerType::dense_f32 ? L.w_f32.data() : wdec_[i].data();
       const bool has_b = !L.bias.empty();
       if (has_b)
         for (int64_t r = 0; r < n; ++r) std::copy(L.bias.begin(), L.bias.end(), fout + r * L.out);
       // The call of core/ops_linear.cpp `linear`, so the sums round alike.
-      sgemm(false, true, n, L.out, L.in, 1.f, X, L.in, L.w_f32.data(), L.in, has_b ? 1.f : 0.f, fout, L.out);
+      sgemm(false, true, n, L.out, L.in, 1.f, X, L.in, Wt, L.in, has_b ? 1.f : 0.f, fout, L.out);
       float_epilogue_f32(L, fout, n);
       fi ^= 1;
       continue;

@@ -4,7 +4,8 @@
 // A PackedModel is a chain of fully connected layers, each "product, then a
 // per-channel epilogue". layers/quant/export.h builds one from a trained
 // Module (batch norm folded, see below); apps/qnn_infer and apps/bench_mlp
-// run it. Both full-precision and binarized models use this one runner.
+// run it. Full-precision, binarized and k-bit (qnn) models use this one
+// runner.
 //
 // ---- Layers ---------------------------------------------------------------
 //   dense_f32    y = x W^T (+ bias), W fp32 [out x in], x real (floats).
@@ -22,6 +23,34 @@
 //                                  V = bit-serial dot, y = V / 256 — exactly
 //                                  the training-time value of ((2p-255)/256) . w
 //                                  (data/dataset.h, PixelScale::OddOver256).
+//   dense_levels W is k-bit (k = wbits, 1..16): the levels v (odd integers,
+//                |v| <= Lw = 2^k - 1) of the uniform quantizer with range
+//                w_alpha (kernels/level_planes.h), stored k bits per weight as
+//                bit planes (kernels/bitserial.h). The weight the training
+//                framework multiplies by is wq = (w_alpha * v) / Lw.
+//                  input levels    : the float input x quantized with
+//                                    (in_bits, in_alpha) to levels u (Lx =
+//                                    2^in_bits - 1), dot = u . v exactly by
+//                                    bitserial_gemm_f32, then
+//                                      y = s * float(dot) (+ bias),
+//                                      s = (in_alpha / Lx) * (w_alpha / Lw)
+//                                    — layers/quant/binary_linear_op.h
+//                                    uniform_linear, the product of a
+//                                    QuantLinear whose input and weight
+//                                    quantizers are both uniform (needs
+//                                    in * Lx * Lw < 2^24, as it does).
+//                  input real      : y = x wq^T (+ bias), one sgemm as
+//                                    dense_f32 on the weights decoded at
+//                                    load — QuantLinear with a real input
+//                                    (a first layer): linear(x, wq, b).
+//                  input levels_f32: x replaced by its quantizer's output
+//                                    xq = (in_alpha * u) / Lx (the floats a
+//                                    QuantAct layer outputs), then as input
+//                                    real: linear(xq, wq, b) — a QuantLinear
+//                                    with no input quantizer after a
+//                                    QuantAct (or one whose product is too
+//                                    wide for exact integer sums).
+//                Float epilogue only (no sign out).
 // Epilogue, per output channel n, one of:
 //   sign out     +1 iff (V >= thresh[n]) XOR flip[n], else -1; written packed,
 //                ready to be the next layer's input. thresh is an integer:
@@ -34,6 +63,8 @@
 //                Batch norm: center = 0, scale/shift = core/ops.h
 //                batch_norm_fold (so z = batch_norm_apply(y, scale, shift),
 //                bit for bit); shift-based batch norm: center = running mean.
+//                (dense_levels with levels input: the bias is already in y,
+//                added as in uniform_linear.)
 // The last layer must be a float-out layer: its outputs are the logits.
 // Predictions are the first maximum of each row of logits (as argmax_rows).
 //
@@ -57,10 +88,30 @@
 //       affine    f32 [out] x 3: center, scale, shift   if flag affine
 //       sign_out  i32 [out] thresholds, u8 [out] flips   if flag sign_out
 //   crc32        u32  zlib CRC-32 of every byte before it
+// ---- File format, version 2 (k-bit models) --------------------------------
+// Written only for a model with a dense_levels layer (fp and bnn models stay
+// version 1, byte for byte). Version 1 plus:
+//   version      u32  2
+//   kind         u32  2 = qnn (at least one dense_levels layer; kinds 0 and 1
+//                are not written as version 2)
+//   layer type   3 = dense_levels; input u32 also 4 (levels), 5 (levels_f32);
+//                weight_bits u32 = k (1..16); flags: no sign_out
+//   dense_levels payload:
+//       weight_alpha f32   the weight quantizer's range (finite, > 0)
+//       input_bits   u32   1..16 for inputs levels / levels_f32; 32 for real
+//       input_alpha  f32   the input quantizer's range (finite, > 0); 0 for real
+//       weights      u64 [out x k x ceil(in / 64)] — row r's plane i (the
+//                    bitserial.h layout: packed bit 1 where bit i of the
+//                    level index (v + Lw) / 2 is 0; bits >= in are 0),
+//                    without the in-memory padding to 512 bits
+//       bias, affine as in version 1 (no sign_out arrays)
+// The other layer types are stored as in version 1.
 // Loading checks, in this order, and refuses with a message naming the file
-// and the problem: size / magic, version, file_bytes vs the real size
-// (truncated or trailing bytes), CRC, then every layer's header against the
-// byte counts and the chain of dimensions and kinds (a header that lies).
+// and the problem: size / magic, version (1 or 2), file_bytes vs the real
+// size (truncated or trailing bytes), CRC, then every layer's header against
+// the byte counts, the ranges of bits and alphas, the padding bits, the chain
+// of dimensions and kinds, and the kind / version against the layers (a
+// header that lies).
 //
 // Errors are std::runtime_error (loading) / std::invalid_argument (misuse).
 #pragma once
@@ -84,17 +135,27 @@ const char* input_scale_name(InputScale s);
 // Pixel p under the scaling, with data/dataset.h's arithmetic. Throws for none.
 float scale_input_pixel(InputScale s, uint8_t p);
 
-enum class LayerType : uint32_t { dense_f32 = 1, dense_binary = 2 };
-enum class LayerInput : uint32_t { real = 0, packed = 1, pixels8 = 2, sign = 3 };
+enum class LayerType : uint32_t { dense_f32 = 1, dense_binary = 2, dense_levels = 3 };
+enum class LayerInput : uint32_t { real = 0, packed = 1, pixels8 = 2, sign = 3, levels = 4, levels_f32 = 5 };
 const char* layer_type_name(LayerType t);
 const char* layer_input_name(LayerInput i);
 
 struct PackedLayer {
   LayerType type = LayerType::dense_f32;
-  LayerInput input = LayerInput::real;  // dense_f32: real; dense_binary: packed/pixels8/sign
+  // dense_f32: real; dense_binary: packed/pixels8/sign; dense_levels: real/levels/levels_f32
+  LayerInput input = LayerInput::real;
   int64_t in = 0, out = 0;
   std::vector<float> w_f32;  // dense_f32: [out x in]
   PackedVector w_bits;       // dense_binary: out rows of packed_words(in) words (bitpack.h)
+  // dense_levels: the weight levels, out x wbits plane rows of packed_words(in)
+  // words (bitserial.h plane_packed_words / kernels/level_planes.h layout),
+  // of the uniform quantizer (wbits, w_alpha); the input quantizer (in_bits,
+  // in_alpha) for inputs levels / levels_f32, (32, 0) for real input.
+  PackedVector w_planes;
+  int wbits = 0;
+  float w_alpha = 0.f;
+  int in_bits = 32;
+  float in_alpha = 0.f;
   bool sign_out = false;     // packed +-1 output (thresh/flip), else float output
   std::vector<int32_t> thresh;
   std::vector<uint8_t> flip;
@@ -103,9 +164,15 @@ struct PackedLayer {
   std::vector<float> center, scale, shift;
   bool relu = false;
 
-  int weight_bits() const { return type == LayerType::dense_binary ? 1 : 32; }
+  int weight_bits() const {
+    return type == LayerType::dense_binary ? 1 : type == LayerType::dense_levels ? wbits : 32;
+  }
   // Bytes of this layer's record in the file (header + payload).
   int64_t file_bytes() const;
+  // dense_levels: the weights as the training framework multiplies by them,
+  // (w_alpha * v) / Lw as floats [out x in] (kernels/level_planes.h
+  // level_value). Throws std::invalid_argument for other layer types.
+  std::vector<float> level_weights() const;
 };
 
 struct PackedModel {
@@ -114,10 +181,13 @@ struct PackedModel {
   std::vector<PackedLayer> layers;
 
   bool is_binary() const;            // any dense_binary layer
-  std::string kind() const { return is_binary() ? "bnn" : "fp"; }
+  bool has_levels() const;           // any dense_levels layer (a k-bit model)
+  // "qnn" with a dense_levels layer, else "bnn" with a dense_binary one, else "fp".
+  std::string kind() const { return has_levels() ? "qnn" : is_binary() ? "bnn" : "fp"; }
   int64_t in_features() const;       // layer 0's in
   int64_t num_classes() const;       // last layer's out
   int64_t weight_count() const;      // all weights (not biases / BN)
+  int64_t weight_storage_bits() const;  // sum of weights x weight_bits(): 32, 1 or k per weight
 
   // Consistency of the whole chain (dims, kinds, array sizes, ranges).
   // Throws std::invalid_argument("<what>: ...").
@@ -142,9 +212,11 @@ uint32_t crc32_zlib(const void* data, size_t n, uint32_t crc = 0);
 // whole network: each thread owns a fixed slice of every layer's output
 // channels (whole 64-bit output words), so its share of the packed weights
 // stays in its own core's cache from call to call, and layers are separated
-// by barriers rather than fork/joins. Larger batches go layer by layer through
+// by barriers rather than fork/joins. Larger batches — and every batch of a
+// model with a dense_f32 or dense_levels layer — go layer by layer through
 // the blocked kernels (xnor_gemm_sign writing packed activations directly,
-// bit-serial GEMM for the 8-bit first layer). All paths give identical results.
+// bit-serial GEMM for the 8-bit first layer and for k-bit layers, sgemm for
+// float products). All paths give identical results.
 //
 // Threads. A batch-1 call takes tens of microseconds, so on a shared machine a
 // parallel call is only as fast as its most-delayed thread: when another
@@ -157,8 +229,11 @@ uint32_t crc32_zlib(const void* data, size_t n, uint32_t crc = 0);
 // other one now and then: a short trial, abandoned at once if clearly slower;
 // a switch must then be confirmed over a full window or it is undone; trials
 // get exponentially rarer while they keep losing. Small and large batches are
-// tuned separately. Results never depend on the choice. Full-precision models
-// always use all threads (BLAS).
+// tuned separately. Results never depend on the choice. Models with a float
+// product (dense_f32, or dense_levels with input real / levels_f32) always
+// use all threads: kernels::sgemm splits its work by the thread count, and
+// reproduces the training framework (which ran it on num_threads()) only with
+// the same split (ThreadPolicy::one still forces one thread).
 enum class ThreadPolicy { adaptive, all, one };
 
 class PackedRunner {
@@ -206,15 +281,19 @@ class PackedRunner {
   PackedModel m_;
   ThreadPolicy policy_ = ThreadPolicy::adaptive;
   bool chain_ = false;  // all binary, packed between layers: the one-region path applies
+  bool sgemm_ = false;  // some layer is a float product (sgemm): no adaptive thread choice
   Tuner tune_[2];
   int64_t calls_[2] = {0, 0};
   std::vector<float> thresh_f_;  // per layer offset into one array (xnor_gemm_sign wants floats)
   std::vector<int64_t> thresh_off_;
   int64_t max_width_ = 0, cap_ = 0;
+  std::vector<std::vector<float>> wdec_;  // per layer: dense_levels weights decoded to floats (sgemm inputs)
   // scratch: float activations (2), packed activations (2), input bit planes
+  // (pixels8 first layer), k-bit input level planes (dense_levels, levels input)
   std::vector<float> f_[2];
   PackedVector p_[2];
-  PackedVector planes_;
+  PackedVector planes_, lplanes_;
+  int64_t lplane_words_ = 0;  // per row, the largest levels-input layer's
   std::vector<float> logits_;  // predict_u8's
   int fcur_ = 0;  // which f_ holds the (float) model input after staging
 };

@@ -3,6 +3,7 @@
 // header's formula, and every variant must give its bits exactly.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -138,19 +139,22 @@ TEST_CASE("pm1_gemm: large products take the threaded tiles and still agree") {
   IsaGuard guard;
   std::mt19937 rng(3);
   std::normal_distribution<float> nd;
-  const int64_t I = 37, J = 301, K = 777;
-  std::vector<float> A(size_t(I * J)), S(size_t(J * K)), want(size_t(I * K));
-  for (float& v : A) v = nd(rng);
-  for (float& v : S) v = (rng() & 1) ? 1.0f : -1.0f;
-  k::PackedVector Sp = k::make_packed(J, K);
-  k::pack_rows(S.data(), J, K, K, Sp.data());
-  k::pm1_gemm_reference(I, J, K, A.data(), J, 1, S.data(), K, want.data(), K, false);
-  for (k::Isa isa : isas()) {
-    CAPTURE(std::string(k::isa_name(isa)));
-    k::set_isa(isa);
-    std::vector<float> got(size_t(I * K), std::numeric_limits<float>::quiet_NaN());
-    k::pm1_gemm(I, J, K, A.data(), J, 1, Sp.data(), got.data(), K, false);
-    CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0);
+  // 37 x 777 and a tall, thin 1030 x 7 x 2048 (a dW-like shape): threaded tiles, ragged edges.
+  for (auto [I, J, K] : {std::array<int64_t, 3>{37, 301, 777}, std::array<int64_t, 3>{1030, 7, 2048}}) {
+    CAPTURE(I);
+    std::vector<float> A(size_t(I * J)), S(size_t(J * K)), want(size_t(I * K));
+    for (float& v : A) v = nd(rng);
+    for (float& v : S) v = (rng() & 1) ? 1.0f : -1.0f;
+    k::PackedVector Sp = k::make_packed(J, K);
+    k::pack_rows(S.data(), J, K, K, Sp.data());
+    k::pm1_gemm_reference(I, J, K, A.data(), J, 1, S.data(), K, want.data(), K, false);
+    for (k::Isa isa : isas()) {
+      CAPTURE(std::string(k::isa_name(isa)));
+      k::set_isa(isa);
+      std::vector<float> got(size_t(I * K), std::numeric_limits<float>::quiet_NaN());
+      k::pm1_gemm(I, J, K, A.data(), J, 1, Sp.data(), got.data(), K, false);
+      CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0);
+    }
   }
 }
 

@@ -24,11 +24,11 @@
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
 #include "kernels/isa.h"
+#include "kernels/level_planes.h"
 #include "kernels/pm1_gemm.h"
 #include "kernels/sgemm.h"
 #include "kernels/simd_target.h"
 #include "kernels/xnor_gemm.h"
-#include "layers/quant/vec_math.h"
 
 namespace qnn {
 
@@ -582,112 +582,22 @@ bool uniform_linear_exact(int64_t K, int xbits, int wbits) {
 }
 
 // The quantizer's own arithmetic (quantizer.cpp, QuantForward::uniform and,
-// for bits = 1, QuantForward::sign), stopping at the odd integer.
+// for bits = 1, QuantForward::sign), stopping at the odd integer: one copy of
+// it, in kernels/level_planes.h, shared with the exported-model runner.
 void uniform_levels(const float* x, int64_t n, const QuantGeometry& geo, float* v) {
   QNN_CHECK(geo.bits >= 1 && geo.bits <= 16, "uniform_levels: bits must be 1..16, got " + std::to_string(geo.bits));
-  if (geo.bits == 1) {
-#pragma omp parallel for simd if (parallel: n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) v[i] = x[i] < 0.0f ? -1.0f : 1.0f;
-    return;
-  }
-  const float a = geo.a;
-  const float n1 = (float)((1u << geo.bits) - 1u);
-  const float u_scale = n1 / a;
-#pragma omp parallel for simd if (parallel: n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    float c = x[i];
-    c = c < -a ? -a : c;
-    c = c > a ? a : c;
-    float odd = 2.0f * detail::floor_small(0.5f * (c * u_scale)) + 1.0f;
-    odd = odd < -n1 ? -n1 : odd;
-    odd = odd > n1 ? n1 : odd;
-    v[i] = odd;
-  }
+  kernels::uniform_levels(x, n, geo.bits, geo.a, v);
 }
 
 namespace {
 
-// Levels of one row, quantized and plane-packed in one pass (layout and bit
-// convention of kernels/bitserial.h: plane i of the row at o + i*W words,
-// packed bit 1 where bit i of the level index c = (v + L)/2 is 0; pads 0).
-// The levels are uniform_levels' (the quantizer's) arithmetic, bit for bit.
-void level_planes_row_scalar(const float* x, int64_t K, const QuantGeometry& geo, uint64_t* o, int64_t W) {
-  const int bits = geo.bits;
-  const int32_t L = (1 << bits) - 1;
-  float lv[64];
-  int64_t w = 0;
-  for (int64_t k0 = 0; k0 < K; k0 += 64, ++w) {
-    const int64_t n = std::min<int64_t>(64, K - k0);
-    uniform_levels(x + k0, n, geo, lv);
-    uint64_t words[16] = {};
-    for (int64_t e = 0; e < n; ++e) {
-      const uint32_t c = uint32_t((int32_t)lv[e] + L) >> 1;
-      for (int i = 0; i < bits; ++i) words[i] |= uint64_t(((c >> i) & 1) ^ 1) << e;
-    }
-    for (int i = 0; i < bits; ++i) o[i * W + w] = words[i];
-  }
-  for (; w < W; ++w)
-    for (int i = 0; i < bits; ++i) o[i * W + w] = 0;
-}
-
-#if QNN_X86
-QNN_TARGET_AVX512 void level_planes_row_avx512(const float* x, int64_t K, const QuantGeometry& geo, uint64_t* o,
-                                               int64_t W) {
-  const int bits = geo.bits;
-  const float a = geo.a, n1 = (float)((1u << bits) - 1u), u_scale = n1 / a;
-  const __m512 va = _mm512_set1_ps(a), vna = _mm512_set1_ps(-a), vn1 = _mm512_set1_ps(n1),
-               vnn1 = _mm512_set1_ps(-n1), vu = _mm512_set1_ps(u_scale), half = _mm512_set1_ps(0.5f),
-               two = _mm512_set1_ps(2.0f), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-  const __m512i vL = _mm512_set1_epi32((1 << bits) - 1);
-  int64_t w = 0;
-  for (int64_t k0 = 0; k0 < K; k0 += 64, ++w) {
-    const int64_t n = std::min<int64_t>(64, K - k0);
-    uint64_t words[16] = {};
-    for (int q = 0; q < 4; ++q) {
-      const int64_t rem = n - 16 * q;
-      if (rem <= 0) break;
-      const __mmask16 lm = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1);
-      __m512 v;
-      if (bits == 1) {  // sign: x < 0 -> -1 (also for tiny x and -0 -> +1)
-        const __m512 xv = _mm512_maskz_loadu_ps(lm, x + k0 + 16 * q);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xv, zero, _CMP_LT_OQ), one, _mm512_set1_ps(-1.0f));
-      } else {
-        __m512 c = _mm512_maskz_loadu_ps(lm, x + k0 + 16 * q);
-        // c = c < -a ? -a : c;  c = c > a ? a : c   (NaN stays NaN, as in the scalar code)
-        c = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, vna, _CMP_LT_OQ), c, vna);
-        c = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, va, _CMP_GT_OQ), c, va);
-        const __m512 p = _mm512_mul_ps(half, _mm512_mul_ps(c, vu));
-        // floor_small: truncate (NaN -> INT_MIN, like cvttss2si), step down if that went up
-        __m512 t = _mm512_cvtepi32_ps(_mm512_cvttps_epi32(p));
-        t = _mm512_mask_sub_ps(t, _mm512_cmp_ps_mask(t, p, _CMP_GT_OQ), t, one);
-        __m512 odd = _mm512_add_ps(_mm512_mul_ps(two, t), one);
-        odd = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(odd, vnn1, _CMP_LT_OQ), odd, vnn1);
-        odd = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(odd, vn1, _CMP_GT_OQ), odd, vn1);
-        v = odd;
-      }
-      const __m512i ci = _mm512_srli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(v), vL), 1);
-      for (int i = 0; i < bits; ++i)
-        words[i] |= uint64_t(_mm512_mask_testn_epi32_mask(lm, ci, _mm512_set1_epi32(1 << i))) << (16 * q);
-    }
-    for (int i = 0; i < bits; ++i) o[i * W + w] = words[i];
-  }
-  for (; w < W; ++w)
-    for (int i = 0; i < bits; ++i) o[i * W + w] = 0;
-}
-#endif
-
-// x [rows, K] -> plane-packed levels (rows * bits * packed_words(K) words).
+// x [rows, K] -> plane-packed levels (rows * bits * packed_words(K) words),
+// the levels of uniform_levels (kernels/level_planes.h).
 void pack_level_planes(const float* x, int64_t rows, int64_t K, const QuantGeometry& geo, uint64_t* out) {
-  const int64_t W = kernels::packed_words(K);
-  auto fn = level_planes_row_scalar;
-#if QNN_X86
-  if (kernels::active_isa() == kernels::Isa::avx512) fn = level_planes_row_avx512;
-#endif
-#pragma omp parallel for schedule(static) if (rows * K >= (int64_t(1) << 17) && rows > 1)
-  for (int64_t r = 0; r < rows; ++r) fn(x + r * K, K, geo, out + r * geo.bits * W, W);
+  kernels::pack_level_planes(x, rows, K, geo.bits, geo.a, out);
 }
 
-float level_step(const QuantGeometry& geo) { return geo.a / (float)((1u << geo.bits) - 1u); }
+float level_step(const QuantGeometry& geo) { return kernels::level_step(geo.bits, geo.a); }  // a / L
 
 }  // namespace
 

@@ -4,15 +4,19 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "core/ap2.h"
 #include "core/autograd.h"
 #include "core/fileio.h"
 #include "core/ops.h"
 #include "kernels/bitpack.h"
+#include "kernels/bitserial.h"
+#include "kernels/level_planes.h"
 #include "layers/basic.h"
 #include "layers/batchnorm.h"
 #include "layers/linear.h"
+#include "layers/quant/binary_linear_op.h"
 #include "layers/quant/quant_act.h"
 #include "layers/quant/quant_linear.h"
 #include "layers/quant/shift_batchnorm.h"
@@ -40,9 +44,24 @@ bool skippable(Module* m) { return dynamic_cast<Dropout*>(m) || dynamic_cast<Fla
 // A quantizer whose eval-mode output is sign(x) in {-1, +1} with sign(0) = +1.
 bool sign_like(const Quantizer* q) { return q && q->bits() == 1 && q->scale() == 1.0f; }
 
-[[noreturn]] void refuse_kbit(const Leaf& l, const std::string& what, const Quantizer& q) {
-  fail("export supports fp and bnn models: " + where(l) + " has " + what + " quantized by " + q.str() + " (" +
-       std::to_string(q.bits()) + "-bit); k-bit (qnn) export is not implemented");
+bool quantizes(const Quantizer* q) { return q && !q->is_identity(); }
+
+// The eval-mode arithmetic of a quantizer the runner reproduces for k-bit
+// products (kernels/level_planes.h): Sign and StochasticSign (whose eval mode
+// is Sign) are {1, 1}, Uniform is {bits, a} for 1..16 bits. Nothing for
+// other (unknown) quantizer classes or the identity.
+std::optional<QuantGeometry> level_geometry(const Quantizer* q) {
+  if (!quantizes(q)) return std::nullopt;
+  const std::string n = q->name();
+  if (n == "sign" || n == "stochastic_sign") return QuantGeometry{1, 1.0f};
+  if (n == "uniform" && q->bits() >= 1 && q->bits() <= 16) return QuantGeometry{q->bits(), q->scale()};
+  return std::nullopt;
+}
+
+std::string unknown_quantizer(const Leaf& l, const Quantizer& q) {
+  return "export: " + where(l) + " uses the quantizer " + q.str() +
+         ", which export cannot reproduce (it knows sign, stochastic_sign — as its eval-mode sign — and uniform "
+         "with 1..16 bits)";
 }
 
 bool is_batchnorm(Module* m) { return dynamic_cast<BatchNorm*>(m) != nullptr; }
@@ -100,8 +119,7 @@ std::vector<float> bn_forward(BatchNorm& bn, const std::vector<float>& y, int64_
 
 struct Pending {
   BatchNorm* bn = nullptr;
-  bool sign = false, relu = false;
-  bool sign_is_act = false;  // the sign is a QuantAct leaf (consumed), not the next layer's quantizer
+  bool sign = false, relu = false;  // sign: folded into thresholds (binary products only)
   size_t next = 0;  // first leaf after the epilogue
 };
 
@@ -146,20 +164,35 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
 
   enum class Act { input, real, packed };
   Act cur = Act::input;
-  bool pending_sign = false;  // a QuantAct(Sign) on real activations, applied by the next binary layer
+  // A QuantAct on real activations (or on the input), applied by the next
+  // product: as its sign input (binary weights) or as its levels_f32 input.
+  const Quantizer* pending = nullptr;
+  const Leaf* pending_leaf = nullptr;
   auto skip = [&](size_t j) {
     while (j < leaves.size() && skippable(leaves[j].second)) ++j;
     return j;
   };
+  // A QuantLinear that multiplies +-1 inputs by +-1 weights given packed signs
+  // (its own input quantizer, if any, is a sign: sign of +-1 is itself).
+  auto binary_consumer = [&](size_t j) {
+    auto* ql = j < leaves.size() ? dynamic_cast<QuantLinear*>(leaves[j].second) : nullptr;
+    return ql && sign_like(ql->weight_quantizer().get()) &&
+           (!quantizes(ql->input_quantizer().get()) || sign_like(ql->input_quantizer().get()));
+  };
+  // Can the sign at leaf j be folded into the binary product before it? Only
+  // if what consumes it is itself a binary product (that takes packed signs).
   auto sign_follows_at = [&](size_t j) {
     if (j >= leaves.size()) return false;
-    if (auto* qa = dynamic_cast<QuantAct*>(leaves[j].second)) return sign_like(qa->quantizer().get());
+    if (auto* qa = dynamic_cast<QuantAct*>(leaves[j].second))
+      return sign_like(qa->quantizer().get()) && binary_consumer(skip(j + 1));
     if (auto* ql = dynamic_cast<QuantLinear*>(leaves[j].second))
       return sign_like(ql->input_quantizer().get()) && sign_like(ql->weight_quantizer().get());
     return false;
   };
-  // Batch norm / sign / ReLU after the product at leaf i (out channels).
-  auto epilogue = [&](size_t i, int64_t out) {
+  // Batch norm / sign / ReLU after the product at leaf i (out channels). The
+  // sign is looked for only after a binary product; after any other product a
+  // QuantAct stays in the chain and becomes the next product's `pending`.
+  auto epilogue = [&](size_t i, int64_t out, bool binary) {
     Pending e;
     size_t j = skip(i + 1);
     if (j < leaves.size() && is_batchnorm(leaves[j].second)) {
@@ -171,18 +204,38 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
       e.bn = bn;
       j = skip(j + 1);
     }
-    if (sign_follows_at(j)) {
+    if (binary && sign_follows_at(j)) {
       e.sign = true;
-      if (dynamic_cast<QuantAct*>(leaves[j].second)) {  // consumed; a QuantLinear's quantizer is not
-        e.sign_is_act = true;
-        ++j;
-      }
+      if (dynamic_cast<QuantAct*>(leaves[j].second)) ++j;  // consumed; a QuantLinear's quantizer is not
     } else if (j < leaves.size() && leaves[j].second->type_name() == "ReLU") {
       e.relu = true;
       ++j;
     }
     e.next = j;
     return e;
+  };
+  // y values of two rows [2 x C] where a float epilogue is checked against
+  // the batch-norm module's own forward.
+  auto check_affine = [&](const Leaf& leaf, const k::PackedLayer& L, const Pending& e, const std::vector<float>& ys) {
+    if (!opt.verify || !e.bn) return;
+    const int64_t C = L.out;
+    const std::vector<float> z = bn_forward(*e.bn, ys, 2);
+    for (int64_t q = 0; q < 2 * C; ++q) {
+      const int64_t c = q % C;
+      const float mine = (ys[q] - L.center[c]) * L.scale[c] + L.shift[c];
+      QNN_CHECK(std::memcmp(&mine, &z[q], 4) == 0 || (std::isnan(mine) && std::isnan(z[q])),
+                "export: internal check failed: " + where(leaf) + " channel " + std::to_string(c) +
+                    ": the folded affine map disagrees with " + e.bn->type_name() + "'s own forward");
+    }
+  };
+  // Real-valued sample outputs of a float product, for check_affine.
+  auto sample_ys = [](int64_t C) {
+    std::vector<float> ys(2 * C);
+    for (int64_t c = 0; c < C; ++c) {
+      ys[c] = 0.37f * float(c % 7 - 3) + 0.11f;
+      ys[C + c] = -2.5f + 0.013f * float(c);
+    }
+    return ys;
   };
   auto float_epilogue = [&](k::PackedLayer& L, const Pending& e) {
     L.relu = e.relu;
@@ -202,6 +255,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
     }
     return v;
   };
+  auto pending_str = [&]() { return where(*pending_leaf) + " (" + pending->str() + ")"; };
 
   size_t i = skip(0);
   while (i < leaves.size()) {
@@ -209,16 +263,23 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
     Module* m = leaf.second;
     auto* ql = dynamic_cast<QuantLinear*>(m);
     auto* lin = dynamic_cast<Linear*>(m);
+    const Quantizer* wq = ql ? ql->weight_quantizer().get() : nullptr;
+    const Quantizer* iq = ql ? ql->input_quantizer().get() : nullptr;
     if (ql) {
-      const Quantizer* wq = ql->weight_quantizer().get();
-      const Quantizer* iq = ql->input_quantizer().get();
-      if (wq && !wq->is_identity() && !sign_like(wq)) refuse_kbit(leaf, "weights", *wq);
-      if (iq && !iq->is_identity() && !sign_like(iq)) refuse_kbit(leaf, "inputs", *iq);
-      if (!sign_like(wq))  // full-precision weights: handled below as a dense_f32 product
-        QNN_CHECK(!sign_like(iq), "export: " + where(leaf) +
-                                      " multiplies binarized inputs by full-precision weights; not supported");
+      // Quantizers whose eval arithmetic the runner reproduces: sign-like
+      // ones for the binary products, Sign / StochasticSign (eval: Sign) /
+      // Uniform{1..16, a} for the k-bit ones.
+      for (const Quantizer* q : {wq, iq})
+        if (quantizes(q) && !sign_like(q) && !level_geometry(q)) fail(unknown_quantizer(leaf, *q));
+      QNN_CHECK(quantizes(wq) || !quantizes(iq),
+                "export: " + where(leaf) + " multiplies inputs quantized by " + (iq ? iq->str() : std::string()) +
+                    " by full-precision weights; not supported");
+      if (pending && quantizes(iq) && !(sign_like(iq) && sign_like(pending)))
+        fail("export: " + where(leaf) + " quantizes its input with " + iq->str() + " right after " + pending_str() +
+             "; two activation quantizers in a row are not supported");
     }
-    if (ql && sign_like(ql->weight_quantizer().get())) {
+    const bool pending_kbit = pending && !sign_like(pending);
+    if (ql && sign_like(wq) && (sign_like(iq) || (!quantizes(iq) && !pending_kbit))) {
       // ---- binary product ----
       k::PackedLayer L;
       L.type = k::LayerType::dense_binary;
@@ -226,7 +287,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
       L.out = ql->out_features();
       if (cur == Act::packed) {
         L.input = k::LayerInput::packed;
-      } else if (sign_like(ql->input_quantizer().get()) || pending_sign) {
+      } else if (sign_like(iq) || pending) {
         L.input = k::LayerInput::sign;
       } else if (cur == Act::input) {
         QNN_CHECK(opt.input_scale == k::InputScale::odd_over_256,
@@ -235,17 +296,17 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
                       std::string(k::input_scale_name(opt.input_scale)));
         L.input = k::LayerInput::pixels8;
       } else {
-        fail("export: " + where(leaf) + " has binary weights but real-valued (non-pixel) input; binarize it "
-             "(QuantAct or an input quantizer) — export supports fp and bnn models");
+        fail("export: " + where(leaf) + " has binary weights but real-valued (non-pixel) input; quantize it "
+             "(QuantAct or an input quantizer)");
       }
-      pending_sign = false;
+      pending = nullptr;
       const Tensor& w = ql->weight;
       QNN_CHECK(w.numel() == L.in * L.out, "export: " + where(leaf) + " weight has the wrong size");
       // Sign of the latent weights, sign(0) = +1: exactly the bit rule of kernels/bitpack.h.
       L.w_bits = k::make_packed(L.out, L.in);
       k::pack_rows(w.data(), L.out, L.in, L.in, L.w_bits.data());
       const std::vector<float> bias = copy_bias(ql->bias, L.out);
-      const Pending e = epilogue(i, L.out);
+      const Pending e = epilogue(i, L.out, true);
       const bool pix = L.input == k::LayerInput::pixels8;
       const int64_t vmax = pix ? 255 * L.in : L.in;
       if (e.sign) {
@@ -290,24 +351,77 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
       } else {
         L.bias = bias;
         float_epilogue(L, e);
-        if (opt.verify && e.bn) {
-          const int64_t C = L.out;
-          std::vector<float> ys(2 * C);
-          for (int64_t c = 0; c < C; ++c) {
-            ys[c] = y_of(-vmax / 3, pix, !bias.empty(), bias.empty() ? 0.f : bias[c]);
-            ys[C + c] = y_of(vmax / 5, pix, !bias.empty(), bias.empty() ? 0.f : bias[c]);
-          }
-          const std::vector<float> z = bn_forward(*e.bn, ys, 2);
-          for (int64_t q = 0; q < 2 * C; ++q) {
-            const int64_t c = q % C;
-            const float mine = (ys[q] - L.center[c]) * L.scale[c] + L.shift[c];
-            QNN_CHECK(std::memcmp(&mine, &z[q], 4) == 0 || (std::isnan(mine) && std::isnan(z[q])),
-                      "export: internal check failed: " + where(leaf) + " channel " + std::to_string(c) +
-                          ": the folded affine map disagrees with " + e.bn->type_name() + "'s own forward");
-          }
+        std::vector<float> ys(2 * L.out);
+        for (int64_t c = 0; c < L.out; ++c) {
+          ys[c] = y_of(-vmax / 3, pix, !bias.empty(), bias.empty() ? 0.f : bias[c]);
+          ys[L.out + c] = y_of(vmax / 5, pix, !bias.empty(), bias.empty() ? 0.f : bias[c]);
         }
+        check_affine(leaf, L, e, ys);
         cur = Act::real;
       }
+      pm.layers.push_back(std::move(L));
+      i = skip(e.next);
+      continue;
+    }
+    if (ql && quantizes(wq)) {
+      // ---- k-bit product (dense_levels) ----
+      // The arithmetic of QuantLinear's eval forward (quant_linear.h kernel
+      // paths): both operands uniform and the sums exact -> uniform_linear
+      // (input levels); otherwise linear(x or its quantized floats, wq, b)
+      // (input real / levels_f32).
+      QNN_CHECK(cur != Act::packed, "export: " + where(leaf) + " has k-bit weights but its input is packed signs; "
+                                    "not supported");
+      const QuantGeometry gw = *level_geometry(wq);
+      k::PackedLayer L;
+      L.type = k::LayerType::dense_levels;
+      L.in = ql->in_features();
+      L.out = ql->out_features();
+      L.wbits = gw.bits;
+      L.w_alpha = gw.a;
+      if (quantizes(iq)) {
+        const auto gi = level_geometry(iq);
+        QNN_CHECK(gi.has_value(), "export: " + where(leaf) + " quantizes its input with " + iq->str() +
+                                      ", which export cannot reproduce with k-bit weights");
+        L.input = uniform_linear_exact(L.in, gi->bits, gw.bits) ? k::LayerInput::levels : k::LayerInput::levels_f32;
+        L.in_bits = gi->bits;
+        L.in_alpha = gi->a;
+      } else if (pending) {
+        const auto gi = level_geometry(pending);
+        QNN_CHECK(gi.has_value(), "export: " + pending_str() + " before " + where(leaf) +
+                                      " is a quantizer export cannot reproduce");
+        L.input = k::LayerInput::levels_f32;  // linear(QuantAct's floats, wq, b)
+        L.in_bits = gi->bits;
+        L.in_alpha = gi->a;
+      } else {
+        L.input = k::LayerInput::real;  // linear(x, wq, b): a first layer, or real activations
+      }
+      pending = nullptr;
+      const Tensor& w = ql->weight;
+      QNN_CHECK(w.numel() == L.in * L.out, "export: " + where(leaf) + " weight has the wrong size");
+      // The levels the weight quantizer chooses, k bits each (kernels/level_planes.h).
+      L.w_planes = k::PackedVector((size_t)k::plane_packed_words(L.out, L.in, L.wbits));
+      k::pack_level_planes(w.data(), L.out, L.in, L.wbits, L.w_alpha, L.w_planes.data());
+      if (opt.verify) {
+        // The decoded weights must be the quantizer's own eval output, bit for bit.
+        Quantizer& q = *ql->weight_quantizer();
+        const bool was = q.is_training();
+        q.train(false);
+        Tensor wref;
+        {
+          NoGradGuard ng;
+          wref = q(w);
+        }
+        q.train(was);
+        const std::vector<float> dec = L.level_weights();
+        QNN_CHECK(std::memcmp(dec.data(), wref.data(), dec.size() * sizeof(float)) == 0,
+                  "export: internal check failed: " + where(leaf) + ": the stored " + std::to_string(L.wbits) +
+                      "-bit weight levels do not decode to " + q.str() + "'s output");
+      }
+      L.bias = copy_bias(ql->bias, L.out);
+      const Pending e = epilogue(i, L.out, false);
+      float_epilogue(L, e);
+      check_affine(leaf, L, e, sample_ys(L.out));
+      cur = Act::real;
       pm.layers.push_back(std::move(L));
       i = skip(e.next);
       continue;
@@ -316,8 +430,8 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
       // ---- full-precision product ----
       QNN_CHECK(cur != Act::packed, "export: " + where(leaf) +
                                         " is full precision but its input is binarized activations; not supported");
-      QNN_CHECK(!pending_sign, "export: " + where(leaf) +
-                                   " is full precision but its input went through a sign (QuantAct); not supported");
+      QNN_CHECK(!pending, "export: " + where(leaf) + " is full precision but its input went through " + pending_str() +
+                              "; not supported");
       k::PackedLayer L;
       L.type = k::LayerType::dense_f32;
       L.input = k::LayerInput::real;
@@ -327,28 +441,41 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
       QNN_CHECK(w.numel() == L.in * L.out, "export: " + where(leaf) + " weight has the wrong size");
       L.w_f32.assign(w.data(), w.data() + L.in * L.out);
       L.bias = copy_bias(lin ? lin->bias : ql->bias, L.out);
-      const Pending e = epilogue(i, L.out);
+      const Pending e = epilogue(i, L.out, false);
       float_epilogue(L, e);
-      // A sign after a full-precision layer is applied by the next (binary) layer.
-      if (e.sign_is_act) pending_sign = true;
+      check_affine(leaf, L, e, sample_ys(L.out));
       cur = Act::real;
       pm.layers.push_back(std::move(L));
       i = skip(e.next);
       continue;
     }
     if (auto* qa = dynamic_cast<QuantAct*>(m)) {
-      if (!sign_like(qa->quantizer().get())) refuse_kbit(leaf, "activations", *qa->quantizer());
-      if (cur != Act::packed) pending_sign = true;  // sign of +-1 is itself
+      const Quantizer* q = qa->quantizer().get();
+      if (quantizes(q)) {
+        if (!sign_like(q) && !level_geometry(q)) fail(unknown_quantizer(leaf, *q));
+        if (cur == Act::packed) {
+          // Only a sign can follow folded signs (sign_follows_at); sign of +-1 is itself.
+          QNN_CHECK(sign_like(q), "export: " + where(leaf) + " quantizes signs that were already packed; not supported");
+        } else if (pending) {
+          QNN_CHECK(sign_like(q) && sign_like(pending), "export: " + where(leaf) + " right after " + pending_str() +
+                                                            ": two activation quantizers in a row are not supported");
+        } else {
+          pending = q;
+          pending_leaf = &leaf;
+        }
+      }
       i = skip(i + 1);
       continue;
     }
     if (is_batchnorm(m)) fail("export: " + where(leaf) + " does not follow a linear layer; cannot be folded");
-    fail("export: " + where(leaf) + " is not supported; export supports fp and bnn models made of Linear / "
-         "QuantLinear (1-bit), BatchNorm1d, ReLU, QuantAct(Sign), Dropout and Flatten");
+    fail("export: " + where(leaf) + " is not supported; export supports fp, bnn and k-bit (qnn) models made of "
+         "Linear / QuantLinear (sign or uniform quantizers), BatchNorm1d / ShiftBatchNorm1d, ReLU, QuantAct, Dropout "
+         "and Flatten");
   }
   QNN_CHECK(!pm.layers.empty(), "export: the model has no linear layers");
-  QNN_CHECK(!pending_sign && cur != Act::packed,
-            "export: the model ends in a sign; the last layer must produce logits (e.g. QuantLinear -> BatchNorm1d)");
+  QNN_CHECK(!pending && cur != Act::packed,
+            "export: the model ends in a sign or activation quantizer; the last layer must produce logits (e.g. "
+            "QuantLinear -> BatchNorm1d)");
   pm.input_dims = opt.input_dims.empty() ? std::vector<int64_t>{pm.layers.front().in} : opt.input_dims;
   try {
     pm.validate("export");

@@ -2,20 +2,37 @@
 // (kernels/packed_model.h: the .qnnx file format and its runner).
 //
 // What it takes. The model's leaves (Sequential flattened) must form chains
-//   [Dropout | Flatten]* product [BatchNorm1d | ShiftBatchNorm1d]? [ReLU | sign]?
+//   [Dropout | Flatten | QuantAct]* product [BatchNorm1d | ShiftBatchNorm1d]? [ReLU | sign]?
 // where the product is
 //   fp  : Linear, or QuantLinear without quantizers      -> dense_f32 (fp32 weights)
 //   bnn : QuantLinear with a 1-bit weight quantizer       -> dense_binary (1 bit/weight)
 //         (Sign, StochasticSign — exported as its eval-mode Sign — or Uniform{1, 1}),
 //         input: the previous layer's signs; sign() of its real input
-//         (input_quantizer Sign, or a QuantAct before it); or, for the first
-//         layer with real input, the pixels as 8-bit integers (needs
+//         (input_quantizer Sign, or a QuantAct(Sign) before it); or, for the
+//         first layer with real input, the pixels as 8-bit integers (needs
 //         input_scale odd_over_256, the scaling the apps train with).
+//   qnn : QuantLinear with a k-bit weight quantizer       -> dense_levels (k bits/weight)
+//         (Uniform{k, a}, k = 1..16; also Uniform{1, a != 1}, and Sign weights
+//         whose input is k-bit), the weights stored as the quantizer's levels.
+//         Input, as the training framework's eval forward computes it
+//         (layers/quant/quant_linear.h kernel paths):
+//           - the layer's own input quantizer (Sign, StochasticSign as Sign,
+//             Uniform{1..16, a}) and exact integer sums (uniform_linear_exact):
+//             uniform_linear, runner input `levels`;
+//           - a QuantAct(Sign | Uniform) before it (Courbariaux style, the
+//             QuantLinear itself has no input quantizer), or its own input
+//             quantizer with sums too wide to be exact: linear on the
+//             quantizer's float outputs, runner input `levels_f32`;
+//           - real input (the first layer, or real activations): linear(x, wq),
+//             runner input `real`.
 // and the "sign" after batch norm is a QuantAct(Sign) or the next
-// QuantLinear's Sign input quantizer (larq style). Dropout is skipped (eval).
-// Anything else — k-bit quantizers (qnn models), HardTanh, conv layers — is
-// refused with a qnn::Error naming the layer ("export supports fp and bnn
-// models ...").
+// QuantLinear's Sign input quantizer (larq style); it is folded into integer
+// thresholds only when a binary product consumes it (else it stays a
+// QuantAct, applied by the next layer). Dropout is skipped (eval). Refused,
+// with a qnn::Error naming the layer: quantized inputs times full-precision
+// weights, quantizer classes whose eval arithmetic export does not know, two
+// activation quantizers in a row, HardTanh, conv layers, a model ending in a
+// quantizer.
 //
 // Batch norm is folded with the training framework's own eval arithmetic
 // (core/ops.h batch_norm_istd / batch_norm_fold / batch_norm_apply):
@@ -32,12 +49,17 @@
 //     fold such as kernels::fold_affine_sign (ceil(-b/a)), which can be off by
 //     one where the float rounding of y*scale + shift lands on the other side
 //     of 0.
-//   * followed by logits (or ReLU): into per-channel center/scale/shift that
-//     the runner applies as (y - center) * scale + shift in float (center = 0
-//     for batch norm, the running mean for shift-based batch norm).
+//   * followed by logits, ReLU or a k-bit quantizer (including every batch
+//     norm after a dense_levels or dense_f32 layer): into per-channel
+//     center/scale/shift that the runner applies as (y - center) * scale +
+//     shift in float (center = 0 for batch norm, the running mean for
+//     shift-based batch norm); the next layer quantizes those floats itself,
+//     with the quantizer's own arithmetic (kernels/level_planes.h).
 // With verify (default), every folded layer is also checked against the batch
 // norm module's own forward (eval mode) at the ends of the range and at each
-// threshold.
+// threshold (sign folds) or at sample values (float affine maps), and every
+// k-bit layer's stored levels are decoded and compared with its weight
+// quantizer's own output, bit for bit.
 #pragma once
 
 #include <cstdint>

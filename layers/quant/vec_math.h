@@ -25,6 +25,8 @@
 namespace qnn::detail {
 
 // floor(v) for |v| < 2^31 (truncate, then step down if truncation went up).
+// kernels/level_planes.cpp carries a copy (kernels/ cannot include layers/):
+// change both or neither.
 inline float floor_small(float v) {
   const float t = (float)(int32_t)v;
   return t - (t > v ? 1.0f : 0.0f);
