@@ -18,6 +18,7 @@
 #include "kernels/bitserial.h"
 #include "kernels/isa.h"
 #include "kernels/level_planes.h"
+#include "kernels/pm1_gemm.h"
 #include "kernels/sgemm.h"
 #include "kernels/simd_target.h"
 #include "kernels/xnor_gemm.h"
@@ -166,6 +167,16 @@ EpilogueFns epilogue_fns() {
   }
 #endif
   return f;
+}
+
+// A dense_levels layer with +-1 weights (1 bit, range 1: Sign) on a float
+// input (real or levels_f32) is, in training, QuantLinear's sign_weight path
+// (no input quantizer, a +-1 weight quantizer): sign_weight_linear, whose
+// product is kernels::pm1_gemm's table look-up with its own summation order.
+// The runner must sum in that order too (not sgemm's) to match it bit for bit.
+bool pm1_product(const PackedLayer& L) {
+  return L.type == LayerType::dense_levels && L.wbits == 1 && L.w_alpha == 1.0f &&
+         (L.input == LayerInput::real || L.input == LayerInput::levels_f32);
 }
 
 // ---- float epilogues -----------------------------------------------------------
@@ -788,7 +799,7 @@ PackedRunner::PackedRunner(PackedModel m) : m_(std::move(m)) {
     if (L.type == LayerType::dense_levels) {
       if (L.input == LayerInput::levels) {
         lplane_words_ = std::max(lplane_words_, plane_packed_words(1, L.in, L.in_bits));
-      } else {  // a float product on the weights the training framework's quantizer outputs
+      } else if (!pm1_product(L)) {  // a float product on the weights the training framework's quantizer outputs
         wdec_[i] = L.level_weights();
         sgemm_ = true;
       }
@@ -975,12 +986,18 @@ void PackedRunner::run_large(int64_t n, float* logits) {
       // levels_f32: the input becomes what a QuantAct outputs (in place: this
       // buffer is not read again in this call).
       if (L.input == LayerInput::levels_f32) uniform_values(X, n * L.in, L.in_bits, L.in_alpha, X);
-      const float* Wt = L.type == LayerType::dense_f32 ? L.w_f32.data() : wdec_[i].data();
       const bool has_b = !L.bias.empty();
       if (has_b)
         for (int64_t r = 0; r < n; ++r) std::copy(L.bias.begin(), L.bias.end(), fout + r * L.out);
-      // The call of core/ops_linear.cpp `linear`, so the sums round alike.
-      sgemm(false, true, n, L.out, L.in, 1.f, X, L.in, Wt, L.in, has_b ? 1.f : 0.f, fout, L.out);
+      if (pm1_product(L)) {
+        // sign_weight_linear's product: table look-ups in pm1_gemm.h's order,
+        // S's columns = the weight rows (1 plane of sign bits = pack_rows).
+        pm1_gemm_cols(n, L.in, L.out, X, L.in, 1, L.w_planes.data(), fout, L.out, has_b);
+      } else {
+        // The call of core/ops_linear.cpp `linear`, so the sums round alike.
+        const float* Wt = L.type == LayerType::dense_f32 ? L.w_f32.data() : wdec_[i].data();
+        sgemm(false, true, n, L.out, L.in, 1.f, X, L.in, Wt, L.in, has_b ? 1.f : 0.f, fout, L.out);
+      }
       float_epilogue_f32(L, fout, n);
       fi ^= 1;
       continue;

@@ -50,6 +50,10 @@
 //                                    with no input quantizer after a
 //                                    QuantAct (or one whose product is too
 //                                    wide for exact integer sums).
+//                  (input real / levels_f32 with +-1 weights — wbits 1,
+//                  w_alpha 1, i.e. Sign — is QuantLinear's sign_weight path
+//                  in training, sign_weight_linear: the product is then
+//                  kernels::pm1_gemm_cols, in pm1_gemm.h's summation order.)
 //                Float epilogue only (no sign out).
 // Epilogue, per output channel n, one of:
 //   sign out     +1 iff (V >= thresh[n]) XOR flip[n], else -1; written packed,

@@ -118,6 +118,20 @@ void add_group_row(float* __restrict pa, const float* const s[4], const float a[
   for (int64_t k = 0; k < K; ++k) pa[k] = pa[k] + ((s0[k] * a0 + s1[k] * a1) + (s2[k] * a2 + s3[k] * a3));
 }
 
+// The same nibbles from S's columns: K packed rows of J elements; the
+// pattern of group g at column k is bits 4g..4g+3 of packed row k (a group
+// never straddles a word: 64 is a multiple of 4; bits >= J are 0).
+void build_nibbles_cols(int64_t J, int64_t K, const uint64_t* Sc, int64_t ldn, uint8_t* nib) {
+  const int64_t G = (J + 3) / 4, W = packed_words(J);
+#pragma omp parallel for schedule(static) if (G * K > (int64_t(1) << 16))
+  for (int64_t g = 0; g < G; ++g) {
+    uint8_t* out = nib + g * ldn;
+    const int64_t w = g / 16, shift = 4 * (g % 16);
+    for (int64_t k = 0; k < K; ++k) out[k] = uint8_t((Sc[k * W + w] >> shift) & 15u);
+    std::memset(out + K, 0, size_t(ldn - K));
+  }
+}
+
 detail::Pm1TilesFn tiles_fn() {
   switch (active_isa()) {
     case Isa::avx512: return detail::pm1_tiles_avx512;
@@ -148,9 +162,12 @@ void pm1_tiles_scalar(const float* T, int64_t I, int64_t G, const uint8_t* nib, 
 
 }  // namespace detail
 
-void pm1_gemm(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const uint64_t* S_packed,
-              float* C, int64_t ldc, bool accumulate) {
-  check_args("pm1_gemm", I, J, K, A, a_i, a_j, S_packed, C, ldc);
+namespace {
+
+// Tables from A, nibbles from S (by `nibbles`), then the tiles of the active ISA.
+template <class BuildNibbles>
+void pm1_drive(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, float* C, int64_t ldc,
+               bool accumulate, const BuildNibbles& nibbles) {
   if (I == 0 || K == 0) return;
   const int64_t G = (J + 3) / 4;
   if (G == 0) {  // acc = +0
@@ -180,8 +197,24 @@ void pm1_gemm(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int6
   build_tables(I, J, Ar, ar_i, ar_j, T);
   const int64_t ldn = (K + 16 + 63) / 64 * 64;
   uint8_t* nib = scratch(nib_buf, G * ldn);
-  build_nibbles(J, K, S_packed, ldn, nib);
+  nibbles(ldn, nib);
   tiles_fn()(T, I, G, nib, ldn, K, C, ldc, accumulate);
+}
+
+}  // namespace
+
+void pm1_gemm(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const uint64_t* S_packed,
+              float* C, int64_t ldc, bool accumulate) {
+  check_args("pm1_gemm", I, J, K, A, a_i, a_j, S_packed, C, ldc);
+  pm1_drive(I, J, K, A, a_i, a_j, C, ldc, accumulate,
+            [&](int64_t ldn, uint8_t* nib) { build_nibbles(J, K, S_packed, ldn, nib); });
+}
+
+void pm1_gemm_cols(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j,
+                   const uint64_t* S_cols_packed, float* C, int64_t ldc, bool accumulate) {
+  check_args("pm1_gemm_cols", I, J, K, A, a_i, a_j, S_cols_packed, C, ldc);
+  pm1_drive(I, J, K, A, a_i, a_j, C, ldc, accumulate,
+            [&](int64_t ldn, uint8_t* nib) { build_nibbles_cols(J, K, S_cols_packed, ldn, nib); });
 }
 
 void pm1_gemm_reference(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const float* S,

@@ -48,6 +48,13 @@ namespace qnn::kernels {
 void pm1_gemm(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const uint64_t* S_packed,
               float* C, int64_t ldc, bool accumulate);
 
+// The same product with S given by its COLUMNS: K packed rows of J elements,
+// packed row k = (S[0][k], ..., S[J-1][k]). A weight W [out x in] kept as
+// packed rows of sign(W) is such an S for y = x · sign(W)^T (J = in,
+// K = out): the forward product of a BNN's first layer, whose input is real.
+void pm1_gemm_cols(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j,
+                   const uint64_t* S_cols_packed, float* C, int64_t ldc, bool accumulate);
+
 // The definition, as plain loops over a float S [J x K] (row stride lds):
 // u = S_jk * A_ij, then the grouping above. For S of +-1 values it equals
 // pm1_gemm bit for bit; for other S it is simply a matrix product with this

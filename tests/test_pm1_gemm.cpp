@@ -85,7 +85,7 @@ TEST_CASE("pm1_gemm_reference: the documented summation order, and close to the 
   CHECK(C[0] == 1.0f);
 }
 
-TEST_CASE("pm1_gemm: every variant bit-exact vs the reference; odd shapes, strides, accumulate") {
+TEST_CASE("pm1_gemm, pm1_gemm_cols: every variant bit-exact vs the reference; odd shapes, strides, accumulate") {
   IsaGuard guard;
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;
@@ -111,6 +111,12 @@ TEST_CASE("pm1_gemm: every variant bit-exact vs the reference; odd shapes, strid
         for (float& v : S) v = (rng() & 1) ? 1.0f : -1.0f;
         k::PackedVector Sp = k::make_packed(c.J, c.K);
         k::pack_rows(S.data(), c.J, c.K, c.K, Sp.data());
+        // S by columns (pm1_gemm_cols): K packed rows of J, from S's transpose.
+        std::vector<float> St(size_t(c.K * c.J));
+        for (int64_t j = 0; j < c.J; ++j)
+          for (int64_t kk = 0; kk < c.K; ++kk) St[kk * c.J + j] = S[j * c.K + kk];
+        k::PackedVector Sc = k::make_packed(c.K, c.J);
+        k::pack_rows(St.data(), c.K, c.J, c.J, Sc.data());
         const int64_t ldc = c.K + 3;
         std::vector<float> C0(size_t(c.I * ldc));
         for (float& v : C0) v = nd(rng);
@@ -126,11 +132,16 @@ TEST_CASE("pm1_gemm: every variant bit-exact vs the reference; odd shapes, strid
           k::set_isa(isa);
           std::vector<float> got = C0;
           k::pm1_gemm(c.I, c.J, c.K, Astore.data(), a_i, a_j, Sp.data(), got.data(), ldc, accumulate);
-          int64_t bad = 0;
+          std::vector<float> got_cols = C0;
+          k::pm1_gemm_cols(c.I, c.J, c.K, Astore.data(), a_i, a_j, Sc.data(), got_cols.data(), ldc, accumulate);
+          int64_t bad = 0, bad_cols = 0;
           for (int64_t i = 0; i < c.I; ++i)
-            for (int64_t kk = 0; kk < ldc; ++kk)  // kk >= K: the padding columns must be untouched
+            for (int64_t kk = 0; kk < ldc; ++kk) {  // kk >= K: the padding columns must be untouched
               bad += !same_bits(got[i * ldc + kk], want[i * ldc + kk]);
+              bad_cols += !same_bits(got_cols[i * ldc + kk], want[i * ldc + kk]);
+            }
           CHECK(bad == 0);
+          CHECK(bad_cols == 0);
         }
       }
 }

@@ -252,7 +252,7 @@ TEST_CASE("binary_linear: BNN-size layer (100 x 2048 -> 2048), clipped and uncli
   }
 }
 
-TEST_CASE("sign_weight_linear (real x, sign W): identical to Sign(W) + linear (every ISA, odd shapes)") {
+TEST_CASE("sign_weight_linear (real x, sign W): identical to Sign(W) + pm1_weight_linear (every ISA, odd shapes)") {
   IsaGuard guard;
   k::set_num_threads(2);
   std::mt19937 rng(19);
@@ -273,7 +273,7 @@ TEST_CASE("sign_weight_linear (real x, sign W): identical to Sign(W) + linear (e
           const bool twice = cases % 5 == 0;
           const Grads a = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return sign_weight_linear(x, W, b, sw); },
                               {N, in}, xv, {out, in}, wv, pb, G, twice);
-          const Grads r = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { Sign q(sw); return linear(x, q(W), b); },
+          const Grads r = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { Sign q(sw); return pm1_weight_linear(x, q(W), b); },
                               {N, in}, xv, {out, in}, wv, pb, G, twice);
           INFO("isa " << k::isa_name(isa) << " N " << N << " in " << in << " out " << out << " sw " << sw.str());
           CHECK_SAME(a.y, r.y, "y");
@@ -290,7 +290,7 @@ TEST_CASE("sign_weight_linear (real x, sign W): identical to Sign(W) + linear (e
   for (int on = 0; on < 2; ++on) {
     Tensor x = Tensor::from_vector({7, 65}, xv), W = leaf({10, 65}, wv);
     Sign q;
-    Tensor y = on ? sign_weight_linear(x, W, Tensor()) : linear(x, q(W), Tensor());
+    Tensor y = on ? sign_weight_linear(x, W, Tensor()) : pm1_weight_linear(x, q(W), Tensor());
     y.backward(Tensor::from_vector({7, 10}, G));
     gW[on] = W.grad().clone();
   }
@@ -358,48 +358,62 @@ TEST_CASE("binary_linear: pre-quantized sides (stochastic sign) behave as pm1_li
   }
 }
 
-TEST_CASE("pm1_linear: central differences on real operands; backward adds into existing gradients") {
+TEST_CASE("pm1_linear, pm1_weight_linear: central differences on real operands; backward adds into gradients") {
   // L(x, W, b) = sum G * (x W^T + b), evaluated in double.
-  std::mt19937 rng(21);
-  std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
-  const int64_t N = 3, in = 9, out = 5;  // in = 9: a ragged last group of four
-  std::vector<float> xv(N * in), wv(out * in), bv(out), G(N * out);
-  for (auto* v : {&xv, &wv, &bv, &G})
-    for (auto& e : *v) e = ud(rng);
-  Tensor x = leaf({N, in}, xv), W = leaf({out, in}, wv), b = leaf({out}, bv);
-  Tensor y = pm1_linear(x, W, b);
-  CHECK(std::string(y.grad_fn()->name) == "pm1_linear");
-  y.backward(Tensor::from_vector({N, out}, G));
-  auto L = [&](const std::vector<double>& xs, const std::vector<double>& ws, const std::vector<double>& bs) {
-    double s = 0;
+  using Op = Tensor (*)(const Tensor&, const Tensor&, const Tensor&);
+  for (auto [name, op] : {std::pair<const char*, Op>{"pm1_linear", pm1_linear},
+                          std::pair<const char*, Op>{"pm1_weight_linear", pm1_weight_linear}}) {
+    CAPTURE(name);
+    std::mt19937 rng(21);
+    std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+    const int64_t N = 3, in = 9, out = 5;  // in = 9, out = 5: ragged last groups of four
+    std::vector<float> xv(N * in), wv(out * in), bv(out), G(N * out);
+    for (auto* v : {&xv, &wv, &bv, &G})
+      for (auto& e : *v) e = ud(rng);
+    Tensor x = leaf({N, in}, xv), W = leaf({out, in}, wv), b = leaf({out}, bv);
+    Tensor y = op(x, W, b);
+    CHECK(std::string(y.grad_fn()->name) == name);
+    y.backward(Tensor::from_vector({N, out}, G));
+    auto L = [&](const std::vector<double>& xs, const std::vector<double>& ws, const std::vector<double>& bs) {
+      double s = 0;
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < out; ++j) {
+          double d = bs[j];
+          for (int64_t kk = 0; kk < in; ++kk) d += xs[i * in + kk] * ws[j * in + kk];
+          s += G[i * out + j] * d;
+        }
+      return s;
+    };
+    std::vector<double> xd(xv.begin(), xv.end()), wd(wv.begin(), wv.end()), bd(bv.begin(), bv.end());
+    // The forward itself: close to the exact product.
+    double worst_y = 0;
     for (int64_t i = 0; i < N; ++i)
       for (int64_t j = 0; j < out; ++j) {
-        double d = bs[j];
-        for (int64_t kk = 0; kk < in; ++kk) d += xs[i * in + kk] * ws[j * in + kk];
-        s += G[i * out + j] * d;
+        double d = bd[j];
+        for (int64_t kk = 0; kk < in; ++kk) d += xd[i * in + kk] * wd[j * in + kk];
+        worst_y = std::max(worst_y, std::fabs(d - y.data()[i * out + j]));
       }
-    return s;
-  };
-  std::vector<double> xd(xv.begin(), xv.end()), wd(wv.begin(), wv.end()), bd(bv.begin(), bv.end());
-  const double h = 1e-3;
-  double worst = 0;
-  auto probe = [&](std::vector<double>& v, size_t i, float got) {
-    const double keep = v[i];
-    v[i] = keep + h;
-    const double up = L(xd, wd, bd);
-    v[i] = keep - h;
-    const double dn = L(xd, wd, bd);
-    v[i] = keep;
-    worst = std::max(worst, std::fabs((up - dn) / (2 * h) - got));
-  };
-  for (size_t i = 0; i < xd.size(); ++i) probe(xd, i, x.grad().data()[i]);
-  for (size_t i = 0; i < wd.size(); ++i) probe(wd, i, W.grad().data()[i]);
-  for (size_t i = 0; i < bd.size(); ++i) probe(bd, i, b.grad().data()[i]);
-  CHECK(worst < 1e-4);
-  // A second backward adds: every gradient doubles (exactly, in float: v + v).
-  const std::vector<float> gx1(x.grad().data(), x.grad().data() + N * in);
-  pm1_linear(x, W, b).backward(Tensor::from_vector({N, out}, G));
-  for (int64_t i = 0; i < N * in; ++i) CHECK(x.grad().data()[i] == 2 * gx1[i]);
+    CHECK(worst_y < 1e-5);
+    const double h = 1e-3;
+    double worst = 0;
+    auto probe = [&](std::vector<double>& v, size_t i, float got) {
+      const double keep = v[i];
+      v[i] = keep + h;
+      const double up = L(xd, wd, bd);
+      v[i] = keep - h;
+      const double dn = L(xd, wd, bd);
+      v[i] = keep;
+      worst = std::max(worst, std::fabs((up - dn) / (2 * h) - got));
+    };
+    for (size_t i = 0; i < xd.size(); ++i) probe(xd, i, x.grad().data()[i]);
+    for (size_t i = 0; i < wd.size(); ++i) probe(wd, i, W.grad().data()[i]);
+    for (size_t i = 0; i < bd.size(); ++i) probe(bd, i, b.grad().data()[i]);
+    CHECK(worst < 1e-4);
+    // A second backward adds: every gradient doubles (exactly, in float: v + v).
+    const std::vector<float> gx1(x.grad().data(), x.grad().data() + N * in);
+    op(x, W, b).backward(Tensor::from_vector({N, out}, G));
+    for (int64_t i = 0; i < N * in; ++i) CHECK(x.grad().data()[i] == 2 * gx1[i]);
+  }
 }
 
 TEST_CASE("binary_linear: central differences of the surrogate relaxation (tanh:3, periodic:2)") {
@@ -524,7 +538,7 @@ TEST_CASE("QuantLinear: kernel paths, the switch (per layer, default, env) and i
       Tensor x = leaf({7, 65}, xv);
       Tensor y = layer->forward(x);
       const std::string want = layer == &bl ? (on ? "binary_linear" : "add")
-                               : layer == &fl ? (on ? "sign_weight_linear" : "linear")
+                               : layer == &fl ? (on ? "sign_weight_linear" : "pm1_weight_linear")
                                               : "uniform_linear";
       CHECK(std::string(y.grad_fn()->name) == want);
       y.backward(Tensor::from_vector({7, 33}, G));

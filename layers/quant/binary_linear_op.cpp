@@ -524,23 +524,16 @@ Tensor sign_weight_linear(const Tensor& x, const Tensor& W, const Tensor& b, con
   const bool rec = needs_grad(x, W, b);
   const bool want_dx = rec && x.requires_grad();
   const bool want_dW = rec && W.requires_grad();
-  // sign(W) as floats, exactly as the Sign quantizer writes them.
-  Tensor wq = Tensor::empty({out, in});
-  {
-    const float* pw = W.data();
-    float* pq = wq.data();
-    const int64_t n = out * in;
-#pragma omp parallel for simd if (parallel: n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) pq[i] = pw[i] < 0.0f ? -1.0f : 1.0f;
-  }
+  // One pass over W: sign(W) packed (the +-1 operand of the forward product
+  // and of dx), and the hardtanh surrogate's mask when dW will need it.
+  auto wp = std::make_shared<PackedBuf>(out * kernels::packed_words(in));
   std::shared_ptr<PackedBuf> wm;
-  bool w_all = false;
-  if (want_dW && weight_surrogate.kind == SurrogateKind::hardtanh) {
+  if (want_dW && weight_surrogate.kind == SurrogateKind::hardtanh)
     wm = std::make_shared<PackedBuf>(out * kernels::packed_words(in));
-    detail::pack_sign_mask(W.data(), out, in, in, sign_clip(weight_surrogate), nullptr, wm->data());
-    w_all = all_ones(wm->data(), out, in);
-  }
-  // linear(x, wq, b)'s arithmetic: bias rows, then sgemm with beta 1 (or 0).
+  detail::pack_sign_mask(W.data(), out, in, in, sign_clip(weight_surrogate), wp->data(), wm ? wm->data() : nullptr);
+  const bool w_all = wm && all_ones(wm->data(), out, in);
+  // pm1_weight_linear's arithmetic: bias rows, then the grouped sums of
+  // x · sign(W)^T added on (sign(W)'s packed rows are the columns of S).
   Tensor y = Tensor::empty({N, out});
   float* py = y.data();
   if (b.defined()) {
@@ -548,18 +541,18 @@ Tensor sign_weight_linear(const Tensor& x, const Tensor& W, const Tensor& b, con
     for (int64_t i = 0; i < N; ++i)
       for (int64_t j = 0; j < out; ++j) py[i * out + j] = pb[j];
   }
-  kernels::sgemm(false, true, N, out, in, 1.f, x.data(), in, wq.data(), in, b.defined() ? 1.f : 0.f, py, out);
+  kernels::pm1_gemm_cols(N, in, out, x.data(), in, 1, wp->data(), py, out, b.defined());
   if (rec) {
-    if (!want_dx) wq = Tensor();  // only dx reads sign(W): otherwise free it now
+    if (!want_dx) wp.reset();  // only dx reads sign(W) again: otherwise free it now
     std::vector<Tensor> inputs{x, W};
     if (b.defined()) inputs.push_back(b);
     record(y, "sign_weight_linear", std::move(inputs),
-           [x, W, b, wq, wm, w_all, weight_surrogate, N, in, out](const Tensor& gout) {
+           [x, W, b, wp, wm, w_all, weight_surrogate, N, in, out](const Tensor& gout) {
              const float* pg = gout.data();
-             if (x.requires_grad()) {
+             if (x.requires_grad()) {  // dx (+)= g sign(W): A = g [N x out], S = sign(W) [out x in]
                float beta;
                float* gx = grad_for_gemm(x, beta);
-               kernels::sgemm(false, false, N, in, out, 1.f, pg, out, wq.data(), in, beta, gx, in);
+               kernels::pm1_gemm(N, out, in, pg, out, 1, wp->data(), gx, in, beta != 0.f);
              }
              if (W.requires_grad()) {  // dq_W = g^T x: real x real, sgemm (as linear() does)
                auto product = [&](float* C, bool acc) {
@@ -569,6 +562,44 @@ Tensor sign_weight_linear(const Tensor& x, const Tensor& W, const Tensor& b, con
              }
              if (b.defined() && b.requires_grad()) bias_grad(pg, N, out, b.grad_data());
            });
+  }
+  return y;
+}
+
+// ---- pm1_weight_linear -------------------------------------------------------------------
+// y[N, out] = x[N, in] ·4 wq[out, in]^T + b[out]   (x real, wq holds +-1: sign_weight_linear's twin)
+// backward: dx (+)= g ·4 wq ;  dwq (+)= g^T x (sgemm, as linear()) ;  db += sum over rows of g
+Tensor pm1_weight_linear(const Tensor& x, const Tensor& wq, const Tensor& b) {
+  check_linear_shapes("pm1_weight_linear", x, wq, b);
+  const int64_t N = x.dim(0), in = x.dim(1), out = wq.dim(0);
+  // The forward's S is wq^T [in x out]: the reference takes S row-major.
+  std::vector<float> wt(size_t(in * out));
+  {
+    const float* pw = wq.data();
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) wt[size_t(i * out + o)] = pw[o * in + i];
+  }
+  Tensor y = Tensor::empty({N, out});
+  float* py = y.data();
+  if (b.defined()) {  // bias rows, then the sums added on (b + acc: one rounding)
+    const float* pb = b.data();
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < out; ++j) py[i * out + j] = pb[j];
+  }
+  kernels::pm1_gemm_reference(N, in, out, x.data(), in, 1, wt.data(), out, py, out, b.defined());
+  if (needs_grad(x, wq, b)) {
+    record(y, "pm1_weight_linear", {x, wq, b}, [x, wq, b, N, in, out](const Tensor& g) {
+      float beta;
+      if (x.requires_grad()) {
+        float* gx = grad_for_gemm(x, beta);
+        kernels::pm1_gemm_reference(N, out, in, g.data(), out, 1, wq.data(), in, gx, in, beta != 0.f);
+      }
+      if (wq.requires_grad()) {
+        float* gW = grad_for_gemm(wq, beta);
+        kernels::sgemm(true, false, out, in, N, 1.f, g.data(), out, x.data(), in, beta, gW, in);
+      }
+      if (b.defined() && b.requires_grad()) bias_grad(g.data(), N, out, b.grad_data());
+    });
   }
   return y;
 }

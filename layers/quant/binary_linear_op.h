@@ -111,13 +111,19 @@ Tensor pm1_linear(const Tensor& xq, const Tensor& wq, const Tensor& b);
 
 // ---- real x 1-bit ---------------------------------------------------------------------
 
-// y = x sign(W)^T + b for a REAL x (the first layer of a BNN): the same
-// arithmetic as the unfused Sign(W) node + linear(x, wq, b) — one float sgemm
-// on sign(W) — fused into one node so that the backward applies the weight
-// surrogate without the unfused path's extra passes over the weight-sized
-// buffers (and, when x needs no gradient, keeps no float sign(W) at all:
-// only the packed hardtanh mask). Bit-identical to the unfused graph.
+// y = x sign(W)^T + b for a REAL x (the first layer of a BNN). The product
+// has one +-1 operand, so it runs as kernels::pm1_gemm_cols (table look-up,
+// pm1_gemm.h's summation order) on the packed bits of sign(W); dx likewise
+// (pm1_gemm); dW = g^T x is real x real (sgemm). One node: the backward
+// applies the weight surrogate without the unfused path's extra passes over
+// weight-sized buffers, and keeps only packed bits. Bit-identical to the
+// unfused graph: Sign(W) node + pm1_weight_linear(x, wq, b).
 Tensor sign_weight_linear(const Tensor& x, const Tensor& W, const Tensor& b, const Surrogate& weight_surrogate = {});
+
+// sign_weight_linear's kernels-off twin: x real [N, in], wq holds +-1
+// [out, in]. y = x ·4 wq^T + b and dx = g ·4 wq with pm1_gemm_reference's
+// plain loops (the grouped order), dW = g^T x by sgemm, as linear().
+Tensor pm1_weight_linear(const Tensor& x, const Tensor& wq, const Tensor& b);
 
 // ---- k-bit x m-bit -------------------------------------------------------------------
 

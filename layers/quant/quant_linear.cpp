@@ -85,7 +85,7 @@ const char* QuantLinear::path_name(KernelPath p) {
   switch (p) {
     case KernelPath::binary: return "xnor";
     case KernelPath::levels: return "bitserial";
-    case KernelPath::sign_weight: return "fused-sgemm";
+    case KernelPath::sign_weight: return "pm1";
     case KernelPath::none: break;
   }
   return "none";
@@ -147,7 +147,8 @@ Tensor QuantLinear::compute(const Tensor& x) {
     case KernelPath::levels: return compute_levels(x);
     case KernelPath::sign_weight:
       if (kernels_enabled()) return sign_weight_linear(x, weight, bias, opt_.weight_quantizer->surrogate());
-      break;  // the unfused graph below
+      // The unfused graph: Sign(W), then the product summed as the kernel does.
+      return pm1_weight_linear(x, (*opt_.weight_quantizer)(weight), bias);
     case KernelPath::none: break;
   }
   const Tensor xq = opt_.input_quantizer ? (*opt_.input_quantizer)(x) : x;

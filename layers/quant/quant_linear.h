@@ -40,9 +40,9 @@
 //            q_in(x), q_w(W), linear: the scale comes after the exact sum.)
 //   sign_weight : real input (no input quantizer), deterministic +-1
 //            weights (BinaryNet's first layer). Kernels on: the fused op
-//            sign_weight_linear (float sgemm, fewer passes over the weights,
-//            no float sign(W) kept when x needs no gradient); off: Sign(W)
-//            node + linear. Identical results.
+//            sign_weight_linear (real x +-1 products by table look-up,
+//            kernels/pm1_gemm.h; only packed bits kept); off: Sign(W) node +
+//            pm1_weight_linear (the same sums, plain loops). Identical results.
 //   none   : anything else (k-bit weights with a real input, stochastic
 //            weights with k-bit inputs, too many bits): q_in(x), q_w(W),
 //            linear(xq, wq, b).
@@ -97,7 +97,7 @@ class QuantLinear : public Module {
   // ---- kernel path (see the top of this file) ----
   enum class KernelPath { none, binary, levels, sign_weight };
   KernelPath kernel_path() const;       // with the quantizers' current train/eval mode
-  static const char* path_name(KernelPath p);  // "none", "xnor", "bitserial", "fused-sgemm"
+  static const char* path_name(KernelPath p);  // "none", "xnor", "bitserial", "pm1"
   void set_kernels(bool on) { kernels_ = on ? 1 : 0; }
   void reset_kernels() { kernels_ = -1; }  // follow quant_kernels_default() again
   bool kernels_enabled() const { return kernels_ < 0 ? quant_kernels_default() : kernels_ == 1; }
