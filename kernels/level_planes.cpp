@@ -27,14 +27,6 @@ namespace {
 
 constexpr int64_t kParallelMin = 1 << 16;  // elementwise loops: below this one thread is faster
 
-// A copy of layers/quant/vec_math.h floor_small (kernels must not include
-// layers/): floor(v) for |v| < 2^31 (truncate, then step down if truncation
-// went up). The quantizer's levels depend on this exact expression.
-inline float floor_small(float v) {
-  const float t = (float)(int32_t)v;
-  return t - (t > v ? 1.0f : 0.0f);
-}
-
 void check_geometry(const char* who, int bits, float alpha) {
   if (bits < 1 || bits > 16)
     throw std::invalid_argument(std::string(who) + ": bits must be 1..16, got " + std::to_string(bits));
@@ -53,15 +45,7 @@ void levels_loop(const float* x, int64_t n, int bits, float alpha, float* v) {
   const float n1 = (float)((1u << bits) - 1u);
   const float u_scale = n1 / a;
 #pragma omp parallel for simd if (parallel: n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    float c = x[i];
-    c = c < -a ? -a : c;
-    c = c > a ? a : c;
-    float odd = 2.0f * floor_small(0.5f * (c * u_scale)) + 1.0f;
-    odd = odd < -n1 ? -n1 : odd;
-    odd = odd > n1 ? n1 : odd;
-    v[i] = odd;
-  }
+  for (int64_t i = 0; i < n; ++i) v[i] = uniform_odd_level(x[i], a, n1, u_scale);
 }
 
 // Levels of one row, quantized and plane-packed in one pass (layout and bit
@@ -153,15 +137,7 @@ void uniform_values(const float* x, int64_t n, int bits, float alpha, float* q) 
   const float n1 = (float)((1u << bits) - 1u);
   const float u_scale = n1 / a;
 #pragma omp parallel for simd if (parallel: n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    float c = x[i];
-    c = c < -a ? -a : c;
-    c = c > a ? a : c;
-    float odd = 2.0f * floor_small(0.5f * (c * u_scale)) + 1.0f;
-    odd = odd < -n1 ? -n1 : odd;
-    odd = odd > n1 ? n1 : odd;
-    q[i] = (a * odd) / n1;
-  }
+  for (int64_t i = 0; i < n; ++i) q[i] = (a * uniform_odd_level(x[i], a, n1, u_scale)) / n1;
 }
 
 void pack_level_planes(const float* x, int64_t rows, int64_t K, int bits, float alpha, uint64_t* out) {

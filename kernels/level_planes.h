@@ -33,6 +33,28 @@ void uniform_levels(const float* x, int64_t n, int bits, float alpha, float* v);
 // expressions of quantizer.cpp, so the floats are identical.
 void uniform_values(const float* x, int64_t n, int bits, float alpha, float* q);
 
+// floor(v) for |v| < 2^31 (truncate, then step down if truncation went up):
+// a floor the compiler vectorises with plain SSE2. The quantizer's levels
+// depend on this exact expression (layers/quant/vec_math.h re-exports it).
+inline float floor_small(float v) {
+  const float t = (float)(int32_t)v;
+  return t - (t > v ? 1.0f : 0.0f);
+}
+
+// The level of one value for bits >= 2, as a float odd integer: the one
+// expression the quantizer (layers/quant/quantizer.cpp), the level packers
+// and the exported-model runner all use, so they agree bit for bit.
+// n1 = 2^bits - 1 and u_scale = n1 / a, both as floats.
+inline float uniform_odd_level(float x, float a, float n1, float u_scale) {
+  float c = x;
+  c = c < -a ? -a : c;
+  c = c > a ? a : c;
+  float odd = 2.0f * floor_small(0.5f * (c * u_scale)) + 1.0f;
+  odd = odd < -n1 ? -n1 : odd;
+  odd = odd > n1 ? n1 : odd;
+  return odd;
+}
+
 // The quantizer's output for a known level v: (alpha * v) / L. Equal to
 // uniform_values' result for any x whose level is v (for bits = 1,
 // (alpha * +-1) / 1 = +-alpha exactly).

@@ -21,6 +21,7 @@
 #include "data/dataset.h"
 #include "kernels/bitserial.h"
 #include "kernels/isa.h"
+#include "tests/isa_util.h"
 #include "kernels/level_planes.h"
 #include "kernels/packed_model.h"
 #include "kernels/sgemm.h"
@@ -42,16 +43,8 @@ std::string tmp_path(const std::string& name) {
       .string();
 }
 
-struct IsaGuard {
-  ~IsaGuard() { k::set_isa(k::best_isa()); }
-};
-
-std::vector<k::Isa> isas() {
-  std::vector<k::Isa> v;
-  for (k::Isa i : {k::Isa::scalar, k::Isa::avx2, k::Isa::avx512})
-    if (k::isa_supported(i)) v.push_back(i);
-  return v;
-}
+using qnn::test::IsaGuard;
+std::vector<k::Isa> isas() { return qnn::test::supported_isas(); }
 
 void leaves(Module& m, std::vector<Module*>& out) {
   if (m.children().empty()) out.push_back(&m);

@@ -19,6 +19,7 @@
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
 #include "kernels/isa.h"
+#include "tests/isa_util.h"
 #include "kernels/sgemm.h"
 #include "kernels/xnor_gemm.h"
 
@@ -28,17 +29,8 @@ namespace {
 
 const std::vector<int64_t> kKs = {1, 63, 64, 65, 511, 784, 1000};
 
-std::vector<k::Isa> supported_isas() {
-  std::vector<k::Isa> v;
-  for (k::Isa i : {k::Isa::scalar, k::Isa::avx2, k::Isa::avx512})
-    if (k::isa_supported(i)) v.push_back(i);
-  return v;
-}
-
-// Restores the best variant when a test ends.
-struct IsaGuard {
-  ~IsaGuard() { k::set_isa(k::best_isa()); }
-};
+using qnn::test::IsaGuard;
+using qnn::test::supported_isas;
 
 std::vector<float> random_pm1(std::mt19937& rng, int64_t n) {
   std::vector<float> v(size_t(std::max<int64_t>(n, 0)));

@@ -15,21 +15,15 @@
 
 #include "kernels/bitpack.h"
 #include "kernels/isa.h"
+#include "tests/isa_util.h"
 #include "kernels/pm1_gemm.h"
 
 namespace k = qnn::kernels;
 
 namespace {
 
-std::vector<k::Isa> isas() {
-  std::vector<k::Isa> v;
-  for (k::Isa i : {k::Isa::scalar, k::Isa::avx2, k::Isa::avx512})
-    if (k::isa_supported(i)) v.push_back(i);
-  return v;
-}
-struct IsaGuard {
-  ~IsaGuard() { k::set_isa(k::best_isa()); }
-};
+using qnn::test::IsaGuard;
+std::vector<k::Isa> isas() { return qnn::test::supported_isas(); }
 
 bool same_bits(float a, float b) {
   uint32_t x, y;

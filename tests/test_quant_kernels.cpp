@@ -33,6 +33,7 @@
 #include "core/rng.h"
 #include "kernels/bitpack.h"
 #include "kernels/isa.h"
+#include "tests/isa_util.h"
 #include "kernels/sgemm.h"
 #include "layers/quant/quant.h"
 #include "optim/optim.h"
@@ -42,16 +43,8 @@ namespace k = qnn::kernels;
 
 namespace {
 
-std::vector<k::Isa> supported_isas() {
-  std::vector<k::Isa> v;
-  for (k::Isa i : {k::Isa::scalar, k::Isa::avx2, k::Isa::avx512})
-    if (k::isa_supported(i)) v.push_back(i);
-  return v;
-}
-
-struct IsaGuard {
-  ~IsaGuard() { k::set_isa(k::best_isa()); }
-};
+using qnn::test::IsaGuard;
+using qnn::test::supported_isas;
 
 // Bitwise equality of two float arrays; reports the first difference.
 bool same_bits(const float* a, const float* b, int64_t n, std::string* where = nullptr) {

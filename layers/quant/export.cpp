@@ -256,6 +256,18 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
     return v;
   };
   auto pending_str = [&]() { return where(*pending_leaf) + " (" + pending->str() + ")"; };
+  // A product with float outputs (dense_f32, dense_levels) at leaf i: bias,
+  // the batch norm / ReLU after it as a float epilogue (checked), appended;
+  // returns the index of the next leaf to export.
+  auto finish_float_layer = [&](const Leaf& leaf, size_t i, k::PackedLayer&& L, const Tensor& bias) {
+    L.bias = copy_bias(bias, L.out);
+    const Pending e = epilogue(i, L.out, false);
+    float_epilogue(L, e);
+    check_affine(leaf, L, e, sample_ys(L.out));
+    cur = Act::real;
+    pm.layers.push_back(std::move(L));
+    return skip(e.next);
+  };
 
   size_t i = skip(0);
   while (i < leaves.size()) {
@@ -417,13 +429,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
                   "export: internal check failed: " + where(leaf) + ": the stored " + std::to_string(L.wbits) +
                       "-bit weight levels do not decode to " + q.str() + "'s output");
       }
-      L.bias = copy_bias(ql->bias, L.out);
-      const Pending e = epilogue(i, L.out, false);
-      float_epilogue(L, e);
-      check_affine(leaf, L, e, sample_ys(L.out));
-      cur = Act::real;
-      pm.layers.push_back(std::move(L));
-      i = skip(e.next);
+      i = finish_float_layer(leaf, i, std::move(L), ql->bias);
       continue;
     }
     if (lin || ql) {
@@ -440,13 +446,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
       L.out = lin ? lin->out_features() : ql->out_features();
       QNN_CHECK(w.numel() == L.in * L.out, "export: " + where(leaf) + " weight has the wrong size");
       L.w_f32.assign(w.data(), w.data() + L.in * L.out);
-      L.bias = copy_bias(lin ? lin->bias : ql->bias, L.out);
-      const Pending e = epilogue(i, L.out, false);
-      float_epilogue(L, e);
-      check_affine(leaf, L, e, sample_ys(L.out));
-      cur = Act::real;
-      pm.layers.push_back(std::move(L));
-      i = skip(e.next);
+      i = finish_float_layer(leaf, i, std::move(L), lin ? lin->bias : ql->bias);
       continue;
     }
     if (auto* qa = dynamic_cast<QuantAct*>(m)) {

@@ -80,16 +80,10 @@ Tensor quantize(const Tensor& x, QuantForward fwd, const QuantGeometry& geo, con
       const float u_scale = n1 / a;
       // u = clip(x) (n-1)/a in half-steps; the level is the odd integer
       // 2 floor(u/2) + 1 (clamped to +-(n-1) against float error), times a/(n-1).
+      // (kernels/level_planes.h holds that expression, shared with the level
+      // packers and the exported-model runner.)
 #pragma omp parallel for simd if (parallel: n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        float c = px[i];
-        c = c < -a ? -a : c;
-        c = c > a ? a : c;
-        float odd = 2.0f * detail::floor_small(0.5f * (c * u_scale)) + 1.0f;
-        odd = odd < -n1 ? -n1 : odd;
-        odd = odd > n1 ? n1 : odd;
-        py[i] = (a * odd) / n1;
-      }
+      for (int64_t i = 0; i < n; ++i) py[i] = (a * kernels::uniform_odd_level(px[i], a, n1, u_scale)) / n1;
       break;
     }
     case QuantForward::identity:

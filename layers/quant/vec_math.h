@@ -22,15 +22,13 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/level_planes.h"
+
 namespace qnn::detail {
 
-// floor(v) for |v| < 2^31 (truncate, then step down if truncation went up).
-// kernels/level_planes.cpp carries a copy (kernels/ cannot include layers/):
-// change both or neither.
-inline float floor_small(float v) {
-  const float t = (float)(int32_t)v;
-  return t - (t > v ? 1.0f : 0.0f);
-}
+// floor(v) for |v| < 2^31: kernels/level_planes.h's (the quantizer's levels
+// and the exported-model runner share that one definition).
+using kernels::floor_small;
 
 // e^x for x <= 0 (clamped at -87, where e^x ~ 1.6e-38 is still a normal
 // float). 2^(x log2 e) with the exponent split as n + f, f in [-1/2, 1/2],
