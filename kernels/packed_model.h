@@ -218,9 +218,11 @@ uint32_t crc32_zlib(const void* data, size_t n, uint32_t crc = 0);
 // stays in its own core's cache from call to call, and layers are separated
 // by barriers rather than fork/joins. Larger batches — and every batch of a
 // model with a dense_f32 or dense_levels layer — go layer by layer through
-// the blocked kernels (xnor_gemm_sign writing packed activations directly,
-// bit-serial GEMM for the 8-bit first layer and for k-bit layers, sgemm for
-// float products). All paths give identical results.
+// the blocked kernels (xnor_gemm_sign writing packed activations directly;
+// the 8-bit first layer as bit-serial GEMM, or above kSmallBatch rows as the
+// table look-up product of kernels/pm1_gemm.h on (2p - 255)/256, whose sums
+// are exact; bit-serial GEMM for k-bit layers; sgemm for float products).
+// All paths give identical results.
 //
 // Threads. A batch-1 call takes tens of microseconds, so on a shared machine a
 // parallel call is only as fast as its most-delayed thread: when another
@@ -300,6 +302,7 @@ class PackedRunner {
   int64_t lplane_words_ = 0;  // per row, the largest levels-input layer's
   std::vector<float> logits_;  // predict_u8's
   int fcur_ = 0;  // which f_ holds the (float) model input after staging
+  bool pix_f32_ = false;  // pixels8 model: f_[0] also holds (2p - 255) / 256 (large batches)
 };
 
 // Pack n rows of uint8 pixels as 8 bit planes of v = 2p - 255 (the layout of
