@@ -829,12 +829,15 @@ void PackedRunner::logits_u8(const uint8_t* x, int64_t n, float* logits) {
   reserve(n);
   const PackedLayer& L0 = m_.layers.front();
   if (L0.input == LayerInput::pixels8) {
-    pack_pixel_planes(x, n, L0.in, planes_.data());
-    pix_f32_ = n > kSmallBatch;  // the large-batch path also wants (2p - 255) / 256 as floats
+    // Small batches take the bit planes; larger ones the floats (2p - 255) / 256
+    // (run_large's look-up product for this layer), never both.
+    pix_f32_ = n > kSmallBatch;
     if (pix_f32_) {
       float* f = f_[0].data();
       const int64_t cnt = n * L0.in;
       for (int64_t i = 0; i < cnt; ++i) f[i] = float(2 * int(x[i]) - 255) / 256.0f;  // exact
+    } else {
+      pack_pixel_planes(x, n, L0.in, planes_.data());
     }
   } else {
     float lut[256];
@@ -867,9 +870,11 @@ void PackedRunner::logits_f32(const float* x, int64_t n, float* logits) {
                                     " is not a pixel (2p-255)/256; this model's first layer computes on 8-bit pixels");
       px[static_cast<size_t>(i)] = uint8_t(p);
     }
-    pack_pixel_planes(px.data(), n, L0.in, planes_.data());
-    pix_f32_ = n > kSmallBatch;
-    if (pix_f32_) std::copy(x, x + cnt, f_[0].data());  // checked above: exactly (2p - 255) / 256
+    pix_f32_ = n > kSmallBatch;  // as logits_u8: floats or planes, not both
+    if (pix_f32_)
+      std::copy(x, x + cnt, f_[0].data());  // checked above: exactly (2p - 255) / 256
+    else
+      pack_pixel_planes(px.data(), n, L0.in, planes_.data());
   } else {
     std::copy(x, x + cnt, f_[0].data());
   }

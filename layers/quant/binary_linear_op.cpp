@@ -297,6 +297,15 @@ void sign_weight_grad(const Tensor& W, const PackedBuf* wm, bool w_all, const Su
     surrogate_backward(sur, QuantGeometry{1, 1.0f}, W.data(), dq.data(), W.grad_data(), out * in);
 }
 
+// y[i][j] = b[j] for every row when b is defined (the products then add onto
+// it: "b + dot", one rounding, as linear() does); nothing otherwise.
+void fill_bias_rows(const Tensor& b, int64_t N, int64_t out, float* y) {
+  if (!b.defined()) return;
+  const float* pb = b.data();
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < out; ++j) y[i * out + j] = pb[j];
+}
+
 // db[j] += sum_i g[i][j], rows in order (linear's and add's loop order).
 void bias_grad(const float* g, int64_t N, int64_t out, float* gb) {
   for (int64_t i = 0; i < N; ++i)
@@ -492,11 +501,7 @@ Tensor pm1_linear(const Tensor& xq, const Tensor& wq, const Tensor& b) {
   const int64_t N = xq.dim(0), in = xq.dim(1), out = wq.dim(0);
   Tensor y = Tensor::empty({N, out});
   float* py = y.data();
-  if (b.defined()) {  // linear()'s arithmetic: bias rows, then sgemm with beta 1
-    const float* pb = b.data();
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < out; ++j) py[i * out + j] = pb[j];
-  }
+  fill_bias_rows(b, N, out, py);  // linear()'s arithmetic: bias rows, then sgemm with beta 1
   kernels::sgemm(false, true, N, out, in, 1.f, xq.data(), in, wq.data(), in, b.defined() ? 1.f : 0.f, py, out);
   if (needs_grad(xq, wq, b)) {
     record(y, "pm1_linear", {xq, wq, b}, [xq, wq, b, N, in, out](const Tensor& g) {
@@ -536,11 +541,7 @@ Tensor sign_weight_linear(const Tensor& x, const Tensor& W, const Tensor& b, con
   // x · sign(W)^T added on (sign(W)'s packed rows are the columns of S).
   Tensor y = Tensor::empty({N, out});
   float* py = y.data();
-  if (b.defined()) {
-    const float* pb = b.data();
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < out; ++j) py[i * out + j] = pb[j];
-  }
+  fill_bias_rows(b, N, out, py);
   kernels::pm1_gemm_cols(N, in, out, x.data(), in, 1, wp->data(), py, out, b.defined());
   if (rec) {
     if (!want_dx) wp.reset();  // only dx reads sign(W) again: otherwise free it now
@@ -581,11 +582,7 @@ Tensor pm1_weight_linear(const Tensor& x, const Tensor& wq, const Tensor& b) {
   }
   Tensor y = Tensor::empty({N, out});
   float* py = y.data();
-  if (b.defined()) {  // bias rows, then the sums added on (b + acc: one rounding)
-    const float* pb = b.data();
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < out; ++j) py[i * out + j] = pb[j];
-  }
+  fill_bias_rows(b, N, out, py);  // then the sums added on (b + acc: one rounding)
   kernels::pm1_gemm_reference(N, in, out, x.data(), in, 1, wt.data(), out, py, out, b.defined());
   if (needs_grad(x, wq, b)) {
     record(y, "pm1_weight_linear", {x, wq, b}, [x, wq, b, N, in, out](const Tensor& g) {
