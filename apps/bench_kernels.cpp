@@ -9,6 +9,13 @@
 // median of --reps runs after one warm-up run. "gops" counts 2*M*N*K
 // operations for every kernel (one multiply + one add per term), so numbers
 // are comparable across kernels; "x sgemm" = sgemm median / kernel median.
+//
+// --conv NxCxHxW:OxKHxKW:stride:pad times a 2-D convolution forward pass
+// (zero padding) on ±1 data: "f32" = float im2col (kernels/im2col.h) + sgemm
+// per image, "xnor-<isa>" = kernels/packed_conv.h (packed im2col of words +
+// XNOR GEMM + zero-padding correction, NCHW float sums) from an NHWC-packed
+// input; packing that input from floats is timed separately ("pack"). Both
+// outputs are exact integers, and the program checks they are equal.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -28,6 +35,8 @@
 
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
+#include "kernels/im2col.h"
+#include "kernels/packed_conv.h"
 #include "kernels/pm1_gemm.h"
 #include "kernels/isa.h"
 #include "kernels/sgemm.h"
@@ -57,6 +66,39 @@ std::vector<Shape> parse_shapes(const std::string& s) {
     out.push_back({m, n, kk});
   }
   if (out.empty()) throw std::invalid_argument("no shapes given");
+  return out;
+}
+
+struct ConvSpec {
+  int64_t N, C, H, W, O, KH, KW, stride, pad;
+  std::string text;
+};
+
+// "NxCxHxW:OxKHxKW:stride:pad[,...]"
+std::vector<ConvSpec> parse_convs(const std::string& s) {
+  std::vector<ConvSpec> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    long long v[9] = {};
+    char sep[8] = {};
+    std::stringstream is(item);
+    const bool ok = bool(is >> v[0] >> sep[0] >> v[1] >> sep[1] >> v[2] >> sep[2] >> v[3] >> sep[3] >> v[4] >>
+                         sep[4] >> v[5] >> sep[5] >> v[6] >> sep[6] >> v[7] >> sep[7] >> v[8]) &&
+                    is.eof();
+    const char want[8] = {'x', 'x', 'x', ':', 'x', 'x', ':', ':'};
+    bool seps = ok;
+    for (int i = 0; i < 8 && seps; ++i) seps = sep[i] == want[i] || (want[i] == 'x' && sep[i] == 'X');
+    const ConvSpec c{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], item};
+    if (!seps || c.N < 1 || c.C < 1 || c.H < 1 || c.W < 1 || c.O < 1 || c.KH < 1 || c.KW < 1 || c.stride < 1 ||
+        c.pad < 0 || c.H + 2 * c.pad < c.KH || c.W + 2 * c.pad < c.KW)
+      throw std::invalid_argument("--conv: bad convolution '" + item +
+                                  "' (expected NxCxHxW:OxKHxKW:stride:pad with sizes >= 1, pad >= 0 and the "
+                                  "kernel no larger than the padded image, e.g. 50x256x16x16:256x3x3:1:1)");
+    out.push_back(c);
+  }
+  if (out.empty()) throw std::invalid_argument("--conv: no convolution given");
   return out;
 }
 
@@ -105,6 +147,80 @@ void write_json_atomic(const std::string& path, const json& j) {
   std::filesystem::rename(tmp, path);
 }
 
+// --conv: f32 (im2col + sgemm per image) vs the packed binary conv per ISA,
+// forward, on ±1 data; appends {kernel, conv, pass, threads, seconds_median}.
+void run_convs(const std::vector<ConvSpec>& convs, const std::vector<std::string>& wanted, int threads, int reps,
+               json& records) {
+  const k::Isa best = k::best_isa();
+  std::printf("%-14s %-28s %11s %9s %10s %9s\n", "kernel", "conv", "median_ms", "x f32", "cpu_ms", "pack_ms");
+  std::mt19937 rng(2024);
+  std::uniform_int_distribution<int> coin(0, 1);
+  for (const ConvSpec& c : convs) {
+    const k::PatchGeom g = k::make_patch_geom(c.C, c.H, c.W, c.KH, c.KW, c.stride, c.pad);
+    const int64_t P = g.pixels(), CKK = g.taps();
+    std::vector<float> x(size_t(c.N * c.C * c.H * c.W)), w(size_t(c.O * CKK));
+    for (float& v : x) v = coin(rng) ? 1.0f : -1.0f;
+    for (float& v : w) v = coin(rng) ? 1.0f : -1.0f;
+    std::vector<float> ref(size_t(c.N * c.O * P)), out(ref.size());
+    double f32_s = -1;
+    auto report = [&](const std::string& name, Timing tm, double pack_s) {
+      const double cpu = tm.cpu / threads;
+      json r = {{"kernel", name}, {"conv", c.text}, {"pass", "forward"}, {"threads", threads},
+                {"seconds_median", tm.wall}, {"cpu_seconds_per_thread_median", cpu}, {"padding", "zero"}};
+      char sp[32] = "-", pk[32] = "-";
+      if (f32_s > 0 && tm.wall > 0) {
+        r["speedup_vs_f32"] = f32_s / tm.wall;
+        std::snprintf(sp, sizeof sp, "%.1f", f32_s / tm.wall);
+      }
+      if (pack_s >= 0) {
+        r["pack_seconds_median"] = pack_s;
+        std::snprintf(pk, sizeof pk, "%.3f", pack_s * 1e3);
+      }
+      records.push_back(r);
+      std::printf("%-14s %-28s %11.3f %9s %10.3f %9s\n", name.c_str(), c.text.c_str(), tm.wall * 1e3, sp,
+                  cpu * 1e3, pk);
+      std::fflush(stdout);
+    };
+    const bool want_f32 = std::find(wanted.begin(), wanted.end(), "f32") != wanted.end();
+    // The float reference is always computed once (the packed results are checked against it).
+    std::vector<float> cols(size_t(CKK * P));
+    auto f32_conv = [&] {
+      for (int64_t n = 0; n < c.N; ++n) {
+        k::im2col_cols(x.data() + n * c.C * c.H * c.W, g, 0.0f, cols.data());
+        k::sgemm(false, false, c.O, P, CKK, 1.0f, w.data(), CKK, cols.data(), P, 0.0f,
+                 ref.data() + n * c.O * P, P);
+      }
+    };
+    if (want_f32) {
+      const Timing tm = time_median(f32_conv, reps);
+      f32_s = tm.wall;
+      report("f32", tm, -1);
+    } else {
+      f32_conv();
+    }
+    std::vector<uint64_t> xp(size_t(c.N * c.H * c.W * k::pixel_words(c.C)));
+    const k::PackedConvWeights pw = k::pack_conv_weights(w.data(), c.O, c.C, c.KH, c.KW);
+    for (const std::string& name : wanted) {
+      if (name.rfind("xnor-", 0) != 0) continue;
+      const k::Isa isa = k::parse_isa(name.substr(5));
+      if (!k::isa_supported(isa)) {
+        std::printf("%-14s skipped: CPU lacks %s\n", name.c_str(), k::isa_name(isa));
+        continue;
+      }
+      k::set_isa(isa);
+      auto pack = [&] { k::pack_nhwc(x.data(), c.N, c.C, c.H, c.W, xp.data()); };
+      pack();
+      auto run = [&] { k::packed_conv_forward(xp.data(), c.N, g, pw, k::ConvPad::zero, out.data()); };
+      run();
+      if (out != ref)
+        throw std::runtime_error("--conv " + c.text + ": " + name + " sums differ from the f32 conv");
+      const Timing tm = time_median(run, reps);
+      report(name, tm, time_median(pack, reps).wall);
+      k::set_isa(best);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -129,8 +245,13 @@ int main(int argc, char** argv) {
       "shows time lost to other processes (with T > 1 it includes OpenMP spinning)."};
   std::string shapes_arg = "1x4096x4096,100x2048x784,100x4096x4096,1000x4096x4096,4096x4096x4096";
   int threads = 1, reps = 5;
-  std::string kernels_arg, json_path;
-  cli.add_option("--shapes", shapes_arg, "comma-separated MxNxK list")->capture_default_str();
+  std::string kernels_arg, json_path, conv_arg;
+  CLI::Option* shapes_opt =
+      cli.add_option("--shapes", shapes_arg, "comma-separated MxNxK list")->capture_default_str();
+  CLI::Option* conv_opt = cli.add_option("--conv", conv_arg,
+                 "comma-separated NxCxHxW:OxKHxKW:stride:pad list: time a binary conv forward "
+                 "(zero padding) as f32 (im2col + sgemm) vs xnor-<isa> (kernels/packed_conv.h); "
+                 "with --conv, GEMM shapes run only if --shapes is given too");
   cli.add_option("--threads", threads, "threads for every kernel (OpenMP + OpenBLAS)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -139,7 +260,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   cli.add_option("--kernels", kernels_arg,
                  "comma-separated subset of: sgemm,xnor-scalar,xnor-avx2,xnor-avx512,"
-                 "bitserial-2x2,bitserial-4x4,pm1-scalar,pm1-avx2,pm1-avx512 (default: all the CPU supports)");
+                 "bitserial-2x2,bitserial-4x4,pm1-scalar,pm1-avx2,pm1-avx512, and f32 for --conv "
+                 "(default: all the CPU supports)");
   cli.add_option("--json", json_path, "write the records as JSON to FILE (atomically)");
   try {
     cli.parse(argc, argv);
@@ -148,10 +270,12 @@ int main(int argc, char** argv) {
   }
 
   try {
-    const std::vector<Shape> shapes = parse_shapes(shapes_arg);
+    const std::vector<ConvSpec> convs = conv_opt->count() > 0 ? parse_convs(conv_arg) : std::vector<ConvSpec>{};
+    const std::vector<Shape> shapes =
+        convs.empty() || shapes_opt->count() > 0 ? parse_shapes(shapes_arg) : std::vector<Shape>{};
     const std::vector<std::string> all = {"sgemm",         "xnor-scalar",   "xnor-avx2",  "xnor-avx512",
                                           "bitserial-2x2", "bitserial-4x4", "pm1-scalar", "pm1-avx2",
-                                          "pm1-avx512"};
+                                          "pm1-avx512",    "f32"};
     std::vector<std::string> wanted;
     if (kernels_arg.empty()) {
       wanted = all;
@@ -170,8 +294,9 @@ int main(int argc, char** argv) {
     const k::Isa best = k::best_isa();
     std::printf("qnn bench_kernels | threads=%d reps=%d | best isa=%s | %s\n", threads, reps,
                 k::isa_name(best), k::blas_info());
-    std::printf("%-16s %6s %6s %6s %11s %10s %9s %9s %10s\n", "kernel", "M", "N", "K", "median_ms",
-                "gops", "x sgemm", "cpu_ms", "packA_ms");
+    if (!shapes.empty())
+      std::printf("%-16s %6s %6s %6s %11s %10s %9s %9s %10s\n", "kernel", "M", "N", "K", "median_ms",
+                  "gops", "x sgemm", "cpu_ms", "packA_ms");
 
     json records = json::array();
     std::mt19937 rng(12345);
@@ -205,6 +330,7 @@ int main(int argc, char** argv) {
       };
 
       for (const std::string& name : wanted) {
+        if (name == "f32") continue;  // a --conv kernel
         if (name == "sgemm") {
           const Timing tm = time_median(
               [&] {
@@ -279,6 +405,7 @@ int main(int argc, char** argv) {
         }
       }
     }
+    if (!convs.empty()) run_convs(convs, wanted, threads, reps, records);
     if (!json_path.empty()) {
       json j = {{"benchmark", "bench_kernels"},
                 {"threads", threads},

@@ -37,6 +37,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "apps/common/flags.h"
 #include "apps/common/mlp.h"
 #include "core/autograd.h"
 #include "core/fileio.h"
@@ -330,22 +331,30 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App cli{"Inference speed of an FP32 vs a BNN (and optionally a k-bit) MLP: framework eval path vs exported "
                "packed runner."};
-  cli.add_option("--hidden", o.hidden, "hidden width")->capture_default_str();
-  cli.add_option("--layers", o.layers, "hidden layers")->capture_default_str();
-  cli.add_option("--in", o.in, "input features")->capture_default_str();
-  cli.add_option("--classes", o.classes, "classes")->capture_default_str();
-  cli.add_option("--threads", o.threads, "threads (default: all cores)");
-  cli.add_option("--reps", o.reps, "timed repetitions per figure (>= 5; median reported)")->capture_default_str();
-  cli.add_option("--min-time", o.min_time, "seconds per repetition (at least)")->capture_default_str();
-  cli.add_option("--big-batch", o.big_batch, "the large batch size")->capture_default_str();
+  // Every number is checked against its range at parsing (apps/common/flags.h):
+  // 0 in --threads / --wbits / --abits is "not given", never a typed value.
+  cli.add_option("--hidden", o.hidden, "hidden width (>= 1)")->capture_default_str()->check(app::integer_in(1, 1 << 20, "an integer in 1..1048576"));
+  cli.add_option("--layers", o.layers, "hidden layers (>= 0)")->capture_default_str()->check(app::integer_in(0, 1000, "an integer in 0..1000"));
+  cli.add_option("--in", o.in, "input features (>= 1)")->capture_default_str()->check(app::integer_in(1, 1 << 24, "an integer >= 1"));
+  cli.add_option("--classes", o.classes, "classes (>= 2)")->capture_default_str()->check(app::integer_in(2, 1 << 20, "an integer >= 2"));
+  cli.add_option("--threads", o.threads, "threads, 1..1024 (default: all cores)")->check(app::integer_in(1, 1024, "an integer in 1..1024"));
+  cli.add_option("--reps", o.reps, "timed repetitions per figure (>= 5; median reported)")
+      ->capture_default_str()
+      ->check(app::integer_in(5, 1000000, "an integer >= 5"));
+  cli.add_option("--min-time", o.min_time, "seconds per repetition (at least; > 0)")->capture_default_str()->check(app::positive_number());
+  cli.add_option("--big-batch", o.big_batch, "the large batch size (>= 1)")->capture_default_str()->check(app::integer_in(1, 1 << 24, "an integer >= 1"));
   cli.add_option("--fp", o.fp_path, "FP32 model: checkpoint (mnist_mlp --save) or .qnnx");
   cli.add_option("--bnn", o.bnn_path, "BNN model: checkpoint (mnist_mlp --model bnn --save) or .qnnx");
-  cli.add_option("--wbits", o.wbits, "also a k-bit (qnn) MLP with these weight bits (1..16; with --abits)");
-  cli.add_option("--abits", o.abits, "the k-bit MLP's activation bits (1..16; with --wbits)");
+  cli.add_option("--wbits", o.wbits, "also a k-bit (qnn) MLP with these weight bits (1..16; with --abits)")
+      ->check(app::integer_in(1, 16, "an integer in 1..16"));
+  cli.add_option("--abits", o.abits, "the k-bit MLP's activation bits (1..16; with --wbits)")
+      ->check(app::integer_in(1, 16, "an integer in 1..16"));
   cli.add_option("--qnn", o.qnn_path, "k-bit model: checkpoint (mnist_mlp --model qnn --save) or .qnnx");
   cli.add_option("--out-dir", o.out_dir, "where the exports and the checkpoint are written (default: temp dir)");
-  cli.add_option("--torch-b1", o.torch_b1, "PyTorch FP32 images/s at batch 1, for the ratio")->capture_default_str();
-  cli.add_option("--seed", o.seed, "seed of the random weights")->capture_default_str();
+  cli.add_option("--torch-b1", o.torch_b1, "PyTorch FP32 images/s at batch 1, for the ratio (> 0)")->capture_default_str()->check(app::positive_number());
+  cli.add_option("--seed", o.seed, "seed of the random weights (>= 0)")
+      ->capture_default_str()
+      ->check(app::integer_in(0, INT64_MAX, "an integer >= 0"));
   cli.add_flag("--skip-framework", o.skip_framework, "time only the runners");
   cli.add_option("--json", o.json_path, "write the results as JSON");
   return app::parse_and_run(cli, argc, argv, "bench_mlp", [&] { return run(o); });

@@ -1,10 +1,13 @@
-// apps/sweep.cpp — the seed report's "bits x surrogate" study on the MNIST MLP.
+// apps/sweep.cpp — the "bits x surrogate" study of the student report
+// "Investigation and Analysis on Quantized Neural Networks" (after Hubara et
+// al., "Quantized Neural Networks", JMLR 2018), on the MNIST MLP.
 //
 // Trains the MLP of apps/common/mlp.h once per cell of
 //   bits {1, 2, 3, 4} (weights = activations = b; b = 1 is the BNN with sign)
 //   x surrogate {hardtanh, tanh:3, tanh:4, tanh:5}
 // plus one full-precision reference run, all with one epoch budget, one seed
-// and one protocol (mnist_mlp's: the last --val training images validate, the
+// and one protocol: every cell goes through apps/common/train_loop.h, the
+// loop of mnist_mlp (the last --val training images validate, the
 // best-validation epoch's model is tested). Writes DIR/sweep.json (every run:
 // config, per-epoch metrics, best epoch, test accuracy, seconds),
 // DIR/sweep.csv (one row per run) and DIR/sweep.md (the report's table 5.2:
@@ -19,691 +22,160 @@
 // outputs are rewritten atomically after every run. A cell of a run equals
 //   mnist_mlp --model qnn --wbits b --abits b --surrogate S --epochs N --seed S ...
 // (--model bnn for b = 1, --model fp for the reference) with the same flags.
+//
+// --app cifar_cnn runs the student report's CIFAR-10 table the same way:
+// bits {1, 2, 3, 4} x surrogate {hardtanh, tanh:4} plus fp, each cell the
+// cifar_cnn run of the same flags (apps/common/cnn_train.h: its recipe's
+// batch 50, 5,000 class-balanced validation images, augmentation, fp
+// normalisation; the BinaryNet network at --width 0.5 unless --arch/--width):
+//   build/apps/sweep --app cifar_cnn --epochs 10 --threads 2 --out runs/sweep-cifar
+//
+// --app imdb_lstm runs the report's LSTM table (IMDB): bits {1, 2, 3, 4} x
+// surrogate {hardtanh, tanh:4} plus fp, each cell the imdb_lstm run of the
+// same flags (apps/common/lstm_train.h: its recipe's hidden 100, batch 64,
+// 20 epochs, 5,000 validation reviews), the reviews loaded once:
+//   build/apps/sweep --app imdb_lstm --threads 2 --out runs/sweep-imdb
+//
+// Files: apps/sweep/cells.* (flags, plan, one cell's config), apps/sweep/report.*
+// (sweep.json / .csv / .md), this file (training the cells, the two modes).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
-#include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
-#include <thread>
 
+#include "apps/common/cli_main.h"
+#include "apps/common/flags.h"
 #include "apps/common/mlp.h"
-#include "core/fileio.h"
-#include "core/serialize.h"
+#include "apps/common/train_loop.h"
+#include "apps/sweep/cells.h"
+#include "apps/sweep/report.h"
+#include "core/tensor.h"
 #include "kernels/sgemm.h"
-#include "layers/quant/surrogate.h"
-#include "optim/optim.h"
 
 using namespace qnn;
-using json = nlohmann::json;
+using namespace qnn::sweep;
 namespace fs = std::filesystem;
 
 namespace {
 
-const char* kDefaultSurrogates = "hardtanh,tanh:3,tanh:4,tanh:5";
-
-struct Options {
-  int epochs = 10;
-  int64_t hidden = 2048, layers = 3, batch = 100;
-  float lr = -1, lr_end = -1;  // <0: the model's default (as mnist_mlp)
-  std::string bits = "1,2,3,4";
-  std::string surrogates = kDefaultSurrogates;
-  bool no_fp = false;
-  std::string only;
-  bool periodic_kbit = false;
-  uint64_t seed = 1;
-  int threads = 0;
-  std::string dataset = "mnist", data;
-  int64_t limit_train = -1, val = 10000;
-  std::string out = "runs/sweep";
-  std::string merge;
-  bool force = false, quiet = false, dry_run = false;
-};
-
-// ---------------------------------------------------------------- parsing ---
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    const size_t p = s.find(sep, start);
-    std::string part = s.substr(start, p == std::string::npos ? std::string::npos : p - start);
-    const auto b = part.find_first_not_of(" \t"), e = part.find_last_not_of(" \t");
-    parts.push_back(b == std::string::npos ? "" : part.substr(b, e - b + 1));
-    if (p == std::string::npos) break;
-    start = p + 1;
-  }
-  return parts;
-}
-
-int parse_bits_value(const std::string& s, const std::string& flag) {
-  int v = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  QNN_CHECK(!s.empty() && ec == std::errc() && ptr == s.data() + s.size(),
-            flag + ": '" + s + "' is not an integer (bits are 1..16; 1 = BNN with sign)");
-  QNN_CHECK(v >= 1 && v <= 16, flag + ": " + s + " bits is out of range 1..16 (1 = BNN with sign; "
-                                   "the full-precision reference is the separate fp run)");
-  return v;
-}
-
-std::vector<int> parse_bits_list(const std::string& s) {
-  std::vector<int> out;
-  for (const auto& p : split(s, ',')) {
-    const int b = parse_bits_value(p, "--bits");
-    QNN_CHECK(std::find(out.begin(), out.end(), b) == out.end(), "--bits lists " + p + " twice");
-    out.push_back(b);
-  }
-  return out;
-}
-
-// Canonical spelling ("ste" -> "hardtanh", "tanh:3.0" -> "tanh:3"), so that
-// column keys and --only values compare equal however they were typed.
-std::string canonical_surrogate(const std::string& s, const std::string& flag) {
-  try {
-    return parse_surrogate(s).str();
-  } catch (const std::exception& e) {
-    fail(flag + ": " + e.what());
-  }
-}
-
-std::vector<std::string> parse_surrogate_list(const std::string& s) {
-  std::vector<std::string> out;
-  for (const auto& p : split(s, ',')) {
-    const std::string c = canonical_surrogate(p, "--surrogates");
-    QNN_CHECK(std::find(out.begin(), out.end(), c) == out.end(), "--surrogates lists " + c + " twice");
-    out.push_back(c);
-  }
-  return out;
-}
-
-struct Only {
-  bool active = false, fp = false;
-  std::optional<int> bits;
-  std::optional<std::string> surrogate;
-};
-
-Only parse_only(const std::string& s, const std::vector<int>& bits, const std::vector<std::string>& surs, bool no_fp) {
-  Only o;
-  if (s.empty()) return o;
-  o.active = true;
-  const std::string syntax = "--only takes 'fp' or KEY=VALUE[,KEY=VALUE] with KEY bits or surrogate "
-                             "(e.g. --only bits=2, --only bits=1,surrogate=hardtanh), got '" + s + "'";
-  if (s == "fp") {
-    QNN_CHECK(!no_fp, "--only fp contradicts --no-fp");
-    o.fp = true;
-    return o;
-  }
-  for (const auto& kv : split(s, ',')) {
-    const auto eq = kv.find('=');
-    QNN_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < kv.size(), syntax);
-    const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-    if (k == "bits") {
-      QNN_CHECK(!o.bits, "--only names bits twice");
-      o.bits = parse_bits_value(v, "--only bits");
-      QNN_CHECK(std::find(bits.begin(), bits.end(), *o.bits) != bits.end(),
-                "--only bits=" + v + " is not in the --bits list");
-    } else if (k == "surrogate") {
-      QNN_CHECK(!o.surrogate, "--only names surrogate twice");
-      o.surrogate = canonical_surrogate(v, "--only surrogate");
-      QNN_CHECK(std::find(surs.begin(), surs.end(), *o.surrogate) != surs.end(),
-                "--only surrogate=" + v + " is not in the --surrogates list");
-    } else {
-      fail(syntax);
-    }
-  }
-  return o;
-}
-
-// ------------------------------------------------------------------- runs ---
-
-// One cell of the study (or the fp reference).
-struct Cell {
-  std::string key;        // "bits=2,surrogate=tanh:3" (the --only syntax) or "fp"
-  int bits = 32;          // 32 for fp
-  std::string surrogate;  // the column; "" for fp
-};
-
-std::string cell_key(int bits, const std::string& sur) { return "bits=" + std::to_string(bits) + ",surrogate=" + sur; }
-
-// Everything one training run needs, resolved as mnist_mlp resolves it.
-struct RunSpec {
-  Cell cell;
-  app::MlpConfig mlp;
-  std::string loss, optimizer = "adam", schedule = "exponential";
-  float lr = 0, lr_end = 0;
-  json config;    // mnist_mlp's config keys + limit_train
-  json identity;  // config without threads / data: what "the same run" means
-};
-
-// A float as the double of its shortest decimal spelling (3e-3f -> 0.003, not
-// 0.0030000000260770321), so the JSON reads like the flags.
-double f2d(float v) {
-  char buf[32];
-  auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  double d = v;
-  if (ec == std::errc()) std::from_chars(buf, ptr, d);
-  return d;
-}
-
-// Part of a run's identity: results from another input scaling are not reused.
-std::string pixel_scale_name(PixelScale s) {
-  switch (s) {
-    case PixelScale::MinusOneToOne: return "p/127.5-1";
-    case PixelScale::ZeroToOne: return "p/255";
-    case PixelScale::OddOver256: return "(2p-255)/256";
-  }
-  return "?";
-}
-
-RunSpec make_spec(const Options& o, const Cell& cell) {
-  RunSpec r;
-  r.cell = cell;
-  auto& m = r.mlp;
-  m.hidden = o.hidden;
-  m.layers = o.layers;
-  if (cell.bits == 32) {
-    m.model = "fp";
-  } else if (cell.bits == 1) {
-    m.model = "bnn";
-  } else {
-    m.model = "qnn";
-    m.wbits = m.abits = cell.bits;
-  }
-  if (!cell.surrogate.empty()) {
-    m.surrogate = cell.surrogate;
-    // The seed report's k-bit variant of tanh(Kx) (its eq. 18): one riser per
-    // quantization step.
-    const Surrogate s = parse_surrogate(cell.surrogate);
-    if (o.periodic_kbit && cell.bits >= 2 && s.kind == SurrogateKind::tanh)
-      m.surrogate = Surrogate::periodic(s.param).str();
-  }
-  app::resolve_defaults(m);
-  const bool quant = m.model != "fp";
-  r.loss = quant ? "sqhinge" : "xent";
-  r.lr = o.lr > 0 ? o.lr : (quant ? 3e-3f : 1e-3f);
-  r.lr_end = o.lr_end > 0 ? o.lr_end : (quant ? 3e-7f : r.lr * 0.1f);
-  r.config = json{{"dataset", o.dataset}, {"data", o.data}, {"model", m.model}, {"hidden", m.hidden},
-                  {"layers", m.layers}, {"wbits", m.wbits}, {"abits", m.abits}, {"surrogate", m.surrogate}, {"weight_surrogate", m.weight_surrogate},
-                  {"binarize", m.binarize}, {"shift_bn", m.shift_bn}, {"lr_scale", m.lr_scale},
-                  {"dropout", f2d(m.dropout)}, {"input_dropout", f2d(m.input_dropout)}, {"epochs", o.epochs},
-                  {"batch", o.batch}, {"optimizer", r.optimizer}, {"lr", f2d(r.lr)}, {"lr_end", f2d(r.lr_end)},
-                  {"schedule", r.schedule}, {"loss", r.loss}, {"seed", o.seed}, {"threads", o.threads},
-                  {"val", o.val}, {"patience", 0}, {"bn_momentum", f2d(m.bn_momentum)}, {"bn_eps", f2d(m.bn_eps)},
-                  {"limit_train", o.limit_train}, {"pixel_scale", pixel_scale_name(app::mnist_options().scale)}};
-  r.identity = r.config;
-  r.identity.erase("threads");
-  r.identity.erase("data");
-  return r;
-}
-
-json identity_of(const json& config) {
-  json id = config;
-  if (id.is_object()) {
-    id.erase("threads");
-    id.erase("data");
-  }
-  return id;
-}
-
-// "epochs 10 -> 1, lr 0.003 -> 0.001" for messages.
-std::string config_diff(const json& a, const json& b) {
-  std::string d;
-  std::set<std::string> keys;
-  if (a.is_object())
-    for (auto& [k, v] : a.items()) keys.insert(k);
-  if (b.is_object())
-    for (auto& [k, v] : b.items()) keys.insert(k);
-  for (const auto& k : keys) {
-    const json va = a.is_object() && a.contains(k) ? a[k] : json("(none)");
-    const json vb = b.is_object() && b.contains(k) ? b[k] : json("(none)");
-    if (va != vb) d += (d.empty() ? "" : ", ") + k + " " + va.dump() + " -> " + vb.dump();
-  }
-  return d.empty() ? "identical" : d;
-}
-
-bool finished(const json& run) {
-  const std::string st = run.value("status", "");
-  return st == "ok" || st == "diverged";
-}
-
-std::string hostname() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-NamedTensors snapshot(const Module& m) {
-  NamedTensors s;
-  for (auto& [n, t] : m.state()) s.emplace_back(n, t.clone());
-  return s;
-}
-
 struct Data {
   Dataset train, val, test;
+  std::vector<float> mean, stdev;  // cifar_cnn: the training split's per-channel statistics
+  std::shared_ptr<const ImdbData> imdb;  // imdb_lstm: the reviews as token ids (the Datasets are empty)
 };
 
 std::string label(const Cell& c) { return c.key == "fp" ? "fp" : "bits=" + std::to_string(c.bits) + " " + c.surrogate; }
 
-// Trains one cell; returns its JSON record. Divergence (train_epoch throws on
-// a NaN/Inf loss) is recorded as status "diverged", other errors propagate.
-json train_run(const Options& o, const RunSpec& r, const Data& d, const std::string& tag) {
+// Trains one cell through the shared loop; returns its JSON record. A NaN/Inf
+// loss is recorded as status "diverged", other errors propagate.
+json train_run(const Options& o, const RunSpec& r, Data& d, const std::string& tag) {
   const double t0 = app::now_seconds();
   json run{{"key", r.cell.key}, {"bits", r.cell.bits},
            {"surrogate", r.cell.surrogate.empty() ? json(nullptr) : json(r.cell.surrogate)},
            {"config", r.config}, {"status", "running"}, {"epochs", json::array()}};
+  const bool cnn = r.app == "cifar_cnn";
   app::MlpConfig m = r.mlp;
   m.in = d.train.sample_numel();
   m.classes = d.train.num_classes;
-  Rng rng(o.seed);
-  std::shared_ptr<Module> model = app::build_mlp(m, rng);
-  const app::LossKind loss_kind = app::parse_loss(r.loss);
-  const int64_t params = model->num_parameters();
-  double bytes_packed = 0;
-  for (const auto& row : summarize(*model)) bytes_packed += row.bytes_packed();
-  run["model"] = {{"params", params}, {"bytes_fp32", params * 4}, {"bytes_packed", bytes_packed}};
-
-  auto opt = make_optimizer(r.optimizer, model->parameters(), r.lr);
-  ScheduleConfig sc;
-  sc.lr = r.lr;
-  sc.lr_end = r.lr_end;
-  sc.total_epochs = o.epochs;
-  auto sched = make_schedule(r.schedule, sc);
-  DataLoader loader(d.train, o.batch, true, o.seed);
-  int best_epoch = 0;
-  double best_val = -1;
-  NamedTensors best;
-  try {
-    for (int e = 0; e < o.epochs; ++e) {
-      const float lr = sched->lr_at(e);
-      opt->set_lr(lr);
-      app::Progress prog(tag + " " + label(r.cell) + " epoch " + std::to_string(e + 1) + "/" +
-                         std::to_string(o.epochs));
-      auto st = app::train_epoch(*model, *opt, loader, e, loss_kind,
-                                 [&](int64_t dn, int64_t t, double l) { prog.update(dn, t, l); });
-      app::EvalStats vs = d.val.size() ? app::evaluate(*model, d.val, loss_kind) : app::EvalStats{};
-      if (!o.quiet) {
-        std::printf("    %s epoch %3d  lr %.3g  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.1fs\n",
-                    label(r.cell).c_str(), e + 1, lr, st.loss, st.acc, vs.loss, vs.acc, st.seconds);
-        std::fflush(stdout);
-      }
-      run["epochs"].push_back({{"epoch", e + 1}, {"train_loss", st.loss}, {"train_acc", st.acc},
-                               {"val_loss", vs.loss}, {"val_acc", vs.acc}, {"seconds", st.seconds},
-                               {"images_per_s", st.images_per_s}, {"lr", f2d(lr)}});
-      if (vs.acc > best_val || d.val.size() == 0) {
-        best_val = vs.acc;
-        best_epoch = e + 1;
-        best = snapshot(*model);
-      }
-    }
-  } catch (const app::Diverged& e) {
-    const std::string msg = e.what();
-    if (isatty(2)) std::fputc('\n', stderr);  // end the progress line the throw cut short
-    run["status"] = "diverged";
-    run["error"] = msg;
-    run["best_epoch"] = best_epoch;
-    run["best_val_acc"] = best_val < 0 ? json(nullptr) : json(best_val);
-    run["test_acc"] = nullptr;
-    run["test_loss"] = nullptr;
-    run["seconds"] = app::now_seconds() - t0;
-    run["host"] = hostname();
-    run["finished_at"] = utc_now();
-    return run;
+  // cifar_cnn's model and data settings (apps/common/cnn_train.h): the
+  // normalisation (fp) and augmentation of this cell's model.
+  app::CnnConfig c = r.cnn;
+  if (cnn) {
+    c.in_channels = d.train.sample_shape[0];
+    c.image = d.train.sample_shape[1];
+    c.classes = d.train.num_classes;
+    for (Dataset* ds : {&d.train, &d.val, &d.test})
+      if (ds->has_pixels())
+        ds->set_normalization(r.normalize ? d.mean : std::vector<float>{}, r.normalize ? d.stdev : std::vector<float>{});
   }
-  if (!best.empty()) {
-    NamedTensors st = model->state();
-    assign_tensors(st, best, "best-epoch snapshot");
-  }
-  app::EvalStats ts = app::evaluate(*model, d.test, loss_kind);
-  run["status"] = "ok";
-  run["best_epoch"] = best_epoch;
-  run["best_val_acc"] = best_val < 0 ? json(nullptr) : json(best_val);
-  run["test_acc"] = ts.acc;
-  run["test_loss"] = ts.loss;
+  DataLoader loader(d.train, r.train.batch, true, r.train.seed);
+  if (cnn) loader.set_augment(app::cnn_augment(r.augment));
+  app::TrainJob job;
+  job.flags = &r.train;
+  job.build = [&]() -> std::shared_ptr<Module> {
+    Rng rng(r.train.seed);
+    return cnn ? app::build_cnn(c, rng) : app::build_mlp(m, rng);
+  };
+  job.data = app::image_feeds(loader, d.val, d.test);
+  job.config = r.config;
+  job.lr_decay = r.lr_decay;
+  job.describe_model = [&](Module& model) {
+    if (cnn) return app::describe_cnn(model, {-1, c.in_channels, c.image, c.image}, false);
+    const int64_t params = model.num_parameters();
+    double bytes_packed = 0;
+    for (const auto& row : summarize(model)) bytes_packed += row.bytes_packed();
+    return json{{"params", params}, {"bytes_fp32", params * 4}, {"bytes_packed", bytes_packed}};
+  };
+  job.line_prefix = "    " + label(r.cell) + " ";
+  job.progress_prefix = tag + " " + label(r.cell) + " ";
+  job.epoch_lines = !o.quiet;
+  job.announce = false;
+  job.record_divergence = true;
+  const app::TrainResult res = app::run_training(job);
+  run["model"] = res.json["model"];
+  run["epochs"] = res.epochs;
+  run["status"] = res.status;
+  if (!res.error.empty()) run["error"] = res.error;
+  run["best_epoch"] = res.best_epoch;
+  run["best_val_acc"] = res.best_val_acc ? json(*res.best_val_acc) : json(nullptr);
+  run["test_acc"] = res.test ? json(res.test->acc) : json(nullptr);
+  run["test_loss"] = res.test ? json(res.test->loss) : json(nullptr);
   run["seconds"] = app::now_seconds() - t0;
   run["host"] = hostname();
   run["finished_at"] = utc_now();
   return run;
 }
 
-// ---------------------------------------------------------------- outputs ---
-
-// j[k] for a const object, null when absent (const operator[] would assert).
-const json& at(const json& j, const std::string& k) {
-  static const json null_json;
-  if (!j.is_object()) return null_json;
-  auto it = j.find(k);
-  return it == j.end() ? null_json : *it;
-}
-
-std::string pct(const json& v) {
-  if (!v.is_number()) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", 100.0 * v.get<double>());
-  return buf;
-}
-
-std::string fmt_g(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
-std::string md_escape(std::string s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '|') out += "\\|";
-    else if (c == '\n') out += ' ';
-    else out += c;
-  }
-  return out;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-std::string json_str(const json& v) {
-  if (v.is_null()) return "";
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_float()) return fmt_g(v.get<double>());
-  return v.dump();
-}
-
-// The table's layout: rows = bits, columns = surrogates. The requested lists
-// come first (so missing cells show as "-"), then anything else the runs hold.
-struct Grid {
-  std::vector<int> bits;
-  std::vector<std::string> surrogates;
-  const json* fp = nullptr;
-  std::map<std::pair<int, std::string>, const json*> cells;
-};
-
-Grid make_grid(const std::vector<json>& runs, const std::vector<int>& bits, const std::vector<std::string>& surs) {
-  Grid g;
-  g.bits = bits;
-  g.surrogates = surs;
-  std::vector<int> extra_bits;
-  for (const auto& r : runs) {
-    if (r.value("key", "") == "fp") {
-      g.fp = &r;
-      continue;
-    }
-    const int b = r.value("bits", 0);
-    const std::string s = r.value("surrogate", "");
-    if (std::find(g.bits.begin(), g.bits.end(), b) == g.bits.end() &&
-        std::find(extra_bits.begin(), extra_bits.end(), b) == extra_bits.end())
-      extra_bits.push_back(b);
-    if (std::find(g.surrogates.begin(), g.surrogates.end(), s) == g.surrogates.end()) g.surrogates.push_back(s);
-    g.cells[{b, s}] = &r;
-  }
-  std::sort(extra_bits.begin(), extra_bits.end());
-  g.bits.insert(g.bits.end(), extra_bits.begin(), extra_bits.end());
-  std::stable_sort(g.bits.begin(), g.bits.end());
-  return g;
-}
-
-std::string cell_text(const json* r) {
-  if (!r) return "-";
-  const std::string st = r->value("status", "");
-  if (st == "diverged") return "diverged";
-  if (st != "ok") return "-";
-  return pct(at(*r, "test_acc"));
-}
-
-// Settings that must agree between runs for the table to compare like with
-// like: all runs share `common`; the quantized runs also share `quant_only`
-// (the fp run has its own model defaults for those).
-const std::vector<std::string> kCommon = {"dataset", "hidden", "layers", "epochs", "batch", "optimizer", "schedule",
-                                          "seed", "val", "limit_train", "bn_momentum", "patience"};
-const std::vector<std::string> kQuantOnly = {"lr", "lr_end", "loss", "dropout", "input_dropout", "lr_scale",
-                                             "bn_eps", "binarize", "shift_bn"};
-
-std::vector<std::string> consistency_notes(const std::vector<json>& runs) {
-  std::vector<std::string> notes;
-  auto check = [&](const std::string& k, bool quant_only) {
-    std::map<std::string, std::vector<std::string>> by_value;
-    for (const auto& r : runs) {
-      if (quant_only && r.value("key", "") == "fp") continue;
-      const json& c = at(r, "config");
-      by_value[c.contains(k) ? c[k].dump() : "(none)"].push_back(r.value("key", "?"));
-    }
-    if (by_value.size() <= 1) return;
-    std::string n = "runs differ in `" + k + "`:";
-    for (const auto& [v, keys] : by_value) {
-      n += " " + v + " (" + std::to_string(keys.size()) + " run" + (keys.size() > 1 ? "s" : "");
-      if (keys.size() <= 3) {
-        n += ": ";
-        for (size_t i = 0; i < keys.size(); ++i) n += (i ? "; " : "") + keys[i];
-      }
-      n += ")";
-    }
-    notes.push_back(n);
-  };
-  for (const auto& k : kCommon) check(k, false);
-  for (const auto& k : kQuantOnly) check(k, true);
-  return notes;
-}
-
-std::string make_markdown(const std::vector<json>& runs, const Grid& g) {
-  std::string dataset = "MNIST";
-  for (const auto& r : runs)
-    if (at(at(r, "config"), "dataset") == "fashion-mnist") dataset = "Fashion-MNIST";
-  std::string md = "# Bits x surrogate sweep (" + dataset + " MLP)\n\n";
-  md += "Test accuracy (%) at the best-validation epoch. Rows: bits of weights = activations "
-        "(1 = BNN, sign); columns: the quantizers' surrogate gradient.\n\n";
-  md += "| bits (W=A) |";
-  for (const auto& s : g.surrogates) md += " " + s + " |";
-  md += "\n|---|";
-  for (size_t i = 0; i < g.surrogates.size(); ++i) md += "---:|";
-  md += "\n";
-  for (int b : g.bits) {
-    md += "| " + std::to_string(b) + (b == 1 ? " (BNN)" : "") + " |";
-    for (const auto& s : g.surrogates) {
-      auto it = g.cells.find({b, s});
-      md += " " + cell_text(it == g.cells.end() ? nullptr : it->second) + " |";
-    }
-    md += "\n";
-  }
-  if (g.fp) {
-    md += "| FP (32-bit) | " + cell_text(g.fp) + " |";
-    for (size_t i = 1; i < g.surrogates.size(); ++i) md += " |";
-    md += "\n";
-  }
-
-  // Setup, from the runs' own configs.
-  const json* q = nullptr;
-  for (const auto& r : runs)
-    if (r.value("key", "") != "fp") {
-      q = &r;
-      break;
-    }
-  const json* any = q ? q : g.fp;
-  if (any) {
-    const json& c = at(*any, "config");
-    md += "\nSetup: " + json_str(at(c, "dataset")) + ", MLP " + json_str(at(c, "hidden")) + " x " + json_str(at(c, "layers")) +
-          " hidden, " + json_str(at(c, "epochs")) + " epoch(s), batch " + json_str(at(c, "batch")) + ", " +
-          json_str(at(c, "optimizer")) + ", seed " + json_str(at(c, "seed")) + ", validation " + json_str(at(c, "val")) +
-          (c.value("limit_train", (int64_t)-1) > 0 ? ", first " + json_str(at(c, "limit_train")) + " training images"
-                                                   : "") +
-          ".";
-    if (q) {
-      const json& qc = at(*q, "config");
-      md += " Quantized: " + json_str(at(qc, "loss")) + " loss, LR " + json_str(at(qc, "lr")) + " -> " +
-            json_str(at(qc, "lr_end")) + " " + json_str(at(qc, "schedule")) + ", input dropout " +
-            json_str(at(qc, "input_dropout")) + ".";
-    }
-    if (g.fp) {
-      const json& fc = at(*g.fp, "config");
-      md += " FP: " + json_str(at(fc, "loss")) + " loss, LR " + json_str(at(fc, "lr")) + " -> " + json_str(at(fc, "lr_end")) +
-            ", dropout " + json_str(at(fc, "dropout")) + ".";
-    }
-    md += "\n";
-  }
-
-  // Per-run details.
-  md += "\n| run | model | surrogate used | test % | best epoch | val % | seconds | host |\n"
-        "|---|---|---|---:|---:|---:|---:|---|\n";
-  for (int b : g.bits)
-    for (const auto& s : g.surrogates) {
-      auto it = g.cells.find({b, s});
-      if (it == g.cells.end()) continue;
-      const json& r = *it->second;
-      const json& c = at(r, "config");
-      char secs[32];
-      std::snprintf(secs, sizeof secs, "%.1f", r.value("seconds", 0.0));
-      md += "| " + r.value("key", "") + " | " + json_str(at(c, "model")) + " | " + json_str(at(c, "surrogate")) + " | " +
-            cell_text(&r) + " | " + json_str(at(r, "best_epoch")) + " | " + pct(at(r, "best_val_acc")) + " | " + secs +
-            " | " + r.value("host", "") + " |\n";
-    }
-  if (g.fp) {
-    const json& r = *g.fp;
-    char secs[32];
-    std::snprintf(secs, sizeof secs, "%.1f", r.value("seconds", 0.0));
-    md += "| fp | fp | - | " + cell_text(&r) + " | " + json_str(at(r, "best_epoch")) + " | " + pct(at(r, "best_val_acc")) +
-          " | " + secs + " | " + r.value("host", "") + " |\n";
-  }
-
-  std::vector<std::string> notes;
-  for (const auto& r : runs)
-    if (r.value("status", "") == "diverged")
-      notes.push_back(r.value("key", "?") + " diverged: " + r.value("error", ""));
-  for (const auto& r : runs)
-    if (r.value("key", "") != "fp" && r.contains("surrogate") && at(r, "surrogate").is_string() &&
-        at(r, "config").value("surrogate", "") != at(r, "surrogate").get<std::string>())
-      notes.push_back(r.value("key", "?") + " used surrogate " + at(r, "config").value("surrogate", "") +
-                      " (--periodic-kbit: the seed report's periodic tanh for k-bit quantizers)");
-  for (const auto& n : consistency_notes(runs)) notes.push_back("WARNING: " + n);
-  if (!notes.empty()) {
-    md += "\nNotes:\n\n";
-    for (const auto& n : notes) md += "- " + md_escape(n) + "\n";
-  }
-  return md;
-}
-
-std::string make_csv(const std::vector<json>& runs, const Grid& g) {
-  std::string csv =
-      "key,model,bits,surrogate,surrogate_used,status,test_acc,test_loss,best_epoch,best_val_acc,epochs_run,"
-      "epochs,seconds,lr,lr_end,hidden,layers,batch,seed,limit_train,host,error\n";
-  auto row = [&](const json& r) {
-    const json& c = at(r, "config");
-    std::vector<std::string> f = {r.value("key", ""),
-                                  json_str(at(c, "model")),
-                                  json_str(at(r, "bits")),
-                                  json_str(at(r, "surrogate")),
-                                  r.value("key", "") == "fp" ? "" : json_str(at(c, "surrogate")),
-                                  r.value("status", ""),
-                                  json_str(at(r, "test_acc")),
-                                  json_str(at(r, "test_loss")),
-                                  json_str(at(r, "best_epoch")),
-                                  json_str(at(r, "best_val_acc")),
-                                  std::to_string(at(r, "epochs").size()),
-                                  json_str(at(c, "epochs")),
-                                  json_str(at(r, "seconds")),
-                                  json_str(at(c, "lr")),
-                                  json_str(at(c, "lr_end")),
-                                  json_str(at(c, "hidden")),
-                                  json_str(at(c, "layers")),
-                                  json_str(at(c, "batch")),
-                                  json_str(at(c, "seed")),
-                                  json_str(at(c, "limit_train")),
-                                  r.value("host", ""),
-                                  r.value("error", "")};
-    for (size_t i = 0; i < f.size(); ++i) csv += (i ? "," : "") + csv_field(f[i]);
-    csv += "\n";
-  };
-  if (g.fp) row(*g.fp);
-  for (int b : g.bits)
-    for (const auto& s : g.surrogates) {
-      auto it = g.cells.find({b, s});
-      if (it != g.cells.end()) row(*it->second);
-    }
-  return csv;
-}
-
-json table_json(const Grid& g) {
-  json cells = json::object();
-  for (int b : g.bits) {
-    json row = json::object();
-    for (const auto& s : g.surrogates) {
-      auto it = g.cells.find({b, s});
-      const json* r = it == g.cells.end() ? nullptr : it->second;
-      row[s] = !r                                    ? json(nullptr)
-               : r->value("status", "") == "ok"      ? at(*r, "test_acc")
-                                                     : json(r->value("status", ""));
-    }
-    cells[std::to_string(b)] = row;
-  }
-  return json{{"bits", g.bits}, {"surrogates", g.surrogates}, {"test_acc", cells},
-              {"fp", g.fp ? (g.fp->value("status", "") == "ok" ? at(*g.fp, "test_acc") : json(g.fp->value("status", "")))
-                          : json(nullptr)}};
-}
-
-// Writes sweep.json, sweep.csv and sweep.md (each atomically); returns the markdown.
-std::string write_outputs(const std::string& dir, const json& settings, const std::vector<json>& runs,
-                          const std::vector<int>& bits, const std::vector<std::string>& surs) {
-  fs::create_directories(dir);
-  const Grid g = make_grid(runs, bits, surs);
-  json out{{"tool", "qnn sweep"}, {"settings", settings}, {"table", table_json(g)}, {"runs", runs}};
-  const std::string md = make_markdown(runs, g);
-  write_file_atomic(dir + "/sweep.json", out.dump(2) + "\n");
-  write_file_atomic(dir + "/sweep.csv", make_csv(runs, g));
-  write_file_atomic(dir + "/sweep.md", md);
-  return md;
-}
-
-std::vector<json> load_runs(const std::string& path) {
-  std::vector<json> runs;
-  if (!fs::exists(path)) return runs;
-  json j;
-  try {
-    j = json::parse(read_file(path));
-  } catch (const json::exception& e) {
-    fail("cannot parse " + path + " (" + e.what() + "); move it away or pick another --out");
-  }
-  QNN_CHECK(j.is_object() && j.contains("runs") && j["runs"].is_array(),
-            path + " is not a sweep.json (no \"runs\" array)");
-  for (const auto& r : j["runs"]) {
-    QNN_CHECK(r.is_object() && r.contains("key") && r["key"].is_string() && r.contains("config"),
-              path + ": a run without \"key\"/\"config\"");
-    runs.push_back(r);
-  }
-  return runs;
-}
-
-void upsert(std::vector<json>& runs, const json& run) {
-  for (auto& r : runs)
-    if (r["key"] == run["key"]) {
-      r = run;
-      return;
-    }
-  runs.push_back(run);
+// --app imdb_lstm: the cell IS an imdb_lstm run (apps/common/lstm_train.h's
+// run_imdb_lstm) on the reviews loaded once for the sweep; the same record
+// as train_run's.
+json train_lstm_run(const Options& o, const RunSpec& r, const ImdbData& d, const std::string& tag) {
+  const double t0 = app::now_seconds();
+  json run{{"key", r.cell.key}, {"bits", r.cell.bits},
+           {"surrogate", r.cell.surrogate.empty() ? json(nullptr) : json(r.cell.surrogate)},
+           {"config", r.config}, {"status", "running"}, {"epochs", json::array()}};
+  app::LstmAppOptions a = r.lstm;
+  a.quiet = o.quiet;
+  app::LstmRunHooks hooks;
+  hooks.line_prefix = "    " + label(r.cell) + " ";
+  hooks.progress_prefix = tag + " " + label(r.cell) + " ";
+  hooks.record_divergence = true;
+  hooks.announce = false;
+  const app::TrainResult res = app::run_imdb_lstm(a, &d, hooks);
+  run["model"] = res.json["model"];
+  run["epochs"] = res.epochs;
+  run["status"] = res.status;
+  if (!res.error.empty()) run["error"] = res.error;
+  run["best_epoch"] = res.best_epoch;
+  run["best_val_acc"] = res.best_val_acc ? json(*res.best_val_acc) : json(nullptr);
+  run["test_acc"] = res.test ? json(res.test->acc) : json(nullptr);
+  run["test_loss"] = res.test ? json(res.test->loss) : json(nullptr);
+  run["seconds"] = app::now_seconds() - t0;
+  run["host"] = hostname();
+  run["finished_at"] = utc_now();
+  return run;
 }
 
 json settings_json(const Options& o, const std::vector<int>& bits, const std::vector<std::string>& surs) {
-  return json{{"dataset", o.dataset}, {"data", o.data}, {"epochs", o.epochs}, {"hidden", o.hidden},
-              {"layers", o.layers}, {"batch", o.batch}, {"lr", o.lr > 0 ? json(f2d(o.lr)) : json("model default")},
-              {"lr_end", o.lr_end > 0 ? json(f2d(o.lr_end)) : json("model default")}, {"bits", bits},
+  const auto& t = o.train;
+  json j{{"dataset", o.dataset}, {"data", o.data}, {"epochs", t.epochs}, {"hidden", o.hidden},
+              {"layers", o.layers}, {"batch", t.batch}, {"lr", t.lr ? json(app::f2d(*t.lr)) : json("model default")},
+              {"lr_end", t.lr_end ? json(app::f2d(*t.lr_end)) : json("model default")}, {"bits", bits},
               {"surrogates", surs}, {"fp", !o.no_fp}, {"only", o.only}, {"periodic_kbit", o.periodic_kbit},
-              {"seed", o.seed}, {"threads", o.threads}, {"val", o.val}, {"limit_train", o.limit_train},
-              {"out", o.out}};
+              {"seed", t.seed}, {"threads", t.threads.value_or(0)}, {"val", t.val},
+              {"limit_train", t.limit_train.value_or(-1)}, {"out", o.out}, {"app", o.app}};
+  if (o.app == "cifar_cnn") {
+    j.erase("hidden");
+    j.erase("layers");
+    j.update(json{{"arch", o.arch}, {"width", app::f2d(o.width)}});
+  }
+  return j;
 }
 
 // ------------------------------------------------------------------ modes ---
@@ -750,15 +222,8 @@ int run_merge(const Options& o, const std::vector<int>& bits, const std::vector<
 
 int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::string>& surs, const Only& only) {
   if (o.data.empty()) o.data = "datasets/" + o.dataset;
-  QNN_CHECK(o.dataset == "mnist" || o.dataset == "fashion-mnist",
-            "--dataset must be mnist or fashion-mnist, got '" + o.dataset + "'");
-  QNN_CHECK(o.epochs >= 1, "--epochs must be >= 1");
-  QNN_CHECK(o.batch > 0, "--batch must be positive");
-  QNN_CHECK(o.val >= 0, "--val must be >= 0");
-  QNN_CHECK(o.lr < 0 || (o.lr > 0 && std::isfinite(o.lr)), "--lr must be a positive number");
-  QNN_CHECK(o.lr_end < 0 || (o.lr_end > 0 && std::isfinite(o.lr_end)), "--lr-end must be a positive number");
-  if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
-  kernels::set_num_threads(o.threads);
+  app::resolve_training_flags(o.train);  // threads
+  app::check_writable("--out", o.out + "/sweep.json");  // before any training
 
   // The plan: fp first (the reference), then bits x surrogates, row by row.
   std::vector<Cell> plan;
@@ -782,8 +247,9 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
   // only in bits and surrogate.
   std::set<std::string> shown;
   for (const auto& s : specs)
-    if (shown.insert(s.mlp.model).second)
-      std::printf("# config %-3s %s\n", s.mlp.model.c_str(), s.config.dump().c_str());
+    if (const std::string& model = s.app == "cifar_cnn" ? s.cnn.model : s.app == "imdb_lstm" ? s.lstm.lstm.model : s.mlp.model;
+        shown.insert(model).second)
+      std::printf("# config %-3s %s\n", model.c_str(), s.config.dump().c_str());
   std::string planned;
   for (const auto& s : specs) planned += (planned.empty() ? "" : " | ") + s.cell.key;
   std::printf("# plan (%zu runs): %s\n", specs.size(), planned.c_str());
@@ -803,7 +269,7 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
     if (o.force || !r || !finished(*r) || identity_of((*r)["config"]) != s.identity) ++todo;
   }
   std::printf("# %zu run(s) planned, %d to train, %zu cached; %d epoch(s) each; output %s/\n", specs.size(), todo,
-              specs.size() - todo, o.epochs, o.out.c_str());
+              specs.size() - todo, o.train.epochs, o.out.c_str());
   std::fflush(stdout);
   if (o.dry_run) return 0;
 
@@ -825,22 +291,45 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
     if (prev && finished(*prev) && identity_of((*prev)["config"]) != s.identity)
       std::printf("%s %s: replacing a stored result with another config (%s)\n", tag, s.cell.key.c_str(),
                   config_diff(identity_of((*prev)["config"]), s.identity).c_str());
+    if (!data && o.app == "imdb_lstm") {
+      // imdb_lstm's data (apps/common/lstm_train.h): the fixed split, the
+      // vocabulary of the training reviews, --limit-train / --val.
+      data = Data{};
+      data->imdb = std::make_shared<const ImdbData>(app::load_lstm_data(s.lstm));
+      std::printf("# data %s: train %lld, validation %lld, test %lld reviews\n", s.lstm.data.c_str(),
+                  (long long)data->imdb->train.size(), (long long)data->imdb->val.size(),
+                  (long long)data->imdb->test.size());
+    }
+    if (!data && o.app == "cifar_cnn") {
+      // cifar_cnn's data protocol (apps/common/cnn_train.h): class-balanced
+      // --limit-train and validation; each cell sets its model's
+      // normalisation (fp: these statistics) and augmentation.
+      app::CnnDataOptions dopt;
+      dopt.dataset = o.dataset;
+      dopt.dir = o.data;
+      dopt.val = s.train.val;  // resolved by resolve_cnn_app, the same for every cell
+      dopt.limit_train = o.train.limit_train;
+      app::CnnData cd = app::load_cnn_data(dopt);
+      auto [mean, stdev] = channel_mean_std(cd.train);
+      data = Data{std::move(cd.train), std::move(cd.val), std::move(cd.test), std::move(mean), std::move(stdev)};
+      std::printf("# data %s (%s): train %lld, validation %lld (class-balanced), test %lld\n", o.data.c_str(),
+                  cd.layout.c_str(), (long long)data->train.size(), (long long)data->val.size(),
+                  (long long)data->test.size());
+    }
     if (!data) {
       // mnist_mlp's data: app::mnist_options (pixels (2p - 255) / 256).
-      Dataset train_full = load_mnist(o.data, "train", app::mnist_options(o.limit_train > 0 ? o.limit_train : -1));
-      QNN_CHECK(o.val < train_full.size(), "--val " + std::to_string(o.val) + " leaves no training images (" +
-                                               std::to_string(train_full.size()) + " loaded)");
-      auto [train, val] = split_tail(train_full, o.val);
-      data = Data{std::move(train), std::move(val), load_mnist(o.data, "test", app::mnist_options())};
+      Dataset train_full = load_mnist(o.data, "train", app::mnist_options(o.train.limit_train.value_or(-1)));
+      auto [train, val] = app::split_validation(train_full, o.train);
+      data = Data{std::move(train), std::move(val), load_mnist(o.data, "test", app::mnist_options()), {}, {}};
       std::printf("# data %s: train %lld, validation %lld, test %lld\n", o.data.c_str(),
                   (long long)data->train.size(), (long long)data->val.size(), (long long)data->test.size());
     }
-    json run = train_run(o, s, *data, tag);
+    json run = s.app == "imdb_lstm" ? train_lstm_run(o, s, *data->imdb, tag) : train_run(o, s, *data, tag);
     if (run["status"] == "ok")
       std::printf("%s %-8s %-10s test %6.2f%%  best epoch %d/%d  val %s%%  %.1fs\n", tag,
                   s.cell.key == "fp" ? "fp" : ("bits=" + std::to_string(s.cell.bits)).c_str(),
                   s.cell.surrogate.c_str(), 100.0 * run["test_acc"].get<double>(), run["best_epoch"].get<int>(),
-                  o.epochs, pct(run["best_val_acc"]).c_str(), run["seconds"].get<double>());
+                  o.train.epochs, pct(run["best_val_acc"]).c_str(), run["seconds"].get<double>());
     else
       std::printf("%s %-8s %-10s DIVERGED: %s  %.1fs\n", tag,
                   s.cell.key == "fp" ? "fp" : ("bits=" + std::to_string(s.cell.bits)).c_str(),
@@ -857,17 +346,23 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
 }  // namespace
 
 int main(int argc, char** argv) {
-  qnn::kernels::select_blas_core(argv);  // may restart the program once (see kernels/sgemm.h)
   Options o;
-  CLI::App cli{"The bits x surrogate sweep (seed report, table 5.2): the MNIST MLP at bits {1,2,3,4} (weights = "
-               "activations; 1 = BNN) x surrogate {hardtanh, tanh:3, tanh:4, tanh:5}, plus a full-precision "
-               "reference, one epoch budget and seed for all. Writes DIR/sweep.{json,csv,md}; resumable."};
-  cli.add_option("--epochs", o.epochs, "epoch budget of every run")->capture_default_str();
-  cli.add_option("--hidden", o.hidden, "hidden width")->capture_default_str();
-  cli.add_option("--layers", o.layers, "number of hidden layers")->capture_default_str();
-  cli.add_option("--batch", o.batch, "batch size")->capture_default_str();
-  auto* lr_opt = cli.add_option("--lr", o.lr, "start learning rate for every run (default: 3e-3 quantized, 1e-3 fp)");
-  auto* lr_end_opt = cli.add_option("--lr-end", o.lr_end, "final learning rate of the exponential decay (default: 3e-7 quantized, lr/10 fp)");
+  o.train.epochs = 10;
+  CLI::App cli{"The bits x surrogate sweep (the student report \"Investigation and Analysis on Quantized Neural "
+               "Networks\", table 5.2): the MNIST MLP at bits {1,2,3,4} (weights = activations; 1 = BNN) x "
+               "surrogate {hardtanh, tanh:3, tanh:4, tanh:5}, plus a full-precision reference, one epoch budget and "
+               "seed for all. Writes DIR/sweep.{json,csv,md}; resumable."};
+  app::add_training_flags(cli, o.train,
+                          {"--epochs", "--batch", "--lr", "--lr-end", "--seed", "--threads", "--limit-train", "--val"});
+  // A sweep trains: at least one epoch per run.
+  cli.get_option("--epochs")->description("epoch budget of every run (>= 1)")->check(app::integer_in(1, 1000000, "an integer >= 1"));
+  cli.get_option("--seed")->description("seed of every run (cells differ only by the studied choice)");
+  cli.add_option("--hidden", o.hidden, "hidden width (>= 1)")
+      ->capture_default_str()
+      ->check(app::integer_in(1, 1 << 20, "an integer in 1..1048576"));
+  cli.add_option("--layers", o.layers, "number of hidden layers (>= 0)")
+      ->capture_default_str()
+      ->check(app::integer_in(0, 1000, "an integer in 0..1000"));
   cli.add_option("--bits", o.bits, "rows: bits of weights = activations, each 1..16 (1 = BNN with sign)")
       ->capture_default_str();
   cli.add_option("--surrogates", o.surrogates, "columns: surrogates (hardtanh | ste:C | tanh:K | periodic:K | identity)")
@@ -877,37 +372,75 @@ int main(int argc, char** argv) {
                  "run a slice: 'fp', or KEY=VALUE[,KEY=VALUE] with KEY bits|surrogate, e.g. bits=2, "
                  "surrogate=tanh:3, bits=1,surrogate=hardtanh");
   cli.add_flag("--periodic-kbit", o.periodic_kbit,
-               "for bits >= 2 train the tanh:K columns with periodic:K (the seed report's eq. 18)");
-  cli.add_option("--seed", o.seed, "seed of every run (cells differ only by the studied choice)")->capture_default_str();
-  cli.add_option("--threads", o.threads, "threads for BLAS and OpenMP (default: all cores)");
-  cli.add_option("--dataset", o.dataset, "mnist | fashion-mnist")->capture_default_str();
+               "for bits >= 2 train the tanh:K columns with periodic:K (the student report's eq. 18)");
+  cli.add_option("--app", o.app,
+                 "mnist_mlp | cifar_cnn | imdb_lstm: the program each cell is a run of (cifar_cnn: the student "
+                 "report's CIFAR-10 table; surrogates default to " + std::string(kCnnSurrogates) + ", batch and "
+                 "validation to the cifar_cnn recipe's; imdb_lstm: its LSTM table, surrogates " +
+                 std::string(kLstmSurrogates) + ", epochs, batch, validation and --hidden the imdb_lstm recipe's)")
+      ->capture_default_str()
+      ->check(app::one_of({"mnist_mlp", "cifar_cnn", "imdb_lstm"}));
+  cli.add_option("--arch", o.arch, "--app cifar_cnn: binarynet | cnv")
+      ->capture_default_str()
+      ->check(app::one_of({"binarynet", "cnv"}));
+  cli.add_option("--width", o.width, "--app cifar_cnn: conv channel multiplier, in (0, 16]")
+      ->capture_default_str()
+      ->check(app::number_in(0, 16, true, false, "a number in (0, 16]"));
+  cli.add_option("--dataset", o.dataset, "mnist | fashion-mnist (mnist_mlp); cifar10 | svhn (cifar_cnn, default cifar10)")
+      ->capture_default_str()
+      ->check(app::one_of({"mnist", "fashion-mnist", "cifar10", "svhn", "imdb"}));
   cli.add_option("--data", o.data, "directory with the IDX files (default: datasets/<dataset>)");
-  auto* limit_opt = cli.add_option("--limit-train", o.limit_train, "use only the first N training images (quick runs)");
-  cli.add_option("--val", o.val, "validation images taken from the end of the training set")->capture_default_str();
   cli.add_option("--out", o.out, "output directory for sweep.json, sweep.csv, sweep.md")->capture_default_str();
   cli.add_option("--merge", o.merge,
                  "DIR1,DIR2,...: merge the sweep.json of slices into one table in --out (no training)");
   cli.add_flag("--force", o.force, "rerun runs that are already finished in DIR/sweep.json");
   cli.add_flag("--quiet", o.quiet, "no per-epoch lines, only one line per run");
   cli.add_flag("--dry-run", o.dry_run, "print the plan (and what is cached) and exit");
-  try {
-    cli.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = cli.exit(e);  // prints the message (or --help)
-    return rc == 0 ? 0 : 1;
-  }
-  try {
-    // Negative values are the "model default" sentinels: refuse them when typed.
-    QNN_CHECK(!lr_opt->count() || (o.lr > 0 && std::isfinite(o.lr)), "--lr must be a positive number");
-    QNN_CHECK(!lr_end_opt->count() || (o.lr_end > 0 && std::isfinite(o.lr_end)), "--lr-end must be a positive number");
-    QNN_CHECK(!limit_opt->count() || o.limit_train > 0, "--limit-train must be positive");
+  std::string plot_path;
+  cli.add_option("--plot", plot_path, "also draw the table as a heat map to FILE.svg or FILE.png (needs gnuplot)");
+  return app::parse_and_run(cli, argc, argv, "sweep", [&] {
+    // --app cifar_cnn: the defaults of cifar_cnn's recipe and the report's
+    // CIFAR-10 columns for the flags not given.
+    if (o.app == "cifar_cnn") {
+      if (!cli.count("--dataset")) o.dataset = "cifar10";
+      if (!cli.count("--surrogates")) o.surrogates = kCnnSurrogates;
+      if (!cli.count("--batch")) o.train.batch = app::kCnnBatch;
+      if (!cli.count("--val")) o.train.val = app::kCnnVal;
+      QNN_CHECK(o.dataset == "cifar10" || o.dataset == "svhn",
+                "--dataset " + o.dataset + " is an MLP data set; --app cifar_cnn takes cifar10 or svhn");
+      QNN_CHECK(!cli.count("--hidden") && !cli.count("--layers"),
+                "--hidden / --layers are mnist_mlp's; --app cifar_cnn takes --arch and --width");
+    } else if (o.app == "imdb_lstm") {
+      // imdb_lstm's recipe (apps/common/lstm_train.h) and the report's LSTM
+      // columns for the flags not given.
+      if (!cli.count("--dataset")) o.dataset = "imdb";
+      if (!cli.count("--surrogates")) o.surrogates = kLstmSurrogates;
+      if (!cli.count("--batch")) o.train.batch = app::kLstmBatch;
+      if (!cli.count("--val")) o.train.val = app::kLstmVal;
+      if (!cli.count("--epochs")) o.train.epochs = app::kLstmEpochs;
+      if (!cli.count("--hidden")) o.hidden = app::kLstmHidden;
+      QNN_CHECK(o.dataset == "imdb", "--dataset " + o.dataset + " is not a text data set; --app imdb_lstm takes imdb");
+      QNN_CHECK(!cli.count("--layers") && !cli.count("--arch") && !cli.count("--width"),
+                "--layers / --arch / --width are the MLP's and CNN's; --app imdb_lstm takes --hidden");
+    } else {
+      QNN_CHECK(o.dataset == "mnist" || o.dataset == "fashion-mnist",
+                "--dataset " + o.dataset + " is an image data set for --app cifar_cnn; mnist_mlp takes mnist or fashion-mnist");
+      QNN_CHECK(!cli.count("--arch") && !cli.count("--width"), "--arch / --width need --app cifar_cnn");
+    }
+    o.val_given = cli.count("--val") > 0;
+    // The lists are checked before anything runs, with the flag named.
     const auto bits = parse_bits_list(o.bits);
     const auto surs = parse_surrogate_list(o.surrogates);
-    if (!o.merge.empty()) return run_merge(o, bits, surs);
+    app::check_plot_path("--plot", plot_path);  // before any training
+    // --plot: the heat map of the table just written (DIR/sweep.json).
+    auto with_plot = [&](int rc) {
+      if (rc != 0 || plot_path.empty() || o.dry_run) return rc;
+      plot_table(plot_path, load_runs(o.out + "/sweep.json"), bits, surs);
+      std::printf("# plotted %s\n", plot_path.c_str());
+      return rc;
+    };
+    if (!o.merge.empty()) return with_plot(run_merge(o, bits, surs));
     const Only only = parse_only(o.only, bits, surs, o.no_fp);
-    return run_sweep(o, bits, surs, only);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sweep: error: %s\n", e.what());
-    return 1;
-  }
+    return with_plot(run_sweep(o, bits, surs, only));
+  });
 }

@@ -2,11 +2,13 @@
 // by step on tensors small enough to read. Every step names the function in
 // qnn that computes it. docs/bnn-training.md walks through this output.
 //
-//   build/apps/walkthrough            (deterministic: --seed, default 1)
+//   build/apps/walkthrough [--seed 1] [--lr 0.01] [--threads 1]   (deterministic)
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "core/ops.h"
 #include "core/rng.h"
 #include "kernels/bitpack.h"
+#include "kernels/sgemm.h"
 #include "layers/batchnorm.h"
 #include "layers/module.h"
 #include "layers/quant/quant.h"
@@ -76,7 +79,8 @@ std::vector<float> surrogate_grad_of(Quantizer& q, const std::vector<float>& xs)
   return x.grad().to_vector();
 }
 
-// The seed report's TinyModel: 1024 -> 2048 -> 2048 -> 10; the two hidden
+// The TinyModel of the student report "Investigation and Analysis on Quantized
+// Neural Networks" (after Hubara et al., JMLR 2018): 1024 -> 2048 -> 2048 -> 10; the two hidden
 // layers have binary weights, a bias and batch norm; the classifier keeps
 // full-precision weights (its input is the binary activation of layer 2).
 std::shared_ptr<Sequential> tiny_model(Rng& rng) {
@@ -103,9 +107,32 @@ int main(int argc, char** argv) {
   CLI::App app{"qnn walkthrough: one binarized network, step by step (see docs/bnn-training.md)"};
   uint64_t seed = 1;
   float lr = 0.01f;
-  app.add_option("--seed", seed, "random seed (weights, data)")->capture_default_str();
-  app.add_option("--lr", lr, "Adam learning rate of the training step")->capture_default_str()->check(CLI::Range(1e-9, 100.0));
+  int threads = 1;
+  // Digits only: CLI11 would read "-1" into a uint64_t as 2^64 - 1.
+  const CLI::Validator seed_range(
+      [](std::string& v) {
+        const bool digits = !v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == std::string::npos;
+        return digits ? std::string() : "must be an integer >= 0 (up to 19 digits), got " + v;
+      },
+      "an integer >= 0");
+  const CLI::Validator lr_range(
+      [](std::string& v) {
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        const bool ok = !v.empty() && *end == '\0' && std::isfinite(x) && x > 0 && x <= 100;
+        return ok ? std::string() : "must be a number in (0, 100], got " + v;
+      },
+      "a number in (0, 100]");
+  app.add_option("--seed", seed, "random seed of every draw (weights, data, stochastic sign)")
+      ->capture_default_str()
+      ->check(seed_range);
+  app.add_option("--lr", lr, "Adam learning rate of the training step")->capture_default_str()->check(lr_range);
+  // The printed numbers do not depend on it (tested); it exists so every app takes --threads.
+  app.add_option("--threads", threads, "threads for BLAS and OpenMP (1..1024)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024).description("an integer in 1..1024"));
   CLI11_PARSE(app, argc, argv);
+  kernels::set_num_threads(threads);
 
   try {
     Rng rng(seed);
@@ -214,7 +241,7 @@ int main(int argc, char** argv) {
     row("running_var after one batch, shift", sbn.running_var.to_vector(), 4);
 
     // ---- 6. model summary ------------------------------------------------------------------
-    section("6. The seed report's TinyModel, 1024-2048-2048-10  (layers/module.cpp: summary_table)");
+    section("6. The QNN report's TinyModel, 1024-2048-2048-10  (layers/module.cpp: summary_table)");
     auto tiny = tiny_model(rng);
     std::printf("%s", summary_table(*tiny).c_str());
     double fp = 0, packed = 0;
@@ -222,7 +249,7 @@ int main(int argc, char** argv) {
       fp += r.bytes_fp32();
       packed += r.bytes_packed();
     }
-    std::printf("  seed report: FP 25.296936 MB, binary 0.79053 MB   (= 25.296936 / 32: every parameter at 1 bit)\n");
+    std::printf("  QNN report:  FP 25.296936 MB, binary 0.79053 MB   (= 25.296936 / 32: every parameter at 1 bit)\n");
     std::printf("  qnn:         FP %.6f MB, packed %.6f MB  (binary weights 1 bit; biases, BN and the\n",
                 fp / 1e6, packed / 1e6);
     std::printf("               classifier stay fp32): compression %.2fx, not 32x\n", fp / packed);

@@ -104,6 +104,81 @@ inline void batch_norm_fold(float gamma, float beta, float mean, float istd, flo
 }
 inline float batch_norm_apply(float x, float scale, float shift) { return x * scale + shift; }
 
+// ---- convolution and pooling (ops_conv.cpp), NCHW ---------------------------------
+// x [N, C, H, W], w [O, C, KH, KW], b [O] or undefined -> [N, O, OH, OW],
+// OH = (H + 2 pad - KH) / stride + 1 (likewise OW). Zero padding.
+// One fused node: im2col + sgemm forward, col2im backward.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride = 1, int64_t pad = 0);
+// The patch matrix of a convolution, as a differentiable op:
+// x [N, C, H, W] -> rows [N*OH*OW, C*KH*KW]; row (n, oy, ox), column (c, ky, kx) -- the
+// column order of w.reshape({O, C*KH*KW}), so conv2d(x, w) == rows_to_nchw(linear(im2col(x), w2d), ...).
+// Taps outside the image hold pad_value (0: zero padding; +1: "one-padding" of binarized
+// inputs). Backward: col2im (sums overlapping taps; padded taps get no gradient).
+Tensor im2col(const Tensor& x, int64_t kh, int64_t kw, int64_t stride, int64_t pad, float pad_value = 0.f);
+// [N*OH*OW, O] (pixel-major rows, e.g. the output of linear on im2col rows) -> [N, O, OH, OW]; differentiable.
+Tensor rows_to_nchw(const Tensor& rows, int64_t n, int64_t oh, int64_t ow);
+// Max over k x k windows with the given stride (no padding; floor of the output size). Gradient to the
+// arg-max (first maximum in window order on ties), added.
+Tensor max_pool2d(const Tensor& x, int64_t k, int64_t stride);
+Tensor avg_pool2d(const Tensor& x, int64_t k, int64_t stride);
+// [N, d1, d2, ...] -> [N, d1*d2*...]; shares storage (a reshape with a node).
+Tensor flatten(const Tensor& x);
+
+// ---- sequences: embedding and the fused LSTM (ops_rnn.cpp) ----------------------
+// Token ids are integers end to end (never floats): ids holds batch*steps ids,
+// row-major [B, T]. table [V, E] -> [B, T, E]. Backward scatter-adds dy into
+// the table rows; with freeze_padding_row, row 0 (the padding id) gets no
+// gradient, so padding stays what it was initialised to. An id outside
+// [0, V) is refused, naming its position.
+Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids, int64_t batch, int64_t steps,
+                 bool freeze_padding_row = true);
+
+// An elementwise quantizer applied *inside* the LSTM recurrence (core knows no
+// quantizer objects, so a layer hands over two array loops; each runs once
+// per time step on a whole [B, n] block, or on each thread's rows of it when
+// `rowwise`, so it can be a vectorised loop).
+struct ArrayQuant {
+  std::function<void(const float* x, float* y, int64_t n)> forward;                   // y = q(x)
+  std::function<void(const float* x, const float* g, float* gx, int64_t n)> backward;  // gx += g * S'(x)
+  // true: both loops are pure elementwise maps (no state, no randomness, safe
+  // to call concurrently), so the op may run them on each thread's block of
+  // rows instead of on the whole block between barriers. False for a
+  // stochastic quantizer (it draws per call).
+  bool rowwise = false;
+  explicit operator bool() const { return (bool)forward; }
+};
+
+// Gate nonlinearities: smooth = sigmoid / tanh (full-precision LSTM); hard =
+// hard_sigmoid / hardtanh (Hubara et al., "Quantized Neural Networks", use
+// these for quantized LSTMs), with the gradients of hard_sigmoid() and
+// hardtanh() above (boundaries included).
+enum class LstmGates { smooth, hard };
+
+// Options of the fused LSTM; nullptr means smooth gates, nothing quantized.
+// Every quantizer is optional (empty: full precision at that point).
+struct LstmQuant {
+  LstmGates gates = LstmGates::smooth;
+  ArrayQuant hidden;   // h_t = q_h(o * act(c_t)): the QNN paper's quantized activations
+  ArrayQuant cell;     // c_t = q_c(f * c_{t-1} + i * g), carried to the next step
+  ArrayQuant preact;   // the 4H gate pre-activations, before the gate nonlinearity
+};
+
+// One LSTM layer over a whole sequence, as ONE autograd node with its own
+// backward through time (an explicit loop over steps: no recursion, no
+// per-step graph, whatever T). Zero initial state.
+//   x [B, T, I], w_ih [4H, I], w_hh [4H, H], b [4H] (may be undefined); gate
+//   order i, f, g, o (PyTorch's):
+//     z_t = x_t w_ih^T + h_{t-1} w_hh^T + b            [B, 4H]
+//     i, f, o = sigma(z_i, z_f, z_o), g = tanh(z_g)
+//     c_t = f c_{t-1} + i g,  h_t = o tanh(c_t)
+//   The input projection of all T steps is one GEMM ([B*T, I] x [I, 4H]);
+//   each step adds one [B, H] x [H, 4H] GEMM.
+// Returns h_{T-1} [B, H], or every h_t as [B, T, H] if return_sequence.
+// Weight quantization happens outside (the caller passes q_w(W)); the
+// in-recurrence quantizers come in q.
+Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b, const LstmQuant* q,
+            bool return_sequence);
+
 // ---- metrics (no gradient) ---------------------------------------------------------
 std::vector<int32_t> argmax_rows(const Tensor& x);        // [N, C] -> N labels
 int64_t count_correct(const Tensor& logits, const std::vector<int32_t>& labels);

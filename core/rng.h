@@ -5,6 +5,7 @@
 // quantizers. Nothing in qnn reads a global or time-based seed.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 
@@ -54,6 +55,16 @@ class Rng {
 
   // An independent generator derived from this one (for a sub-component).
   Rng split() { return Rng(next_u64()); }
+
+  // The full generator state, so a resumed run (apps/common/run_state.h)
+  // draws exactly what the uninterrupted run would have drawn. All-zero is
+  // not a valid xoshiro state (it stays zero forever): reseed() never makes
+  // it, and callers restoring a stored state must refuse it.
+  using State = std::array<uint64_t, 4>;
+  State state() const { return {s_[0], s_[1], s_[2], s_[3]}; }
+  void set_state(const State& s) {
+    for (int i = 0; i < 4; ++i) s_[i] = s[i];
+  }
 
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -6,12 +6,15 @@
 #include <map>
 
 #include "core/fileio.h"
+#include "kernels/packed_model.h"  // meta_problem: one rule for checkpoint and .qnnx metadata
 
 namespace qnn {
 namespace {
 
 constexpr char kMagic[8] = {'Q', 'N', 'N', 'C', 'K', 'P', 'T', '\0'};
-constexpr uint32_t kVersion = 1;
+// Version 1: tensors only; version 2: a metadata block before them. A save
+// without metadata still writes version 1, so older builds read it.
+constexpr uint32_t kVersionPlain = 1, kVersionMeta = 2;
 
 template <class T>
 void put(std::string& s, T v) {
@@ -34,10 +37,16 @@ struct Reader {
 
 }  // namespace
 
-void save_tensors(const std::string& path, const NamedTensors& tensors) {
+void save_tensors(const std::string& path, const NamedTensors& tensors, const std::string& meta) {
+  const std::string bad = kernels::meta_problem(meta);
+  if (!bad.empty()) fail("cannot save checkpoint '" + path + "': its metadata " + bad);
   std::string s;
   s.append(kMagic, 8);
-  put<uint32_t>(s, kVersion);
+  put<uint32_t>(s, meta.empty() ? kVersionPlain : kVersionMeta);
+  if (!meta.empty()) {
+    put<uint32_t>(s, (uint32_t)meta.size());
+    s += meta;
+  }
   put<uint32_t>(s, (uint32_t)tensors.size());
   for (const auto& [name, t] : tensors) {
     put<uint32_t>(s, (uint32_t)name.size());
@@ -50,21 +59,37 @@ void save_tensors(const std::string& path, const NamedTensors& tensors) {
   write_file_atomic(path, s);
 }
 
-NamedTensors load_tensors(const std::string& path) {
-  const std::string buf = read_file(path);
+namespace {
+
+// Parse a checkpoint image: the metadata into *meta (if given), the tensors
+// into *out (if given; else they are skipped after the CRC check).
+void parse_checkpoint(const std::string& buf, const std::string& path, std::string* meta, NamedTensors* out) {
   if (buf.size() < 20 || std::memcmp(buf.data(), kMagic, 8) != 0)
     fail("'" + path + "' is not a qnn checkpoint (bad magic)");
   Reader r{buf, path, 8};
   const uint32_t version = r.get<uint32_t>("version");
-  if (version != kVersion)
-    fail("checkpoint '" + path + "' has format version " + std::to_string(version) + ", this build reads version " +
-         std::to_string(kVersion));
+  if (version != kVersionPlain && version != kVersionMeta)
+    fail("checkpoint '" + path + "' has format version " + std::to_string(version) + ", this build reads versions " +
+         std::to_string(kVersionPlain) + " and " + std::to_string(kVersionMeta));
   uint32_t stored_crc;
   std::memcpy(&stored_crc, buf.data() + buf.size() - 4, 4);
   const uint32_t crc = (uint32_t)crc32(0L, reinterpret_cast<const Bytef*>(buf.data()), (uInt)(buf.size() - 4));
   if (crc != stored_crc) fail("checkpoint '" + path + "' is corrupt or truncated (CRC mismatch)");
+  // The CRC matched, so what follows was written like this; a bad field here
+  // means a writer that broke the format (or a forged file): say which field.
+  std::string text;
+  if (version == kVersionMeta) {
+    const uint32_t len = r.get<uint32_t>("metadata length");
+    if (len == 0 || len > kernels::kMaxMetaBytes || r.pos + len > buf.size() - 4)
+      fail("checkpoint '" + path + "': bad metadata block (length " + std::to_string(len) + ", " +
+           std::to_string(buf.size() - 4 - r.pos) + " bytes left in the file)");
+    text = buf.substr(r.pos, len);
+    r.pos += len;
+    const std::string bad = kernels::meta_problem(text);
+    if (!bad.empty()) fail("checkpoint '" + path + "': bad metadata block: the metadata " + bad);
+  }
+  if (meta) *meta = text;
   const uint32_t count = r.get<uint32_t>("tensor count");
-  NamedTensors out;
   for (uint32_t i = 0; i < count; ++i) {
     const uint32_t len = r.get<uint32_t>("name length");
     if (len > 4096 || r.pos + len > buf.size() - 4) fail("checkpoint '" + path + "': bad name length");
@@ -73,19 +98,39 @@ NamedTensors load_tensors(const std::string& path) {
     const uint32_t nd = r.get<uint32_t>("ndim");
     if (nd > 8) fail("checkpoint '" + path + "': tensor '" + name + "' has " + std::to_string(nd) + " dims");
     Shape shape(nd);
-    int64_t n = 1;
+    bool empty = false;
     for (auto& d : shape) {
       d = r.get<int64_t>("dims");
       if (d < 0 || d > (int64_t(1) << 34)) fail("checkpoint '" + path + "': tensor '" + name + "' has a bad shape");
+      empty = empty || d == 0;
+    }
+    // The element count, compared with the floats left in the file dimension
+    // by dimension: the plain product of up to 8 dims of 2^34 overflows.
+    const int64_t room = r.pos + 4 <= buf.size() ? (int64_t)(buf.size() - 4 - r.pos) / 4 : 0;
+    int64_t n = empty ? 0 : 1;
+    for (int64_t d : shape) {
+      if (empty) break;
+      if (n > room / d) fail("checkpoint '" + path + "' is truncated (tensor '" + name + "')");
       n *= d;
     }
-    if (r.pos + (size_t)n * 4 > buf.size() - 4) fail("checkpoint '" + path + "' is truncated (tensor '" + name + "')");
-    Tensor t = Tensor::from_data(shape, reinterpret_cast<const float*>(buf.data() + r.pos));
+    if (out) out->emplace_back(std::move(name), Tensor::from_data(shape, reinterpret_cast<const float*>(buf.data() + r.pos)));
     r.pos += (size_t)n * 4;
-    out.emplace_back(std::move(name), std::move(t));
   }
   if (r.pos != buf.size() - 4) fail("checkpoint '" + path + "' has trailing bytes");
+}
+
+}  // namespace
+
+NamedTensors load_tensors(const std::string& path, std::string* meta) {
+  NamedTensors out;
+  parse_checkpoint(read_file(path), path, meta, &out);
   return out;
+}
+
+std::string load_meta(const std::string& path) {
+  std::string meta;
+  parse_checkpoint(read_file(path), path, &meta, nullptr);
+  return meta;
 }
 
 void assign_tensors(NamedTensors& dest, const NamedTensors& loaded, const std::string& path) {

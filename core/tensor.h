@@ -48,13 +48,11 @@ struct Storage {
 // every step, so a training loop cannot forget it).
 struct ParamAttrs {
   float lr_scale = 1.0f;                                  // per-layer LR multiplier
+  // Called as given after every update. (An optimizer may fuse it into its
+  // own loop only when the callable IS layers/quant/constraints.h's Clip,
+  // recognised by its type: replacing or wrapping it is always honoured.)
   std::function<void(float* w, int64_t n)> constraint;    // e.g. clip to [-1, 1]
   std::string constraint_name;                            // for summaries / warnings
-  // Set when the constraint is exactly w = min(max(w, clip_lo), clip_hi):
-  // an optimizer may then apply it inside its own update loop (same values,
-  // one pass over the weights instead of two).
-  bool clip = false;
-  float clip_lo = 0.0f, clip_hi = 0.0f;
 };
 
 struct TensorImpl {

@@ -6,7 +6,7 @@
 //
 // 1. Value <-> bit.  bit = 1 means -1, bit = 0 means +1.
 //    A float x packs to 1 iff x < 0. So +0, -0 and every x >= 0 pack to 0
-//    (= +1), matching sign(0) = +1 of the BNN papers (DESIGN.md §3).
+//    (= +1), matching sign(0) = +1 of the BNN papers (docs/design.md §3).
 //    NaN packs to 0 (= +1): "x < 0" is false for NaN.
 //    Unpacking writes exactly +1.0f or -1.0f.
 //

@@ -1,6 +1,6 @@
 // kernels/bitserial.h — bit-serial GEMM for k-bit x m-bit quantized operands.
 //
-// Values. A k-bit symmetric uniform quantizer (DESIGN.md §3) has n = 2^k
+// Values. A k-bit symmetric uniform quantizer (docs/design.md §3) has n = 2^k
 // levels on [-alpha, alpha]: value = alpha * v / L with L = 2^k - 1 and v an
 // odd integer in {-L, ..., -1, 1, ..., L}. The level index c = (v + L) / 2 is
 // in [0, L]. With c_i the bits of c and s_i = 2*c_i - 1 in {-1, +1}:
@@ -43,7 +43,7 @@ void unpack_planes(const uint64_t* P, int64_t rows, int64_t K, int bits, int32_t
 // Quantize and plane-pack floats in one pass: x is [rows x K] with row stride
 // ldx; level index c = round((clip(x, -alpha, alpha) + alpha) * L / (2*alpha))
 // (round half away from zero, evaluated in float in this order; NaN counts as
-// 0), i.e. the DESIGN.md quantizer; the packed value is v = 2c - L, so x is
+// 0), i.e. the quantizer of docs/design.md §3; the packed value is v = 2c - L, so x is
 // represented as alpha * v / L. Passing already-quantized values packs them
 // exactly. alpha must be finite and > 0.
 void quantize_pack_planes(const float* x, int64_t rows, int64_t K, int64_t ldx, int bits,

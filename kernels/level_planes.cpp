@@ -34,31 +34,37 @@ void check_geometry(const char* who, int bits, float alpha) {
     throw std::invalid_argument(std::string(who) + ": alpha must be finite and > 0, got " + std::to_string(alpha));
 }
 
-// uniform_levels without the checks (the row packers call it per 64 values).
-void levels_loop(const float* x, int64_t n, int bits, float alpha, float* v) {
+// The levels of x[0, n) on the calling thread: uniform_odd_levels (or the
+// sign rule for bits = 1), as every caller computes them. The row packers
+// call it per 64 values.
+void levels_serial(const float* x, int64_t n, int bits, float alpha, float* v) {
   if (bits == 1) {
-#pragma omp parallel for simd if (parallel: n > kParallelMin)
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) v[i] = x[i] < 0.0f ? -1.0f : 1.0f;
     return;
   }
-  const float a = alpha;
-  const float n1 = (float)((1u << bits) - 1u);
-  const float u_scale = n1 / a;
-#pragma omp parallel for simd if (parallel: n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) v[i] = uniform_odd_level(x[i], a, n1, u_scale);
+  uniform_odd_levels(x, n, alpha, (float)((1u << bits) - 1u), v);
+}
+
+// uniform_levels without the checks: levels_serial split across threads when large.
+void levels_loop(const float* x, int64_t n, int bits, float alpha, float* v) {
+  if (n <= kParallelMin) return levels_serial(x, n, bits, alpha, v);
+  const int64_t chunk = 4096;
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < n; i0 += chunk) levels_serial(x + i0, std::min(chunk, n - i0), bits, alpha, v + i0);
 }
 
 // Levels of one row, quantized and plane-packed in one pass (layout and bit
 // convention of kernels/bitserial.h: plane i of the row at o + i*W words,
 // packed bit 1 where bit i of the level index c = (v + L)/2 is 0; pads 0).
-// The levels are levels_loop's (the quantizer's) arithmetic, bit for bit.
+// The levels are levels_serial's (the quantizer's) arithmetic, bit for bit.
 void level_planes_row_scalar(const float* x, int64_t K, int bits, float alpha, uint64_t* o, int64_t W) {
   const int32_t L = (1 << bits) - 1;
   float lv[64];
   int64_t w = 0;
   for (int64_t k0 = 0; k0 < K; k0 += 64, ++w) {
     const int64_t n = std::min<int64_t>(64, K - k0);
-    levels_loop(x + k0, n, bits, alpha, lv);
+    levels_serial(x + k0, n, bits, alpha, lv);
     uint64_t words[16] = {};
     for (int64_t e = 0; e < n; ++e) {
       const uint32_t c = uint32_t((int32_t)lv[e] + L) >> 1;
@@ -71,39 +77,24 @@ void level_planes_row_scalar(const float* x, int64_t K, int bits, float alpha, u
 }
 
 #if QNN_X86
+// The same, with the plane bits gathered by AVX-512 mask tests. The levels
+// come from levels_serial, the scalar packer's (and the quantizer's) very
+// expression, so the two packers cannot disagree.
 QNN_TARGET_AVX512 void level_planes_row_avx512(const float* x, int64_t K, int bits, float alpha, uint64_t* o,
                                                int64_t W) {
-  const float a = alpha, n1 = (float)((1u << bits) - 1u), u_scale = n1 / a;
-  const __m512 va = _mm512_set1_ps(a), vna = _mm512_set1_ps(-a), vn1 = _mm512_set1_ps(n1),
-               vnn1 = _mm512_set1_ps(-n1), vu = _mm512_set1_ps(u_scale), half = _mm512_set1_ps(0.5f),
-               two = _mm512_set1_ps(2.0f), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
   const __m512i vL = _mm512_set1_epi32((1 << bits) - 1);
+  float lv[64];
   int64_t w = 0;
   for (int64_t k0 = 0; k0 < K; k0 += 64, ++w) {
     const int64_t n = std::min<int64_t>(64, K - k0);
+    levels_serial(x + k0, n, bits, alpha, lv);
     uint64_t words[16] = {};
     for (int q = 0; q < 4; ++q) {
       const int64_t rem = n - 16 * q;
       if (rem <= 0) break;
       const __mmask16 lm = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1);
-      __m512 v;
-      if (bits == 1) {  // sign: x < 0 -> -1 (also for tiny x and -0 -> +1)
-        const __m512 xv = _mm512_maskz_loadu_ps(lm, x + k0 + 16 * q);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xv, zero, _CMP_LT_OQ), one, _mm512_set1_ps(-1.0f));
-      } else {
-        __m512 c = _mm512_maskz_loadu_ps(lm, x + k0 + 16 * q);
-        // c = c < -a ? -a : c;  c = c > a ? a : c   (NaN stays NaN, as in the scalar code)
-        c = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, vna, _CMP_LT_OQ), c, vna);
-        c = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, va, _CMP_GT_OQ), c, va);
-        const __m512 p = _mm512_mul_ps(half, _mm512_mul_ps(c, vu));
-        // floor_small: truncate (NaN -> INT_MIN, like cvttss2si), step down if that went up
-        __m512 t = _mm512_cvtepi32_ps(_mm512_cvttps_epi32(p));
-        t = _mm512_mask_sub_ps(t, _mm512_cmp_ps_mask(t, p, _CMP_GT_OQ), t, one);
-        __m512 odd = _mm512_add_ps(_mm512_mul_ps(two, t), one);
-        odd = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(odd, vnn1, _CMP_LT_OQ), odd, vnn1);
-        odd = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(odd, vn1, _CMP_GT_OQ), odd, vn1);
-        v = odd;
-      }
+      const __m512 v = _mm512_maskz_loadu_ps(lm, lv + 16 * q);
+      // level index c = (v + L) / 2; plane i holds NOT bit i of c
       const __m512i ci = _mm512_srli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(v), vL), 1);
       for (int i = 0; i < bits; ++i)
         words[i] |= uint64_t(_mm512_mask_testn_epi32_mask(lm, ci, _mm512_set1_epi32(1 << i))) << (16 * q);
@@ -135,9 +126,16 @@ void uniform_values(const float* x, int64_t n, int bits, float alpha, float* q) 
     return;
   }
   const float n1 = (float)((1u << bits) - 1u);
-  const float u_scale = n1 / a;
-#pragma omp parallel for simd if (parallel: n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) q[i] = (a * uniform_odd_level(x[i], a, n1, u_scale)) / n1;
+  const int64_t blocks = (n + kLevelBlock - 1) / kLevelBlock;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) {  // levels in place, then (a v) / L
+    const int64_t i0 = b * kLevelBlock, e = std::min(kLevelBlock, n - i0);
+    float* qb = q + i0;
+    float lv[kLevelBlock];
+    uniform_odd_levels(x + i0, e, a, n1, lv);
+#pragma omp simd
+    for (int64_t i = 0; i < e; ++i) qb[i] = (a * lv[i]) / n1;
+  }
 }
 
 void pack_level_planes(const float* x, int64_t rows, int64_t K, int bits, float alpha, uint64_t* out) {

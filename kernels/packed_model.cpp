@@ -31,7 +31,12 @@ namespace {
 constexpr char kMagic[4] = {'Q', 'N', 'N', 'X'};
 // Version 1: fp and bnn models; version 2 adds dense_levels (k-bit) layers and
 // is written only when a model has one, so fp / bnn files stay version 1.
-constexpr uint32_t kVersionBase = 1, kVersionLevels = 2;
+// Version 3 adds a metadata block and is written only when a model has
+// metadata, so files without it still load in builds that predate it.
+// Version 4 adds the spatial layers (conv / pool) and is written exactly for
+// models that have one.
+constexpr uint32_t kVersionBase = 1, kVersionLevels = 2, kVersionMeta = 3, kVersionSpatial = 4;
+constexpr int64_t kSpatialHeaderBytes = 10 * 4;  // conv / pool payload: the geometry
 constexpr int64_t kMaxDim = int64_t(1) << 26;      // per layer in / out
 constexpr int64_t kMaxLayers = 4096;
 constexpr int64_t kMaxPixelsIn = ((int64_t(1) << 24) - 1) / 255;  // V = sum (2p-255) w exact in float
@@ -46,14 +51,22 @@ std::string dims_str(const PackedLayer& L) {
 
 int64_t words64(int64_t K) { return (K + 63) / 64; }  // file row: ceil(K / 64) words
 
-// wbits: dense_levels' weight bits (1..16); ignored for the other types.
-int64_t payload_bytes(LayerType type, uint32_t flags, int64_t in, int64_t out, int wbits) {
-  int64_t b = type == LayerType::dense_f32      ? 4 * in * out
-              : type == LayerType::dense_binary ? 8 * words64(in) * out
-                                                : kLevelsHeaderBytes + 8 * words64(in) * out * wbits;
-  if (flags & kBias) b += 4 * out;
-  if (flags & kAffine) b += 12 * out;
-  if (flags & kSignOut) b += 5 * out;
+// Payload bytes of a layer record: from type, in, out and wbits (dense
+// layers) or the geometry (spatial layers), and the flags.
+int64_t payload_bytes(const PackedLayer& L, uint32_t flags) {
+  const int64_t in = L.in, out = L.out;
+  int64_t b, ch = out;
+  switch (L.type) {
+    case LayerType::dense_f32: b = 4 * in * out; break;
+    case LayerType::dense_binary: b = 8 * words64(in) * out; break;
+    case LayerType::dense_levels: b = kLevelsHeaderBytes + 8 * words64(in) * out * L.wbits; break;
+    case LayerType::conv_f32: b = kSpatialHeaderBytes + 4 * L.geom.O * L.geom.taps(), ch = L.geom.O; break;
+    case LayerType::conv_binary: b = kSpatialHeaderBytes + 8 * words64(L.geom.taps()) * L.geom.O, ch = L.geom.O; break;
+    default: b = kSpatialHeaderBytes, ch = 0; break;  // max_pool
+  }
+  if (flags & kBias) b += 4 * ch;
+  if (flags & kAffine) b += 12 * ch;
+  if (flags & kSignOut) b += 5 * ch;
   return b;
 }
 
@@ -70,7 +83,10 @@ bool levels_exact(int64_t in, int in_bits, int wbits) {
 }
 
 // Largest |V| of a binary layer's integer dot product.
-int64_t vmax_of(const PackedLayer& L) { return L.input == LayerInput::pixels8 ? 255 * L.in : L.in; }
+int64_t vmax_of(const PackedLayer& L) {
+  const int64_t K = L.type == LayerType::conv_binary ? L.geom.taps() : L.in;
+  return L.input == LayerInput::pixels8 ? 255 * K : K;
+}
 
 template <class T>
 void put(std::string& s, T v) {
@@ -353,6 +369,9 @@ const char* layer_type_name(LayerType t) {
     case LayerType::dense_f32: return "dense_f32";
     case LayerType::dense_binary: return "dense_binary";
     case LayerType::dense_levels: return "dense_levels";
+    case LayerType::conv_f32: return "conv_f32";
+    case LayerType::conv_binary: return "conv_binary";
+    case LayerType::max_pool: return "max_pool";
   }
   return "unknown";
 }
@@ -392,8 +411,51 @@ void pack_pixel_planes(const uint8_t* x, int64_t n, int64_t K, uint64_t* out) {
 
 // ---- PackedLayer / PackedModel -----------------------------------------------------
 
-int64_t PackedLayer::file_bytes() const {
-  return kLayerHeaderBytes + payload_bytes(type, flags_of(*this), in, out, wbits);
+std::string meta_problem(const std::string& meta) {
+  if (meta.size() > kMaxMetaBytes)
+    return "is " + std::to_string(meta.size()) + " bytes (at most " + std::to_string(kMaxMetaBytes) + ")";
+  const auto* p = reinterpret_cast<const unsigned char*>(meta.data());
+  const size_t n = meta.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    if (c == 0) return "has a NUL byte at offset " + std::to_string(i);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // Lead byte: sequence length and the smallest code point it may encode
+    // (anything below is an overlong form).
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
+    else {
+      char m[80];
+      std::snprintf(m, sizeof m, "is not valid UTF-8 (byte 0x%02x at offset %zu)", c, i);
+      return m;
+    }
+    if (i + len > n) return "is not valid UTF-8 (a sequence cut short at offset " + std::to_string(i) + ")";
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return "is not valid UTF-8 (bad continuation byte at offset " + std::to_string(i + k) + ")";
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return "is not valid UTF-8 (code point " + std::to_string(cp) + " at offset " + std::to_string(i) + ")";
+    i += len;
+  }
+  return "";
+}
+
+int64_t PackedLayer::file_bytes() const { return kLayerHeaderBytes + payload_bytes(*this, flags_of(*this)); }
+
+int64_t PackedLayer::out_h() const {
+  const int64_t h = type == LayerType::max_pool ? geom.H : geom.OH();
+  return geom.pool_k > 0 ? (h - geom.pool_k) / geom.pool_s + 1 : h;
+}
+int64_t PackedLayer::out_w() const {
+  const int64_t w = type == LayerType::max_pool ? geom.W : geom.OW();
+  return geom.pool_k > 0 ? (w - geom.pool_k) / geom.pool_s + 1 : w;
 }
 
 std::vector<float> PackedLayer::level_weights() const {
@@ -410,7 +472,12 @@ std::vector<float> PackedLayer::level_weights() const {
 
 bool PackedModel::is_binary() const {
   for (const auto& L : layers)
-    if (L.type == LayerType::dense_binary) return true;
+    if (L.type == LayerType::dense_binary || L.type == LayerType::conv_binary) return true;
+  return false;
+}
+bool PackedModel::is_spatial() const {
+  for (const auto& L : layers)
+    if (L.spatial()) return true;
   return false;
 }
 bool PackedModel::has_levels() const {
@@ -422,14 +489,91 @@ int64_t PackedModel::in_features() const { return layers.empty() ? 0 : layers.fr
 int64_t PackedModel::num_classes() const { return layers.empty() ? 0 : layers.back().out; }
 int64_t PackedModel::weight_count() const {
   int64_t n = 0;
-  for (const auto& L : layers) n += L.in * L.out;
+  for (const auto& L : layers) n += L.weight_count();
   return n;
 }
 int64_t PackedModel::weight_storage_bits() const {
   int64_t n = 0;
-  for (const auto& L : layers) n += L.in * L.out * L.weight_bits();
+  for (const auto& L : layers) n += L.weight_count() * L.weight_bits();
   return n;
 }
+
+namespace {
+// The checks of a spatial layer (PackedModel::validate; throws
+// std::invalid_argument("<at>: ...")).
+void validate_spatial(const PackedModel& m, const PackedLayer& L, const PackedLayer* prev, size_t i,
+                      const std::string& at) {
+  const std::vector<int64_t>& input_dims = m.input_dims;
+  const InputScale input_scale = m.input_scale;
+  auto lbad = [&](const std::string& msg) { throw std::invalid_argument(at + ": " + msg); };
+  const SpatialGeom& g = L.geom;
+  auto in_range = [](int64_t v, int64_t lo) { return v >= lo && v <= kMaxDim; };
+  if (!in_range(g.C, 1) || !in_range(g.H, 1) || !in_range(g.W, 1)) lbad("input map sizes out of range");
+  if (g.C * g.H * g.W != L.in)
+    lbad("input map " + std::to_string(g.C) + "x" + std::to_string(g.H) + "x" + std::to_string(g.W) + " is not " +
+         std::to_string(L.in) + " values");
+  if (L.type == LayerType::max_pool) {
+    if (g.O != 0 || g.K != 0 || g.pad != 0 || g.pad_one || g.stride != 1) lbad("a max_pool layer has conv fields");
+    if (g.pool_k < 1) lbad("a max_pool layer needs a window (pool_k >= 1)");
+    if (L.input != LayerInput::real && L.input != LayerInput::packed)
+      lbad(std::string("a max_pool layer takes real or packed input, not ") + layer_input_name(L.input));
+    if (!L.w_f32.empty() || !L.w_bits.empty()) lbad("a max_pool layer has weights");
+  } else {
+    if (!in_range(g.O, 1) || g.K < 1 || g.K > 64 || g.stride < 1 || g.stride > 64 || g.pad < 0 || g.pad >= g.K)
+      lbad("conv geometry out of range (O " + std::to_string(g.O) + ", K " + std::to_string(g.K) + ", stride " +
+           std::to_string(g.stride) + ", pad " + std::to_string(g.pad) + ")");
+    if (g.H + 2 * g.pad < g.K || g.W + 2 * g.pad < g.K) lbad("the window is larger than the padded image");
+    if (g.taps() >= (int64_t(1) << 24)) lbad("too many taps per output");
+  }
+  if (g.pool_k < 0 || g.pool_k > 64 || (g.pool_k > 0 && (g.pool_s < 1 || g.pool_s > 64)) ||
+      (g.pool_k == 0 && g.pool_s != 0))
+    lbad("pool geometry out of range (pool_k " + std::to_string(g.pool_k) + ", pool_s " + std::to_string(g.pool_s) + ")");
+  const int64_t h = L.type == LayerType::max_pool ? g.H : g.OH(), w = L.type == LayerType::max_pool ? g.W : g.OW();
+  if (g.pool_k > 0 && (h < g.pool_k || w < g.pool_k)) lbad("the pool window is larger than the map");
+  if (L.out != L.out_channels() * L.out_h() * L.out_w())
+    lbad("gives " + std::to_string(L.out) + " outputs, its geometry " +
+         std::to_string(L.out_channels() * L.out_h() * L.out_w()));
+  // Where the input map comes from.
+  if (prev == nullptr) {
+    if (input_dims != std::vector<int64_t>{g.C, g.H, g.W})
+      lbad("the model's input dims are not the first conv's input map [" + std::to_string(g.C) + ", " +
+           std::to_string(g.H) + ", " + std::to_string(g.W) + "]");
+  } else {
+    if (!prev->spatial()) lbad("a conv / pool layer after a dense layer (not supported)");
+    if (prev->out_channels() != g.C || prev->out_h() != g.H || prev->out_w() != g.W)
+      lbad("its input map does not match layer " + std::to_string(i - 1) + "'s output map");
+  }
+  const bool prev_packed = prev && prev->packed_out();
+  if (L.input == LayerInput::packed && !prev_packed) lbad("takes packed signs but the previous layer does not output them");
+  if (L.input == LayerInput::real && prev_packed) lbad("takes real input but the previous layer outputs packed signs");
+  if (L.type == LayerType::conv_f32) {
+    if (L.input != LayerInput::real) lbad(std::string("a conv_f32 layer takes real input, not ") + layer_input_name(L.input));
+    if (g.pad_one) lbad("a conv_f32 layer pads with 0 (pad_one is for packed input)");
+    if ((int64_t)L.w_f32.size() != g.O * g.taps()) lbad("weight array has " + std::to_string(L.w_f32.size()) + " floats");
+    if (!L.w_bits.empty()) lbad("has packed weights");
+  } else if (L.type == LayerType::conv_binary) {
+    if (L.input == LayerInput::pixels8) {
+      if (i != 0) lbad("pixels8 input is only for the first layer");
+      if (input_scale != InputScale::odd_over_256)
+        lbad(std::string("pixels8 input needs input scaling (2p-255)/256, the model has ") + input_scale_name(input_scale));
+      if (g.pad_one) lbad("a conv on pixels pads with 0 (pad_one is for packed input)");
+      if (255 * g.taps() >= (int64_t(1) << 24)) lbad("too many taps for exact 8-bit products");
+    } else if (L.input != LayerInput::packed) {
+      lbad(std::string("a conv_binary layer takes pixels8 or packed input, not ") + layer_input_name(L.input));
+    }
+    if (!L.w_f32.empty()) lbad("has float weights");
+    const int64_t K = g.taps(), W = packed_words(K), used = words64(K);
+    if ((int64_t)L.w_bits.size() != g.O * W) lbad("packed weight array has " + std::to_string(L.w_bits.size()) + " words");
+    const uint64_t tail = (K % 64) ? (uint64_t(1) << (K % 64)) - 1 : ~uint64_t(0);
+    for (int64_t r = 0; r < g.O; ++r) {
+      const uint64_t* row = L.w_bits.data() + r * W;
+      bool ok = (row[used - 1] & ~tail) == 0;
+      for (int64_t q = used; q < W; ++q) ok = ok && row[q] == 0;
+      if (!ok) lbad("packed weight row " + std::to_string(r) + " has nonzero padding bits");
+    }
+  }
+}
+}  // namespace
 
 void PackedModel::validate(const std::string& what) const {
   auto bad = [&](const std::string& msg) { throw std::invalid_argument(what + ": " + msg); };
@@ -450,14 +594,23 @@ void PackedModel::validate(const std::string& what) const {
     const PackedLayer& L = layers[i];
     const std::string at = "layer " + std::to_string(i) + " (" + dims_str(L) + ")";
     auto lbad = [&](const std::string& msg) { bad(at + ": " + msg); };
-    if (L.type != LayerType::dense_f32 && L.type != LayerType::dense_binary && L.type != LayerType::dense_levels)
+    if (static_cast<uint32_t>(L.type) < 1 || static_cast<uint32_t>(L.type) > 6)
       bad("layer " + std::to_string(i) + ": unknown type " + std::to_string(static_cast<uint32_t>(L.type)));
     if (L.in < 1 || L.in > kMaxDim || L.out < 1 || L.out > kMaxDim) lbad("sizes out of range [1, 2^26]");
     const PackedLayer* prev = i > 0 ? &layers[i - 1] : nullptr;
     if (prev && prev->out != L.in)
       lbad("takes " + std::to_string(L.in) + " inputs but layer " + std::to_string(i - 1) + " gives " +
            std::to_string(prev->out));
-    const bool prev_packed = prev && prev->sign_out;
+    const bool prev_packed = prev && prev->packed_out();
+    if (!L.spatial() && L.geom.C + L.geom.H + L.geom.W + L.geom.O + L.geom.K + L.geom.pool_k != 0)
+      lbad("has a conv / pool geometry (only spatial layers do)");
+    if (L.spatial()) {
+      try {
+        validate_spatial(*this, L, prev, i, at);
+      } catch (const std::invalid_argument& e) {
+        bad(e.what());
+      }
+    }
     // Padding bits must be 0 (bitpack.h rule 4), else dot products are wrong:
     // `rows` packed rows of packed_words(in) words each.
     auto check_pads = [&](const PackedVector& P, int64_t rows, auto&& what) {
@@ -509,7 +662,7 @@ void PackedModel::validate(const std::string& what) const {
       check_pads(L.w_planes, L.out * L.wbits, [&](int64_t r) {
         return "weight row " + std::to_string(r / L.wbits) + " plane " + std::to_string(r % L.wbits);
       });
-    } else {
+    } else if (L.type == LayerType::dense_binary) {
       switch (L.input) {
         case LayerInput::packed:
           if (!prev_packed) lbad("takes packed signs but the previous layer does not output them");
@@ -531,9 +684,11 @@ void PackedModel::validate(const std::string& what) const {
       if (!L.w_f32.empty()) lbad("has float weights");
       check_pads(L.w_bits, L.out, [&](int64_t r) { return "packed weight row " + std::to_string(r); });
     }
-    const size_t n = static_cast<size_t>(L.out);
+    const size_t n = static_cast<size_t>(L.channels());
+    if (L.type == LayerType::max_pool && (L.sign_out || !L.bias.empty() || L.affine || L.relu))
+      lbad("a max_pool layer has no epilogue (no sign, bias, affine or relu)");
     if (L.sign_out) {
-      if (L.type != LayerType::dense_binary) lbad("sign epilogue needs a binary layer");
+      if (L.type != LayerType::dense_binary && L.type != LayerType::conv_binary) lbad("sign epilogue needs a binary layer");
       if (L.thresh.size() != n || L.flip.size() != n) lbad("threshold / flip arrays do not have one entry per output");
       if (!L.bias.empty() || L.affine || L.relu) lbad("a sign epilogue has no bias, affine or relu (they are folded)");
       const int64_t vm = vmax_of(L) + 1;
@@ -552,22 +707,31 @@ void PackedModel::validate(const std::string& what) const {
     }
   }
   if (layers.back().sign_out) bad("the last layer outputs signs; it must output logits (float)");
+  if (layers.back().spatial()) bad("the last layer is a conv / pool layer; it must be a dense layer giving logits");
+  const std::string mp = meta_problem(meta);
+  if (!mp.empty()) bad("metadata " + mp);
 }
 
 std::string PackedModel::to_bytes() const {
   validate("export");
   std::string s;
   int64_t total = 4 + 4 + 8 + 4 + 4 + 4 + 4 + 8 * (int64_t)input_dims.size() + 4;
+  const bool v4 = is_spatial();
+  if (!meta.empty() || v4) total += 4 + (int64_t)meta.size();
   for (const auto& L : layers) total += L.file_bytes();
   s.reserve(static_cast<size_t>(total));
   s.append(kMagic, 4);
-  put<uint32_t>(s, has_levels() ? kVersionLevels : kVersionBase);
+  put<uint32_t>(s, v4 ? kVersionSpatial : !meta.empty() ? kVersionMeta : has_levels() ? kVersionLevels : kVersionBase);
   put<uint64_t>(s, static_cast<uint64_t>(total));
   put<uint32_t>(s, has_levels() ? 2u : is_binary() ? 1u : 0u);
   put<uint32_t>(s, static_cast<uint32_t>(layers.size()));
   put<uint32_t>(s, static_cast<uint32_t>(input_scale));
   put<uint32_t>(s, static_cast<uint32_t>(input_dims.size()));
   for (int64_t d : input_dims) put<uint64_t>(s, static_cast<uint64_t>(d));
+  if (!meta.empty() || v4) {  // version 4: always, possibly 0 bytes
+    put<uint32_t>(s, static_cast<uint32_t>(meta.size()));
+    s += meta;
+  }
   for (const auto& L : layers) {
     const uint32_t flags = flags_of(L);
     put<uint32_t>(s, static_cast<uint32_t>(L.type));
@@ -576,8 +740,18 @@ std::string PackedModel::to_bytes() const {
     put<uint32_t>(s, flags);
     put<uint64_t>(s, static_cast<uint64_t>(L.in));
     put<uint64_t>(s, static_cast<uint64_t>(L.out));
-    put<uint64_t>(s, static_cast<uint64_t>(payload_bytes(L.type, flags, L.in, L.out, L.wbits)));
-    if (L.type == LayerType::dense_f32) {
+    put<uint64_t>(s, static_cast<uint64_t>(payload_bytes(L, flags)));
+    if (L.spatial()) {
+      const SpatialGeom& g = L.geom;
+      for (int64_t v : {g.C, g.H, g.W, g.O, g.K, g.stride, g.pad, int64_t(g.pad_one), g.pool_k, g.pool_s})
+        put<uint32_t>(s, static_cast<uint32_t>(v));
+      if (L.type == LayerType::conv_f32) {
+        put_array(s, L.w_f32.data(), L.w_f32.size());
+      } else if (L.type == LayerType::conv_binary) {
+        const int64_t W = packed_words(g.taps()), used = words64(g.taps());
+        for (int64_t r = 0; r < g.O; ++r) put_array(s, L.w_bits.data() + r * W, static_cast<size_t>(used));
+      }
+    } else if (L.type == LayerType::dense_f32) {
       put_array(s, L.w_f32.data(), L.w_f32.size());
     } else if (L.type == LayerType::dense_levels) {
       put<float>(s, L.w_alpha);
@@ -614,9 +788,9 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
   if (size < 16) fail("truncated: " + std::to_string(size) + " bytes, too short for a model header");
   uint32_t version;
   std::memcpy(&version, buf.data() + 4, 4);
-  if (version != kVersionBase && version != kVersionLevels)
+  if (version < kVersionBase || version > kVersionSpatial)
     fail("format version " + std::to_string(version) + ", this build reads versions " + std::to_string(kVersionBase) +
-         " and " + std::to_string(kVersionLevels));
+         " to " + std::to_string(kVersionSpatial));
   uint64_t declared;
   std::memcpy(&declared, buf.data() + 8, 8);
   if (declared > size)
@@ -663,6 +837,19 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
     if (d < 1 || d > uint64_t(kMaxDim)) fail("header inconsistent: input dim " + std::to_string(d));
     m.input_dims.push_back(static_cast<int64_t>(d));
   }
+  if (version >= kVersionMeta) {
+    uint32_t len;
+    get(len, "metadata size");
+    const uint32_t min_len = version == kVersionSpatial ? 0 : 1;  // version 4: 0 = no metadata
+    if (len < min_len || len > kMaxMetaBytes || pos + len > end)
+      fail("bad metadata block: " + std::to_string(len) + " bytes declared at offset " + std::to_string(pos) + ", " +
+           std::to_string(end - pos) + " bytes of data left (" + std::to_string(min_len) + ".." +
+           std::to_string(kMaxMetaBytes) + " allowed)");
+    m.meta = buf.substr(pos, len);
+    pos += len;
+    const std::string mp = meta_problem(m.meta);
+    if (!mp.empty()) fail("bad metadata block: the metadata " + mp);
+  }
   for (uint32_t i = 0; i < count; ++i) {
     const std::string at = "layer " + std::to_string(i);
     uint32_t type, input, wbits, flags;
@@ -674,10 +861,13 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
     get(in, "layer inputs");
     get(out, "layer outputs");
     get(declared_payload, "layer payload size");
-    const bool v2 = version == kVersionLevels;
-    if (type < 1 || type > (v2 ? 3u : 2u))
+    const bool v2 = version >= kVersionLevels;  // k-bit layers: versions 2 to 4
+    const bool v4 = version >= kVersionSpatial;  // conv / pool layers: version 4
+    if (type < 1 || type > (v4 ? 6u : v2 ? 3u : 2u))
       fail("header inconsistent: " + at + " has unknown type " + std::to_string(type) +
-           (type == 3 ? " (dense_levels needs format version 2)" : ""));
+           (type == 3 ? " (dense_levels needs format version 2)"
+            : type >= 4 && type <= 6 ? " (conv / pool layers need format version 4)"
+                                     : ""));
     if (input > (v2 ? 5u : 3u))
       fail("header inconsistent: " + at + " has unknown input kind " + std::to_string(input) +
            (input == 4 || input == 5 ? " (k-bit inputs need format version 2)" : ""));
@@ -685,10 +875,11 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
       if (wbits < 1 || wbits > 16)
         fail(at + ": " + std::to_string(wbits) + "-bit weights; dense_levels layers have 1..16-bit weights");
     } else {
-      const int expect_bits = type == 1 ? 32 : 1;
+      const int expect_bits = type == 1 || type == 4 ? 32 : type == 6 ? 0 : 1;
+      const char* names[] = {"", "32-bit dense_f32", "1-bit dense_binary", "", "32-bit conv_f32", "1-bit conv_binary",
+                             "0-bit (weightless) max_pool"};
       if (wbits != (uint32_t)expect_bits)
-        fail(at + ": " + std::to_string(wbits) + "-bit weights; this build reads " +
-             (type == 1 ? "32-bit dense_f32" : "1-bit dense_binary") + " layers only");
+        fail(at + ": " + std::to_string(wbits) + "-bit weights; this build reads " + names[type] + " layers only");
     }
     if (flags & ~uint32_t(kAllFlags)) fail("header inconsistent: " + at + " has unknown flags " + std::to_string(flags));
     if (in < 1 || in > uint64_t(kMaxDim) || out < 1 || out > uint64_t(kMaxDim))
@@ -699,7 +890,27 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
     L.in = static_cast<int64_t>(in);
     L.out = static_cast<int64_t>(out);
     if (L.type == LayerType::dense_levels) L.wbits = static_cast<int>(wbits);
-    const int64_t need = payload_bytes(L.type, flags, L.in, L.out, L.wbits);
+    if (L.spatial()) {
+      // The geometry comes first; the rest of the payload's size depends on it.
+      if (declared_payload < uint64_t(kSpatialHeaderBytes) || pos + kSpatialHeaderBytes > end)
+        fail("header inconsistent: " + at + " (" + dims_str(L) + ") is a conv / pool layer but has no room for its " +
+             "geometry (" + std::to_string(declared_payload) + " payload bytes declared)");
+      uint32_t gv[10];
+      std::memcpy(gv, buf.data() + pos, sizeof gv);
+      for (int q = 0; q < 10; ++q)
+        if (gv[q] > uint32_t(kMaxDim))
+          fail(at + " (" + dims_str(L) + "): conv / pool geometry value " + std::to_string(gv[q]) + " out of range");
+      if (gv[7] > 1) fail(at + " (" + dims_str(L) + "): pad_one is " + std::to_string(gv[7]) + " (0 or 1)");
+      SpatialGeom& g = L.geom;
+      g.C = gv[0], g.H = gv[1], g.W = gv[2], g.O = gv[3], g.K = gv[4], g.stride = gv[5], g.pad = gv[6];
+      g.pad_one = gv[7] != 0, g.pool_k = gv[8], g.pool_s = gv[9];
+      // Weight bytes in double first: a lying geometry must not overflow the count.
+      const double taps = double(g.C) * double(g.K) * double(g.K);
+      const double wb = L.type == LayerType::conv_f32 ? 4.0 * double(g.O) * taps : 8.0 * double(g.O) * (taps / 64.0);
+      if (wb > double(end - pos))
+        fail("header inconsistent: " + at + " (" + dims_str(L) + ")'s geometry needs more weight bytes than the file has");
+    }
+    const int64_t need = payload_bytes(L, flags);
     if ((uint64_t)need != declared_payload)
       fail("header inconsistent: " + at + " (" + dims_str(L) + ") needs " + std::to_string(need) +
            " payload bytes for its sizes and flags but declares " + std::to_string(declared_payload));
@@ -712,8 +923,19 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
       std::memcpy(dst, p, n * sizeof(*dst));
       p += n * sizeof(*dst);
     };
-    const size_t N = static_cast<size_t>(L.out);
-    if (L.type == LayerType::dense_f32) {
+    const size_t N = static_cast<size_t>(L.channels());
+    if (L.spatial()) {
+      p += kSpatialHeaderBytes;  // read above
+      const SpatialGeom& g = L.geom;
+      if (L.type == LayerType::conv_f32) {
+        L.w_f32.resize(static_cast<size_t>(g.O * g.taps()));
+        take(L.w_f32.data(), L.w_f32.size());
+      } else if (L.type == LayerType::conv_binary) {
+        const int64_t W = packed_words(g.taps()), used = words64(g.taps());
+        L.w_bits = make_packed(g.O, g.taps());
+        for (int64_t r = 0; r < g.O; ++r) take(L.w_bits.data() + r * W, static_cast<size_t>(used));
+      }
+    } else if (L.type == LayerType::dense_f32) {
       L.w_f32.resize(static_cast<size_t>(L.in * L.out));
       take(L.w_f32.data(), L.w_f32.size());
     } else if (L.type == LayerType::dense_levels) {
@@ -759,9 +981,13 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
   const char* kind_names[] = {"fp", "bnn", "qnn"};
   if (kind_names[kind] != m.kind())
     fail(std::string("header inconsistent: the header says ") + kind_names[kind] + " but the layers are " + m.kind());
-  if ((version == kVersionLevels) != m.has_levels())
+  if (version < kVersionMeta && (version == kVersionLevels) != m.has_levels())
     fail("header inconsistent: format version " + std::to_string(version) + " for " + m.kind() +
          " layers (version 2 is written exactly for models with dense_levels layers)");
+  if ((version == kVersionSpatial) != m.is_spatial())
+    fail("header inconsistent: format version " + std::to_string(version) +
+         (m.is_spatial() ? " with conv / pool layers (they need version 4)"
+                         : " without conv / pool layers (version 4 is written exactly for models with them)"));
   try {
     m.validate("model");
   } catch (const std::invalid_argument& e) {
@@ -792,9 +1018,24 @@ PackedRunner::PackedRunner(PackedModel m) : m_(std::move(m)) {
   }
   thresh_off_.assign(m_.layers.size(), 0);
   wdec_.resize(m_.layers.size());
+  cw_.resize(m_.layers.size());
   for (size_t i = 0; i < m_.layers.size(); ++i) {
     const PackedLayer& L = m_.layers[i];
     max_width_ = std::max({max_width_, L.in, L.out});
+    max_pwords_ = std::max(max_pwords_, packed_words(std::max(L.in, L.out)));
+    if (L.spatial()) {  // packed NHWC maps in and out
+      const SpatialGeom& g = L.geom;
+      max_pwords_ = std::max({max_pwords_, g.H * g.W * pixel_words(g.C),
+                              L.out_h() * L.out_w() * pixel_words(L.out_channels())});
+    }
+    if (L.type == LayerType::conv_f32) sgemm_ = true;
+    if (L.type == LayerType::conv_binary && L.input == LayerInput::packed) {
+      // The (c, ky, kx) rows as +-1 floats, repacked in the NHWC tap order of packed_conv.h.
+      const SpatialGeom& g = L.geom;
+      std::vector<float> w(static_cast<size_t>(g.O * g.taps()));
+      unpack_rows(L.w_bits.data(), g.O, g.taps(), w.data(), g.taps());
+      cw_[i] = pack_conv_weights(w.data(), g.O, g.C, g.K, g.K);
+    }
     if (L.type == LayerType::dense_f32) sgemm_ = true;
     if (L.type == LayerType::dense_levels) {
       if (L.input == LayerInput::levels) {
@@ -806,7 +1047,9 @@ PackedRunner::PackedRunner(PackedModel m) : m_(std::move(m)) {
     }
     if (!L.sign_out) continue;
     thresh_off_[i] = (int64_t)thresh_f_.size();
-    for (int32_t t : L.thresh) thresh_f_.push_back(float(t));  // |t| < 2^24: exact
+    // |t| < 2^24: exact; a conv on pixels compares its sums V / 256 with T / 256 (exact too).
+    const bool pix_conv = L.type == LayerType::conv_binary && L.input == LayerInput::pixels8;
+    for (int32_t t : L.thresh) thresh_f_.push_back(pix_conv ? float(t) / 256.0f : float(t));
   }
 }
 
@@ -814,9 +1057,9 @@ void PackedRunner::reserve(int64_t n) {
   if (n <= cap_) return;
   const size_t nf = static_cast<size_t>(n * max_width_);
   for (auto& f : f_) f.assign(nf, 0.f);
-  for (auto& p : p_) p = PackedVector(static_cast<size_t>(n * packed_words(max_width_)));
+  for (auto& p : p_) p = PackedVector(static_cast<size_t>(n * max_pwords_));
   const PackedLayer& L0 = m_.layers.front();
-  if (L0.input == LayerInput::pixels8) planes_ = PackedVector(static_cast<size_t>(plane_packed_words(n, L0.in, 8)));
+  if (L0.input == LayerInput::pixels8 && L0.type == LayerType::dense_binary) planes_ = PackedVector(static_cast<size_t>(plane_packed_words(n, L0.in, 8)));
   if (lplane_words_ > 0) lplanes_ = PackedVector(static_cast<size_t>(n * lplane_words_));
   cap_ = n;
 }
@@ -828,7 +1071,7 @@ void PackedRunner::logits_u8(const uint8_t* x, int64_t n, float* logits) {
   check_pixels_input(m_);
   reserve(n);
   const PackedLayer& L0 = m_.layers.front();
-  if (L0.input == LayerInput::pixels8) {
+  if (L0.input == LayerInput::pixels8 && L0.type == LayerType::dense_binary) {
     // Small batches take the bit planes; larger ones the floats (2p - 255) / 256
     // (run_large's look-up product for this layer), never both.
     pix_f32_ = n > kSmallBatch;
@@ -870,7 +1113,7 @@ void PackedRunner::logits_f32(const float* x, int64_t n, float* logits) {
                                     " is not a pixel (2p-255)/256; this model's first layer computes on 8-bit pixels");
       px[static_cast<size_t>(i)] = uint8_t(p);
     }
-    pix_f32_ = n > kSmallBatch;  // as logits_u8: floats or planes, not both
+    pix_f32_ = n > kSmallBatch || L0.type == LayerType::conv_binary;  // as logits_u8: floats or planes, not both
     if (pix_f32_)
       std::copy(x, x + cnt, f_[0].data());  // checked above: exactly (2p - 255) / 256
     else
@@ -1010,6 +1253,16 @@ void PackedRunner::run_large(int64_t n, float* logits) {
     const PackedLayer& L = m_.layers[i];
     const bool last = i + 1 == nl;
     float* fout = last ? logits : f_[fi ^ 1].data();
+    if (L.spatial()) {
+      spatial_layer(i, n, fi, pi);
+      continue;
+    }
+    if (i > 0 && m_.layers[i - 1].spatial() && m_.layers[i - 1].packed_out()) {
+      // Flatten: packed NHWC maps -> packed rows in the NCHW order the weights were trained on.
+      const PackedLayer& Lp = m_.layers[i - 1];
+      nhwc_to_flat_rows(p_[pi].data(), n, Lp.out_channels(), Lp.out_h(), Lp.out_w(), p_[pi ^ 1].data());
+      pi ^= 1;
+    }
     if (L.type == LayerType::dense_levels && L.input == LayerInput::levels) {
       // uniform_linear: levels of x, exact integer dot, then y = s * dot (+ b).
       pack_level_planes(f_[fi].data(), n, L.in, L.in_bits, L.in_alpha, lplanes_.data());

@@ -110,12 +110,49 @@
 //                    without the in-memory padding to 512 bits
 //       bias, affine as in version 1 (no sign_out arrays)
 // The other layer types are stored as in version 1.
+// ---- File format, version 3 (models that carry metadata) -------------------
+// Written only when PackedModel::meta is not empty (without metadata a file is
+// version 1 or 2 as above, byte for byte, and builds that predate metadata
+// read it; they refuse version 3 by its number). Version 2 plus, right after
+// the input dims:
+//   meta_bytes   u32  1 .. kMaxMetaBytes
+//   meta         meta_bytes bytes of UTF-8 text (no NUL): what the model was
+//                trained on, for the apps (they store JSON; kernels/ treats it
+//                as opaque text and only checks that it is UTF-8)
+// Every kind (0, 1, 2) and layer type may appear in a version 3 file.
+// ---- File format, version 4 (convolutional models) ------------------------
+// Written exactly for models with a spatial layer (conv_f32, conv_binary,
+// max_pool); models without one keep versions 1-3, byte for byte. Version 3
+// plus: the metadata block is always there, meta_bytes may be 0 (none); and
+//   layer type   4 = conv_f32 (input real, weight_bits 32),
+//                5 = conv_binary (input pixels8 — layer 0 only, zero padding:
+//                    the first conv on the image — or packed; weight_bits 1),
+//                6 = max_pool (input real or packed, weight_bits 0, flags 0)
+//   payload of a spatial layer: the geometry first,
+//       C, H, W, O, K, stride, pad, pad_one, pool_k, pool_s   u32 x 10
+//     (max_pool: O = K = pad = pad_one = 0, stride 1, pool_k >= 1), then
+//       weights   conv_f32: f32 [O x C x K x K]
+//                 conv_binary: u64 [O x ceil(C*K*K / 64)], rows in (c, ky, kx)
+//                 order, bitpack.h convention, bits >= C*K*K are 0
+//       bias, affine, sign_out arrays as in version 1, with O entries each
+//   in = C*H*W; out = O*PH*PW (max_pool: C*PH*PW), PH = (OH - pool_k) /
+//   pool_s + 1 with a pool, else OH (likewise PW).
+// Runner semantics: conv_f32 is core/ops_conv.cpp conv2d's forward (the same
+// im2col + sgemm calls, the same per-thread image split and grouping, so the
+// sums round alike); conv_binary's sums are exact integers V (packed input:
+// XNOR-popcount, kernels/packed_conv.h, with the exact zero-padding
+// correction; pixels8: the pm1 look-up product on (2p - 255)/256, exact
+// multiples of 1/256, y = V / 256); the pool takes the max of the sums, then
+// the epilogue runs per output channel as for dense layers (sign out: the
+// pooled V against the integer threshold, written packed NHWC). max_pool of
+// packed signs is the AND of the window's bits (max of +-1 values); of floats,
+// kernels/im2col.h max_pool_forward (MaxPool2d's loop).
 // Loading checks, in this order, and refuses with a message naming the file
-// and the problem: size / magic, version (1 or 2), file_bytes vs the real
+// and the problem: size / magic, version (1, 2 or 3), file_bytes vs the real
 // size (truncated or trailing bytes), CRC, then every layer's header against
 // the byte counts, the ranges of bits and alphas, the padding bits, the chain
-// of dimensions and kinds, and the kind / version against the layers (a
-// header that lies).
+// of dimensions and kinds, the metadata block (length, UTF-8), and the
+// kind / version against the layers (a header that lies).
 //
 // Errors are std::runtime_error (loading) / std::invalid_argument (misuse).
 #pragma once
@@ -124,6 +161,7 @@
 #include <vector>
 
 #include "kernels/bitpack.h"
+#include "kernels/packed_conv.h"
 
 namespace qnn::kernels {
 
@@ -139,10 +177,33 @@ const char* input_scale_name(InputScale s);
 // Pixel p under the scaling, with data/dataset.h's arithmetic. Throws for none.
 float scale_input_pixel(InputScale s, uint8_t p);
 
-enum class LayerType : uint32_t { dense_f32 = 1, dense_binary = 2, dense_levels = 3 };
+enum class LayerType : uint32_t {
+  dense_f32 = 1,
+  dense_binary = 2,
+  dense_levels = 3,
+  conv_f32 = 4,     // version 4: NCHW float conv (conv2d's arithmetic)
+  conv_binary = 5,  // version 4: +-1 weights, 1 bit each; pixels8 or packed (NHWC) input
+  max_pool = 6,     // version 4: k x k max-pool of float (NCHW) or packed (NHWC) maps
+};
 enum class LayerInput : uint32_t { real = 0, packed = 1, pixels8 = 2, sign = 3, levels = 4, levels_f32 = 5 };
 const char* layer_type_name(LayerType t);
 const char* layer_input_name(LayerInput i);
+
+// Geometry of a spatial layer (conv_f32, conv_binary, max_pool). Input
+// image [C, H, W]; a conv has O output channels, K x K windows, stride,
+// zero padding `pad` (pad_one: padded taps of a packed input hold +1
+// instead of 0 — QuantConv2d's one-padding); then, if pool_k > 0, a
+// pool_k x pool_k max-pool (stride pool_s, no padding) of the product's sums
+// BEFORE the epilogue (BinaryNet's conv -> max-pool -> BN -> sign). A
+// max_pool layer uses C, H, W, pool_k, pool_s only.
+struct SpatialGeom {
+  int64_t C = 0, H = 0, W = 0, O = 0, K = 0, stride = 1, pad = 0;
+  bool pad_one = false;
+  int64_t pool_k = 0, pool_s = 0;
+  int64_t OH() const { return (H + 2 * pad - K) / stride + 1; }  // conv output (before the pool)
+  int64_t OW() const { return (W + 2 * pad - K) / stride + 1; }
+  int64_t taps() const { return C * K * K; }
+};
 
 struct PackedLayer {
   LayerType type = LayerType::dense_f32;
@@ -167,9 +228,34 @@ struct PackedLayer {
   bool affine = false;
   std::vector<float> center, scale, shift;
   bool relu = false;
+  // conv_f32 / conv_binary / max_pool: the geometry. w_f32 is [O, C, K, K]
+  // (PyTorch's layout), w_bits O rows of packed_words(C*K*K) words in the
+  // same (c, ky, kx) order; bias / affine / thresh / flip have one entry per
+  // OUTPUT CHANNEL (O), not per output value. in = C*H*W; out = O*PH*PW
+  // (PH, PW after the pool). Float outputs are NCHW (so a flatten is free),
+  // packed outputs NHWC (kernels/packed_conv.h); a dense layer after packed
+  // NHWC maps reads them in NCHW flatten order (the runner re-packs).
+  SpatialGeom geom;
 
+  bool spatial() const {
+    return type == LayerType::conv_f32 || type == LayerType::conv_binary || type == LayerType::max_pool;
+  }
+  // Entries of the per-channel epilogue arrays: out (dense), O (conv), 0 (max_pool).
+  int64_t channels() const { return type == LayerType::max_pool ? 0 : spatial() ? geom.O : out; }
+  // Output maps [channels, PH, PW] of a spatial layer (after its pool).
+  int64_t out_channels() const { return type == LayerType::max_pool ? geom.C : geom.O; }
+  int64_t out_h() const;
+  int64_t out_w() const;
+  // Packed +-1 output: a sign epilogue, or a max_pool of packed input.
+  bool packed_out() const { return sign_out || (type == LayerType::max_pool && input == LayerInput::packed); }
   int weight_bits() const {
-    return type == LayerType::dense_binary ? 1 : type == LayerType::dense_levels ? wbits : 32;
+    return type == LayerType::dense_binary || type == LayerType::conv_binary ? 1
+           : type == LayerType::dense_levels                                 ? wbits
+           : type == LayerType::max_pool                                     ? 0
+                                                                              : 32;
+  }
+  int64_t weight_count() const {
+    return type == LayerType::max_pool ? 0 : spatial() ? geom.O * geom.taps() : in * out;
   }
   // Bytes of this layer's record in the file (header + payload).
   int64_t file_bytes() const;
@@ -179,12 +265,25 @@ struct PackedLayer {
   std::vector<float> level_weights() const;
 };
 
+// Largest metadata string a .qnnx file (or a core/serialize.h checkpoint) may
+// carry: it describes a model (data set, shapes, flags); it is not for data.
+constexpr size_t kMaxMetaBytes = size_t(1) << 20;
+// Why `meta` cannot be stored as metadata, or "" if it can: longer than
+// kMaxMetaBytes, a NUL byte, or not valid UTF-8 (overlong forms, surrogates
+// and code points above U+10FFFF are invalid). Empty text is fine ("none").
+std::string meta_problem(const std::string& meta);
+
 struct PackedModel {
   InputScale input_scale = InputScale::none;
   std::vector<int64_t> input_dims;
   std::vector<PackedLayer> layers;
+  // Opaque text stored with the model (format version 3); empty: none. The
+  // apps put JSON here (apps/common/model_meta.h: data set, input shape,
+  // classes, training flags) so a model can say what it was trained on.
+  std::string meta;
 
-  bool is_binary() const;            // any dense_binary layer
+  bool is_binary() const;            // any dense_binary or conv_binary layer
+  bool is_spatial() const;           // any conv / pool layer (format version 4)
   bool has_levels() const;           // any dense_levels layer (a k-bit model)
   // "qnn" with a dense_levels layer, else "bnn" with a dense_binary one, else "fp".
   std::string kind() const { return has_levels() ? "qnn" : is_binary() ? "bnn" : "fp"; }
@@ -301,9 +400,22 @@ class PackedRunner {
   PackedVector planes_, lplanes_;
   int64_t lplane_words_ = 0;  // per row, the largest levels-input layer's
   std::vector<float> logits_;  // predict_u8's
+  // CNN layers (kernels/packed_conv.h): per layer, the packed conv weights
+  // (conv_binary with packed input); scratch for sums, pooled sums, patch rows.
+  std::vector<PackedConvWeights> cw_;
+  int64_t max_pwords_ = 0;  // per row: the largest packed activation (dense rows or NHWC maps)
+  std::vector<float> sums_, pooled_, rows_, cols_;
+  std::vector<int32_t> arg_;
+  void spatial_layer(size_t i, int64_t n, int& fi, int& pi);
+  void conv_f32_forward(const PackedLayer& L, const float* x, int64_t n, float* y);
   int fcur_ = 0;  // which f_ holds the (float) model input after staging
   bool pix_f32_ = false;  // pixels8 model: f_[0] also holds (2p - 255) / 256 (large batches)
 };
+
+// Packed NHWC maps (kernels/packed_conv.h) [n, H, W, pixel_words(C)] ->
+// packed rows in NCHW flatten order (bit c*H*W + y*W + x), row stride
+// packed_words(C*H*W), pad bits 0: a dense layer's input after a conv.
+void nhwc_to_flat_rows(const uint64_t* x, int64_t n, int64_t C, int64_t H, int64_t W, uint64_t* rows);
 
 // Pack n rows of uint8 pixels as 8 bit planes of v = 2p - 255 (the layout of
 // kernels/bitserial.h pack_planes with bits = 8; identical output).

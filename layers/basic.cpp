@@ -1,6 +1,7 @@
 #include "layers/basic.h"
 
 #include "core/ops.h"
+#include "layers/batchnorm.h"  // run_on_whole_batch
 
 namespace qnn {
 
@@ -17,6 +18,21 @@ Dropout::Dropout(float p, Rng& rng) : p_(p), rng_(rng.split()) {
   QNN_CHECK(p >= 0.f && p < 1.f, "Dropout: p must be in [0, 1), got " + std::to_string(p));
 }
 
-Tensor Dropout::forward(const Tensor& x) { return dropout(x, p_, training_, rng_); }
+Tensor Dropout::forward(const Tensor& x) {
+  // Masks are drawn per element index: in data-parallel training the global
+  // batch's (layers/batchnorm.h's run_on_whole_batch).
+  auto op = [&](const Tensor& v) { return dropout(v, p_, training_, rng_); };
+  return training_ && p_ > 0 ? run_on_whole_batch(x, op) : op(x);
+}
+
+Tensor Flatten::forward(const Tensor& x) { return qnn::flatten(x); }
+
+Shape Flatten::output_shape(const Shape& in) const {
+  if (in.empty()) return {};
+  // As Tensor::flatten(1): [N] becomes [N, 1].
+  int64_t n = 1;
+  for (size_t i = 1; i < in.size(); ++i) n = (in[i] < 0 || n < 0) ? -1 : n * in[i];
+  return {in[0], n};
+}
 
 }  // namespace qnn

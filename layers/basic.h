@@ -34,15 +34,20 @@ class Dropout : public Module {
   std::string type_name() const override { return "Dropout"; }
   float p() const { return p_; }
 
+ protected:
+  void own_rngs(std::vector<std::pair<std::string, Rng*>>& out) override { out.emplace_back("rng", &rng_); }
+
  private:
   float p_;
   Rng rng_;
 };
 
+// [N, d1, d2, ...] -> [N, d1 * d2 * ...]
 class Flatten : public Module {
  public:
-  Tensor forward(const Tensor& x) override { return x.flatten(1); }
+  Tensor forward(const Tensor& x) override;  // the flatten op (core/ops.h)
   std::string type_name() const override { return "Flatten"; }
+  Shape output_shape(const Shape& in) const override;  // [N, -1] when a flattened dim is unknown
 };
 
 }  // namespace qnn

@@ -20,7 +20,24 @@ Tensor BatchNorm::forward(const Tensor& x) {
   QNN_CHECK(x.ndim() == 2 + spatial_dims_ && x.dim(1) == channels_,
             type_name() + "(" + std::to_string(channels_) + "): input is " + shape_str(x.shape()) +
                 (spatial_dims_ ? ", expected [N, C, H, W]" : ", expected [N, C]"));
-  return batch_norm(x, weight, bias, running_mean, running_var, training_, opt_.momentum, opt_.eps);
+  auto op = [&](const Tensor& v) {
+    return batch_norm(v, weight, bias, running_mean, running_var, training_, opt_.momentum, opt_.eps);
+  };
+  return training_ ? run_on_whole_batch(x, op) : op(x);  // batch statistics: the global batch's
+}
+
+Shape BatchNorm::output_shape(const Shape& in) const {
+  const size_t rank = 2 + (size_t)spatial_dims_;
+  if (in.empty()) {
+    Shape s(rank, -1);
+    s[1] = channels_;
+    return s;
+  }
+  QNN_CHECK(in.size() == rank && (in[1] == -1 || in[1] == channels_),
+            type_name() + "(" + std::to_string(channels_) + "): input " + shape_str(in) + ", expected " +
+                (spatial_dims_ == 0 ? "[N, " + std::to_string(channels_) + "]"
+                                    : "[N, " + std::to_string(channels_) + ", H, W]"));
+  return in;
 }
 
 }  // namespace qnn

@@ -17,6 +17,7 @@ class Linear : public Module {
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Linear"; }
   LayerSummary summary_row() const override;
+  Shape output_shape(const Shape& in) const override { return features_output_shape(in, in_, out_, "Linear"); }
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
   Tensor weight, bias;  // bias undefined when opt.bias == false

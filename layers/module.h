@@ -19,6 +19,8 @@
 
 namespace qnn {
 
+class Rng;  // core/rng.h
+
 // One row of a model summary (larq-style). Bits are 32 for full precision.
 struct LayerSummary {
   std::string name;        // e.g. "2"
@@ -43,6 +45,16 @@ class Module {
   virtual std::string type_name() const = 0;
   // Summary row for this module alone (children report their own).
   virtual LayerSummary summary_row() const;
+  // Shape of forward(x) for an x of shape `in`, without computing anything:
+  // what summaries print in their "output" column. -1 marks a dimension not
+  // known here (the batch, or anything before the first layer that fixes it);
+  // an empty Shape means nothing is known. The default suits every layer that
+  // keeps its input's shape (activations, BatchNorm, Dropout, quantizers); a
+  // module with children chains them in registration order, as Sequential
+  // runs them. A layer that changes the shape (Linear, Flatten, convolution,
+  // pooling) MUST override it, and throws qnn::Error when `in` cannot be its
+  // input, so a summary with a given input shape also checks the wiring.
+  virtual Shape output_shape(const Shape& in) const;
 
   // Train / eval mode, recursively (dropout, batch norm, stochastic quantizers).
   virtual void train(bool on = true);
@@ -57,6 +69,10 @@ class Module {
   std::vector<std::pair<std::string, Tensor>> state() const;
   void zero_grad();
   int64_t num_parameters() const;
+  // The random generators of this module and its children (dropout masks,
+  // stochastic quantizers), named like state() entries ("3.rng"), each once:
+  // a resumable run (apps/common/run_state.h) saves and restores them.
+  std::vector<std::pair<std::string, Rng*>> named_rngs();
 
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
@@ -70,6 +86,10 @@ class Module {
   }
 
   bool training_ = true;
+
+  // A layer that keeps an Rng (directly or in a quantizer) lists it here,
+  // without its children's (named_rngs recurses).
+  virtual void own_rngs(std::vector<std::pair<std::string, Rng*>>& out) { (void)out; }
 
  private:
   void collect(const std::string& prefix, bool params, bool buffers,
@@ -94,8 +114,16 @@ class Sequential : public Module {
   Module& operator[](size_t i) const { return *children()[i].second; }
 };
 
-// Model summary: one row per leaf module, totals, compression ratio.
-std::vector<LayerSummary> summarize(const Module& m);
-std::string summary_table(const Module& m);
+// output_shape of a layer mapping [..., in_features] to [..., out_features]
+// (Linear, QuantLinear): `who` names the layer in the error message.
+Shape features_output_shape(const Shape& in, int64_t in_features, int64_t out_features, const std::string& who);
+
+// Model summary: one row per leaf module, totals, compression ratio. Each
+// row's `output` is the leaf's output_shape applied to the previous leaf's
+// output, starting from `input` (e.g. {-1, 784}; empty: unknown, so rows
+// before the first shape-fixing layer print nothing). A leaf whose
+// output_shape knows nothing keeps the `output` of its summary_row.
+std::vector<LayerSummary> summarize(const Module& m, const Shape& input = {});
+std::string summary_table(const Module& m, const Shape& input = {});
 
 }  // namespace qnn

@@ -13,8 +13,11 @@
 //
 // Performance: the update is one fused pass per tensor (read p, g, m, v;
 // write p, m, v) with the two bias-correction factors computed once per
-// tensor, vectorised and split across OpenMP threads for large tensors. The
-// parameter's constraint is then applied once per tensor by the base class.
+// tensor, vectorised and split across OpenMP threads for large tensors. A
+// parameter whose constraint is the library's Clip (layers/quant/
+// constraints.h, recognised by type) is clipped inside that same pass, with
+// Clip's own expression, so the bits equal update-then-clip; any other
+// constraint is applied once per tensor by the base class, as given.
 #pragma once
 
 #include "optim/optimizer.h"

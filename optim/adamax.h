@@ -6,6 +6,9 @@
 //   m = beta1 * m + (1 - beta1) * g
 //   u = max(beta2 * u, |g|)
 //   p = p - lr / (1 - beta1^t) * m / (u + eps)
+// eps is added to the denominator, as in the paper; torch.optim.Adamax adds
+// it inside the max instead (u = max(beta2 u, |g| + eps)): one of the
+// deliberate differences listed in docs/quantizers-vs-pytorch.md.
 //
 // ShiftAdaMax (Courbariaux, Hubara et al., "Binarized Neural Networks", 2016,
 // Algorithm 4 "shift-based AdaMax"; Hubara's Torch7 BinaryNet,
@@ -36,7 +39,7 @@
 // eps: Torch7 computes m / (AP2(u) + eps); we compute m / AP2(u + eps), which
 // keeps the divisor an exact power of two and never zero; for u >> eps the
 // two agree.
-// Defaults (paper Alg. 4 / DESIGN.md §3): lr 2^-10, 1 - beta1 = 2^-3,
+// Defaults (paper Alg. 4 / docs/design.md §3): lr 2^-10, 1 - beta1 = 2^-3,
 // 1 - beta2 = 2^-10; eps 2^-27 (the Torch7 default epsilon). The Torch7
 // function's own defaults are lr 0.002, beta1 0.9, beta2 0.999, and its MNIST
 // script passes LR 2^-6 (halved every 20 epochs): pass those explicitly to

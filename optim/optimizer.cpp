@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "layers/quant/constraints.h"
 #include "optim/adam.h"
 #include "optim/adamax.h"
 #include "optim/sgd.h"
@@ -41,10 +42,13 @@ void Optimizer::step() {
     u.lr_scale = attrs ? attrs->lr_scale : 1.0f;
     u.lr = lr_ * u.lr_scale;
     u.t = ++param_steps_[i];
-    // A plain clip goes into the update loop when the optimizer can fuse it
-    // (BinaryNet's clip of the latent weights: one pass over them, not two).
-    u.clip = attrs && attrs->clip && fuses_clip();
-    if (u.clip) u.clip_lo = attrs->clip_lo, u.clip_hi = attrs->clip_hi;
+    // The library's Clip goes into the update loop when the optimizer can
+    // fuse it (BinaryNet's clip of the latent weights: one pass over them,
+    // not two). Recognised by the callable's type, so a constraint the user
+    // replaced or wrapped (even around a Clip) is never skipped.
+    const Clip* fused = attrs && fuses_clip() ? as_clip(attrs->constraint) : nullptr;
+    u.clip = fused != nullptr;
+    if (fused) u.clip_lo = fused->lo, u.clip_hi = fused->hi;
     update(u);
     // Any other constraint runs after the update, once per tensor, on the
     // whole buffer (it may be elementwise or not, e.g. a max-norm).

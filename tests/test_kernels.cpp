@@ -267,6 +267,48 @@ TEST_CASE("xnor_gemm_i32 / f32: every variant bit-exact vs the float reference")
     }
 }
 
+TEST_CASE("xnor_gemm: adversarial rows fill the popcount counters (XOR all ones: dot = -K; equal rows: +K)") {
+  // Random rows give byte popcounts near 4, so a kernel whose narrow
+  // counters (AVX2: bytes, flushed every 31 steps of 256 bits) could
+  // overflow still passes random tests. Rows whose XOR is all ones make every
+  // byte count 8 at every step: one step more between flushes and a counter
+  // wraps. K >= 8192 fills a whole 128-word K chunk of the driver; odd K and
+  // K past a chunk boundary check the pads and the chunk accumulation.
+  IsaGuard guard;
+  const int64_t M = 7, N = 5;  // more rows / columns than one register tile
+  for (int64_t K : {8192, 8193, 8191, 16384 + 511, 3 * 8192 + 1}) {
+    CAPTURE(K);
+    // Row signs: A row m all s_a[m], B row n all s_b[n]; dot = K s_a s_b.
+    const int sa[M] = {1, -1, 1, 1, -1, -1, 1}, sb[N] = {-1, 1, 1, -1, -1};
+    std::vector<float> a((size_t)(M * K)), b((size_t)(N * K));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t kk = 0; kk < K; ++kk) a[(size_t)(m * K + kk)] = (float)sa[m];
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t kk = 0; kk < K; ++kk) b[(size_t)(n * K + kk)] = (float)sb[n];
+    const k::PackedVector pa = pack(a, M, K), pb = pack(b, N, K);
+    for (k::Isa isa : supported_isas()) {
+      CAPTURE(std::string(k::isa_name(isa)));
+      k::set_isa(isa);
+      std::vector<int32_t> c((size_t)(M * N), 0);
+      k::xnor_gemm_i32(pa.data(), pb.data(), M, N, K, c.data(), N);
+      std::vector<float> f((size_t)(M * N), 0.0f);
+      k::xnor_gemm_f32(pa.data(), pb.data(), M, N, K, f.data(), N, nullptr, nullptr);
+      int64_t bad = 0, minus = 0, plus = 0;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          const int32_t want = (int32_t)K * sa[m] * sb[n];
+          bad += c[(size_t)(m * N + n)] != want || f[(size_t)(m * N + n)] != (float)want;
+          (want < 0 ? minus : plus) += 1;
+        }
+      CHECK(bad == 0);
+      CHECK(c[0] == -(int32_t)K);  // XOR all ones
+      CHECK(c[2] == (int32_t)K);   // all equal
+      CHECK(minus > 0);
+      CHECK(plus > 0);
+    }
+  }
+}
+
 TEST_CASE("xnor_gemm: multi-threaded, M = 1 over N, large-output streaming path") {
   IsaGuard guard;
   std::mt19937 rng(5);
@@ -519,7 +561,7 @@ TEST_CASE("bitserial: pack/unpack planes round trip, pads zero, invalid values t
   CHECK_THROWS_AS(k::pack_planes(even.data(), 1, 3, 17, p.data()), std::invalid_argument);
 }
 
-TEST_CASE("bitserial: quantize_pack_planes applies the DESIGN quantizer") {
+TEST_CASE("bitserial: quantize_pack_planes applies the docs/design.md §3 quantizer") {
   IsaGuard guard;
   std::mt19937 rng(21);
   std::uniform_real_distribution<float> U(-1.6f, 1.6f);

@@ -1,16 +1,19 @@
 // tests/test_quant.cpp — layers/quant/: quantizers, surrogate gradients,
 // QuantLinear / BinaryLinear / QuantAct, constraints, ShiftBatchNorm, summaries.
 //
-// Forward levels are checked against the formulas of DESIGN.md §3 written out
+// Forward levels are checked against the formulas of docs/design.md §3 written out
 // independently here (in double); surrogate gradients against their formulas
 // and against central differences of the functions they are derivatives of
-// (tanh(Kx), the seed report's f3).
+// (tanh(Kx), and f3 of the student report "Investigation and Analysis on Quantized Neural Networks" (after Hubara et al., JMLR 2018)).
 #include <doctest/doctest.h>
 #include <omp.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -27,7 +30,10 @@
 #include "layers/basic.h"
 #include "layers/batchnorm.h"
 #include "layers/linear.h"
+#include "kernels/bitserial.h"
+#include "kernels/level_planes.h"
 #include "layers/quant/quant.h"
+#include "tests/isa_util.h"
 
 #if __has_include("optim/sgd.h") && __has_include("optim/adam.h")
 #include "optim/adam.h"
@@ -36,6 +42,8 @@
 #endif
 
 using namespace qnn;
+using qnn::test::IsaGuard;
+using qnn::test::supported_isas;
 
 namespace {
 
@@ -61,7 +69,7 @@ double uniform_ref(double x, int bits, double a) {
   return -a + D * std::floor((c + a) / D + 0.5);
 }
 
-// The seed report's eq. 18 in double: f3(u) = f2(u - 2 round(u/2)) + 2 round(u/2).
+// The QNN report's eq. 18 in double: f3(u) = f2(u - 2 round(u/2)) + 2 round(u/2).
 double f3(double u, double K) {
   const double r = std::round(u / 2.0);
   return std::tanh(K * (u - 2.0 * r)) + 2.0 * r;
@@ -216,6 +224,127 @@ TEST_CASE("Uniform bits=3 and general bits/a match the spec formula") {
       CHECK(ys[ys.size() - 2] == doctest::Approx(-a));  // q(-a) = -a
     }
   }
+}
+
+// The level of float x decided exactly: the odd v with (v-1) a <= clip(x) L <
+// (v+1) a. long double has a 64-bit significand on x86-64, so clip(x) L (24 +
+// 16 bits) and 2 j a (17 + 24 bits) are exact products; the thresholds are
+// searched (largest j with 2 j a <= clip(x) L), no division, no rounding.
+int exact_level(float x, int bits, float a) {
+  const int L = (1 << bits) - 1;
+  const long double c = std::fmin(std::fmax((long double)x, -(long double)a), (long double)a);
+  const long double cl = c * (long double)L;
+  int lo = -(L + 1) / 2, hi = (L - 1) / 2;  // 2 lo a = -(L+1) a <= cl always
+  while (lo < hi) {
+    const int mid = lo + (hi - lo + 1) / 2;
+    if (2.0L * (long double)mid * (long double)a <= cl) lo = mid;
+    else hi = mid - 1;
+  }
+  return 2 * lo + 1;
+}
+
+TEST_CASE("Uniform: both float neighbours of every threshold, 1..16 bits, against an exact reference") {
+  REQUIRE(std::numeric_limits<long double>::digits >= 64);
+  // The float just below a negative threshold used to get the upper level
+  // (u = clip(x) L / a rounded onto the even integer, ties up): -0.66666669
+  // < -2/3 read as -1/3 at 2 bits.
+  Uniform q2(2, 1.0f);
+  CHECK(-0.66666669f < -2.0L / 3.0L);
+  CHECK(forward_of(q2, {-0.66666669f, -0.66666663f}) == std::vector<float>{-1.0f, -1.0f / 3.0f});
+  IsaGuard guard;
+  int64_t values = 0;
+  for (float a : {1.0f, 0.75f, 3.0f, 0.1f, 1e-3f}) {
+    for (int bits = 1; bits <= 16; ++bits) {
+      CAPTURE(a);
+      CAPTURE(bits);
+      const int L = (1 << bits) - 1;
+      // First whole blocks of random values (kernels::uniform_odd_levels
+      // decides those in float), then the thresholds' neighbours (the blocks
+      // it redoes in double).
+      std::vector<float> xs;
+      Rng rng(7);
+      for (int64_t i = 0; i < 8 * kernels::kLevelBlock; ++i) xs.push_back(rng.uniform(-1.2f * a, 1.2f * a));
+      xs.insert(xs.end(), {0.0f, -0.0f, a, -a, std::nextafter(a, 0.0f), std::nextafter(-a, 0.0f), 2.0f * a,
+                           -2.0f * a});
+      for (int j = -(L - 1) / 2; j <= (L - 1) / 2; ++j) {  // thresholds 2 j a / L, all of them
+        const float t = (float)((2.0L * j * (long double)a) / (long double)L);  // the nearest float
+        const float below = std::nextafter(t, -INFINITY), above = std::nextafter(t, INFINITY);
+        xs.insert(xs.end(), {std::nextafter(below, -INFINITY), below, t, above});
+      }
+      const int64_t n = (int64_t)xs.size();
+      values += n;
+      std::vector<int32_t> want((size_t)n);
+      for (int64_t i = 0; i < n; ++i) want[(size_t)i] = exact_level(xs[(size_t)i], bits, a);
+      // The quantizer itself: output (a v) / L, bit for bit.
+      Uniform q(bits, a);
+      const std::vector<float> got = forward_of(q, xs);
+      int64_t bad = 0, first = -1;
+      for (int64_t i = 0; i < n; ++i) {
+        const float ref = bits == 1 ? (want[(size_t)i] < 0 ? -a : a) : (a * (float)want[(size_t)i]) / (float)L;
+        if (std::memcmp(&got[(size_t)i], &ref, 4) != 0 && bad++ == 0) first = i;
+      }
+      CHECK_MESSAGE(bad == 0, bad << " misplaced, first x = " << (first >= 0 ? xs[(size_t)first] : 0.0f));
+      // The same levels from the kernels' entry points (uniform_levels, the
+      // plane packer on every ISA), which the exported runner uses.
+      std::vector<float> lv((size_t)n);
+      kernels::uniform_levels(xs.data(), n, bits, a, lv.data());
+      bool levels_ok = true;
+      for (int64_t i = 0; i < n; ++i) levels_ok = levels_ok && lv[(size_t)i] == (float)want[(size_t)i];
+      CHECK(levels_ok);
+      const int64_t K = 67, rows = n / K;
+      kernels::PackedVector ref_planes((size_t)kernels::plane_packed_words(rows, K, bits));
+      kernels::pack_planes(want.data(), rows, K, bits, ref_planes.data());
+      for (kernels::Isa isa : supported_isas()) {
+        kernels::set_isa(isa);
+        kernels::PackedVector planes((size_t)kernels::plane_packed_words(rows, K, bits), ~uint64_t(0));
+        kernels::pack_level_planes(xs.data(), rows, K, bits, a, planes.data());
+        CHECK_MESSAGE(planes == ref_planes, "pack_level_planes, isa " << kernels::isa_name(isa));
+      }
+    }
+  }
+  MESSAGE(values << " values next to thresholds checked");
+}
+
+// The float m steps (ulps) above t (below for m < 0): floats ordered as the
+// integers of a sign-magnitude to two's-complement map.
+float ulps_away(float t, int64_t m) {
+  const int32_t b = std::bit_cast<int32_t>(t);
+  int64_t key = b < 0 ? int64_t(INT32_MIN) - b : b;  // monotone in t; -0 and +0 both map to 0
+  key += m;
+  const int32_t nb = key < 0 ? int32_t(int64_t(INT32_MIN) - key) : int32_t(key);
+  return std::bit_cast<float>(nb);
+}
+
+TEST_CASE("uniform_odd_levels: the float fast path is exact up to its margin (values 2^k ulps from thresholds)") {
+  // One value per call, so each value takes the path its own distance to a
+  // threshold selects: ulps 1..4 go to the exact double arithmetic, larger
+  // distances to the float estimate, which must still be exact there.
+  int64_t fast_checked = 0;
+  for (float a : {1.0f, 0.75f, 3.0f, 1e-3f, 1e30f, 1e-30f}) {
+    for (int bits = 2; bits <= 12; ++bits) {
+      CAPTURE(a);
+      CAPTURE(bits);
+      const int L = (1 << bits) - 1;
+      const float n1 = (float)L, w = n1 * 0x1p-22f;
+      int64_t bad = 0;
+      for (int j = -(L - 1) / 2; j <= (L - 1) / 2; j += std::max(1, L / 64)) {
+        const float t = (float)((2.0L * j * (long double)a) / (long double)L);
+        for (int k = 0; k <= 16; ++k)
+          for (int dir : {-1, 1}) {
+            const float x = ulps_away(t, dir > 0 ? (int64_t(1) << k) : -(int64_t(1) << k));
+            float v = 0.0f;
+            kernels::uniform_odd_levels(&x, 1, a, n1, &v);
+            bad += v != (float)exact_level(x, bits, a);
+            const float h = 0.5f * (std::fmin(std::fmax(x, -a), a) * (n1 / a));
+            const float f = h - std::floor(h);
+            fast_checked += f >= w && f <= 1.0f - w;
+          }
+      }
+      CHECK(bad == 0);
+    }
+  }
+  MESSAGE(fast_checked << " values decided by the float estimate");
+  CHECK(fast_checked > 10000);
 }
 
 TEST_CASE("Uniform bits=1 is sign with levels +-a (q(0) = +a); bits=32 is the identity") {
@@ -860,7 +989,7 @@ TEST_CASE("summary: BinaryLinear 784 -> 256 is 200704 weights at 1 bit = 25088 b
   CHECK(r32.weight_bits == 32);
 }
 
-TEST_CASE("the seed report's TinyModel: honest size 917544 bytes, not 25.296936 MB / 32") {
+TEST_CASE("the QNN report's TinyModel: honest size 917544 bytes, not 25.296936 MB / 32") {
   Rng rng(1);
   Sequential m;
   QuantLinearOptions h1;

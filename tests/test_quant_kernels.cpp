@@ -684,7 +684,7 @@ TEST_CASE("uniform_linear: central differences of the surrogate relaxation (peri
   spec.weight_surrogate = Surrogate::tanh(2.0f);
   std::uniform_real_distribution<float> ud(-0.95f, 0.95f);
   std::vector<float> xv(N * in), wv(out * in), G(N * out);
-  // The seed report's f3 jumps by 2(1 - tanh K) at the levels (odd u), where
+  // The f3 of the student report "Investigation and Analysis on Quantized Neural Networks" (after Hubara et al., JMLR 2018) jumps by 2(1 - tanh K) at the levels (odd u), where
   // central differences would see the jump: keep x 0.01 away from +-1/3, +-1.
   for (auto& v : xv) {
     do v = ud(rng);

@@ -1,5 +1,7 @@
 // apps/common/cli_main.h — the end of every app's main(): parse the flags,
 // run, and turn any exception into one line "<app>: error: ..." and exit 1.
+// A flag error is one line too, naming the flag, before any work:
+//   mnist_mlp: error: --lr: must be a number > 0, got -1 (see --help)
 // Header-only (CLI11 + stdio + kernels/sgemm.h) so apps that link only
 // kernels/ can use it too.
 #pragma once
@@ -8,6 +10,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "kernels/sgemm.h"
 
@@ -16,6 +19,9 @@ namespace qnn::app {
 template <class Run>
 int parse_and_run(CLI::App& cli, int argc, char** argv, const char* name, Run&& run) {
   kernels::select_blas_core(argv);  // may restart the program once (see kernels/sgemm.h)
+  cli.failure_message([name](const CLI::App*, const CLI::Error& e) {
+    return std::string(name) + ": error: " + e.what() + " (see --help)\n";
+  });
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,5 @@
 // layers/quant/binary_linear_op.h — fused quantized linear ops that compute
-// their forward product with the bit-packed kernels (DESIGN.md §2 "fused ops",
+// their forward product with the bit-packed kernels (docs/design.md §2 "fused ops",
 // §4 "Training can use the kernels too").
 //
 // Two ops (and a third for a real input with sign weights, below), each ONE
@@ -38,7 +38,7 @@
 //     linear op, only with that summation order.)
 //
 //   uniform_linear(x, W, b, spec)    y = s * (v_x · v_W^T) + b      (k-bit x m-bit)
-//     Both sides are uniform quantizers (DESIGN.md §3; Sign is bits 1, a 1):
+//     Both sides are uniform quantizers (docs/design.md §3; Sign is bits 1, a 1):
 //     q = a v / L with v an odd integer, |v| <= L = 2^bits - 1, so the product
 //     is an exact integer product times one scale s = (a_x/L_x) (a_W/L_W).
 //     forward : levels v of x and W; with kernels the integer dot products come

@@ -9,9 +9,6 @@ void Constraint::attach(Tensor& t) const {
   ParamAttrs& pa = t.param_attrs();
   pa.constraint = apply;
   pa.constraint_name = name;
-  pa.clip = is_clip;
-  pa.clip_lo = clip_lo;
-  pa.clip_hi = clip_hi;
 }
 
 void Clip::operator()(float* w, int64_t n) const {
@@ -28,12 +25,8 @@ std::string Clip::name() const {
 
 Clip::operator Constraint() const {
   QNN_CHECK(lo <= hi, "Clip: lo > hi (" + name() + ")");
-  Clip c = *this;
-  Constraint k{name(), [c](float* w, int64_t n) { c(w, n); }};
-  k.is_clip = true;
-  k.clip_lo = lo;
-  k.clip_hi = hi;
-  return k;
+  // The Clip itself, not a lambda around it: as_clip() recognises it by type.
+  return Constraint{name(), *this};
 }
 
 }  // namespace qnn

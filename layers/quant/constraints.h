@@ -24,15 +24,17 @@ struct Constraint {
   std::string name;                                  // e.g. "clip[-1, 1]"
   std::function<void(float* w, int64_t n)> apply;    // in place, whole tensor
   explicit operator bool() const { return (bool)apply; }
-  // Set by Clip: `apply` is exactly min(max(w, lo), hi), so optimizers may
-  // fuse it into their update (ParamAttrs::clip).
-  bool is_clip = false;
-  float clip_lo = 0.0f, clip_hi = 0.0f;
   // Stores it in t.param_attrs() (constraint + constraint_name).
   void attach(Tensor& t) const;
 };
 
 // w = min(max(w, lo), hi) elementwise.
+//
+// Optimizers may fuse this one constraint into their update loop (Adam does:
+// one pass over the weights instead of two, same bits). They recognise it by
+// its type, as_clip() below, never by "the parameter has a constraint": a
+// constraint the user replaced or wrapped is a different callable and is
+// called as given.
 struct Clip {
   float lo = -1.0f;
   float hi = 1.0f;
@@ -41,5 +43,11 @@ struct Clip {
   operator Constraint() const;  // so `opt.weight_constraint = Clip{-1, 1}` works
   void attach(Tensor& t) const { Constraint(*this).attach(t); }
 };
+
+// The Clip held by a constraint callable, or nullptr if it holds anything
+// else (a lambda, a wrapper around a Clip, a user's function): only then is
+// fusing it the same operation. `p.param_attrs().constraint = Clip{-1, 1}`
+// and Clip{-1, 1}.attach(p) both store a Clip.
+inline const Clip* as_clip(const std::function<void(float*, int64_t)>& f) { return f.target<Clip>(); }
 
 }  // namespace qnn

@@ -15,9 +15,12 @@
 #include "kernels/level_planes.h"
 #include "layers/basic.h"
 #include "layers/batchnorm.h"
+#include "layers/conv.h"
 #include "layers/linear.h"
+#include "layers/pool.h"
 #include "layers/quant/binary_linear_op.h"
 #include "layers/quant/quant_act.h"
+#include "layers/quant/quant_conv.h"
 #include "layers/quant/quant_linear.h"
 #include "layers/quant/shift_batchnorm.h"
 
@@ -65,6 +68,11 @@ std::string unknown_quantizer(const Leaf& l, const Quantizer& q) {
 }
 
 bool is_batchnorm(Module* m) { return dynamic_cast<BatchNorm*>(m) != nullptr; }
+// BatchNorm2d / ShiftBatchNorm2d: takes [N, C, H, W].
+bool is_bn2d(const BatchNorm& bn) {
+  const std::string t = bn.type_name();
+  return t.size() >= 2 && t.compare(t.size() - 2, 2, "2d") == 0;
+}
 
 // Per-channel eval affine map of a (shift) batch norm layer, with the exact
 // float arithmetic of its forward pass.
@@ -108,7 +116,8 @@ std::vector<float> bn_forward(BatchNorm& bn, const std::vector<float>& y, int64_
   bn.train(false);
   Tensor out;
   try {
-    out = bn.forward(Tensor::from_data({rows, C}, y.data()));
+    const Shape sh = is_bn2d(bn) ? Shape{rows, C, 1, 1} : Shape{rows, C};
+    out = bn.forward(Tensor::from_data(sh, y.data()));
   } catch (...) {
     bn.train(was);
     throw;
@@ -119,6 +128,7 @@ std::vector<float> bn_forward(BatchNorm& bn, const std::vector<float>& y, int64_
 
 struct Pending {
   BatchNorm* bn = nullptr;
+  MaxPool2d* pool = nullptr;  // conv only: a max-pool of the sums before the batch norm
   bool sign = false, relu = false;  // sign: folded into thresholds (binary products only)
   size_t next = 0;  // first leaf after the epilogue
 };
@@ -164,6 +174,9 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
 
   enum class Act { input, real, packed };
   Act cur = Act::input;
+  // The activation's map [C, H, W] while it is spatial (conv / pool layers);
+  // empty after a dense layer.
+  std::vector<int64_t> shape = opt.input_dims.size() == 3 ? opt.input_dims : std::vector<int64_t>{};
   // A QuantAct on real activations (or on the input), applied by the next
   // product: as its sign input (binary weights) or as its levels_f32 input.
   const Quantizer* pending = nullptr;
@@ -175,14 +188,23 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
   // A QuantLinear that multiplies +-1 inputs by +-1 weights given packed signs
   // (its own input quantizer, if any, is a sign: sign of +-1 is itself).
   auto binary_consumer = [&](size_t j) {
+    if (auto* qc = j < leaves.size() ? dynamic_cast<QuantConv2d*>(leaves[j].second) : nullptr)
+      return sign_like(qc->weight_quantizer().get()) &&
+             (!quantizes(qc->input_quantizer().get()) || sign_like(qc->input_quantizer().get()));
     auto* ql = j < leaves.size() ? dynamic_cast<QuantLinear*>(leaves[j].second) : nullptr;
     return ql && sign_like(ql->weight_quantizer().get()) &&
            (!quantizes(ql->input_quantizer().get()) || sign_like(ql->input_quantizer().get()));
   };
   // Can the sign at leaf j be folded into the binary product before it? Only
   // if what consumes it is itself a binary product (that takes packed signs).
+  // A max-pool between the sign and its consumer (FINN's CNV: BN -> sign ->
+  // max-pool) is looked through: max-pool commutes with the monotone sign,
+  // and becomes a max_pool layer on the packed signs.
   auto sign_follows_at = [&](size_t j) {
+    while (j < leaves.size() && dynamic_cast<MaxPool2d*>(leaves[j].second)) j = skip(j + 1);
     if (j >= leaves.size()) return false;
+    if (auto* qc = dynamic_cast<QuantConv2d*>(leaves[j].second))
+      return sign_like(qc->input_quantizer().get()) && sign_like(qc->weight_quantizer().get());
     if (auto* qa = dynamic_cast<QuantAct*>(leaves[j].second))
       return sign_like(qa->quantizer().get()) && binary_consumer(skip(j + 1));
     if (auto* ql = dynamic_cast<QuantLinear*>(leaves[j].second))
@@ -192,13 +214,16 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
   // Batch norm / sign / ReLU after the product at leaf i (out channels). The
   // sign is looked for only after a binary product; after any other product a
   // QuantAct stays in the chain and becomes the next product's `pending`.
-  auto epilogue = [&](size_t i, int64_t out, bool binary) {
+  auto epilogue = [&](size_t i, int64_t out, bool binary, bool spatial = false) {
     Pending e;
     size_t j = skip(i + 1);
+    if (spatial && j < leaves.size()) {
+      if ((e.pool = dynamic_cast<MaxPool2d*>(leaves[j].second))) j = skip(j + 1);  // conv -> max-pool -> BN
+    }
     if (j < leaves.size() && is_batchnorm(leaves[j].second)) {
       auto* bn = static_cast<BatchNorm*>(leaves[j].second);
-      QNN_CHECK(bn->type_name() != "BatchNorm2d", "export: " + where(leaves[j]) + " needs [N, C, H, W] input; "
-                                                  "export handles fully connected models");
+      QNN_CHECK(is_bn2d(*bn) == spatial, "export: " + where(leaves[j]) + " follows a " +
+                                             (spatial ? "convolution; it needs BatchNorm2d" : "dense layer; it needs BatchNorm1d"));
       QNN_CHECK(bn->channels() == out, "export: " + where(leaves[j]) + " has " + std::to_string(bn->channels()) +
                                            " channels but follows a layer with " + std::to_string(out) + " outputs");
       e.bn = bn;
@@ -218,7 +243,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
   // the batch-norm module's own forward.
   auto check_affine = [&](const Leaf& leaf, const k::PackedLayer& L, const Pending& e, const std::vector<float>& ys) {
     if (!opt.verify || !e.bn) return;
-    const int64_t C = L.out;
+    const int64_t C = L.channels();
     const std::vector<float> z = bn_forward(*e.bn, ys, 2);
     for (int64_t q = 0; q < 2 * C; ++q) {
       const int64_t c = q % C;
@@ -241,8 +266,9 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
     L.relu = e.relu;
     if (!e.bn) return;
     L.affine = true;
-    L.center.resize(L.out), L.scale.resize(L.out), L.shift.resize(L.out);
-    for (int64_t c = 0; c < L.out; ++c) {
+    const int64_t C = L.channels();
+    L.center.resize(C), L.scale.resize(C), L.shift.resize(C);
+    for (int64_t c = 0; c < C; ++c) {
       const ChannelAffine a = bn_affine(*e.bn, c);
       L.center[c] = a.center, L.scale[c] = a.scale, L.shift[c] = a.shift;
     }
@@ -265,8 +291,53 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
     float_epilogue(L, e);
     check_affine(leaf, L, e, sample_ys(L.out));
     cur = Act::real;
+    shape.clear();
     pm.layers.push_back(std::move(L));
     return skip(e.next);
+  };
+
+  // The batch norm + sign after a binary product (dense or conv) as one
+  // integer threshold + flip per output channel (C = L.channels()), checked
+  // against the batch-norm module's own forward.
+  auto fold_signs = [&](const Leaf& leaf, k::PackedLayer& L, const Pending& e, const std::vector<float>& bias,
+                        int64_t vmax, bool pix) {
+    const int64_t C = L.channels();
+    L.sign_out = true;
+    L.thresh.resize(C);
+    L.flip.resize(C);
+    for (int64_t c = 0; c < C; ++c) {
+      const ChannelAffine a = e.bn ? bn_affine(*e.bn, c) : ChannelAffine{};
+      SignThreshold st;
+      try {
+        st = fold_sign_threshold(vmax, pix, !bias.empty(), bias.empty() ? 0.f : bias[c], a);
+      } catch (const Error& err) {
+        fail("export: " + where(leaf) + ", output channel " + std::to_string(c) + ": " + err.what());
+      }
+      L.thresh[c] = st.thresh;
+      L.flip[c] = st.flip;
+    }
+    if (opt.verify && e.bn) {
+      // Check the fold against the batch-norm module itself at V = -vmax, T-1, T, vmax.
+      std::vector<int64_t> Vs(4 * C);
+      std::vector<float> ys(4 * C);
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t T = L.thresh[c];
+        const int64_t cand[4] = {-vmax, std::max(-vmax, T - 1), std::min(vmax, std::max(-vmax, T)), vmax};
+        for (int r = 0; r < 4; ++r) {
+          Vs[r * C + c] = cand[r];
+          ys[r * C + c] = y_of(cand[r], pix, !bias.empty(), bias.empty() ? 0.f : bias[c]);
+        }
+      }
+      const std::vector<float> z = bn_forward(*e.bn, ys, 4);
+      for (int64_t q = 0; q < 4 * C; ++q) {
+        const int64_t c = q % C;
+        const bool want = !(z[q] < 0.0f);
+        const bool got = (Vs[q] >= L.thresh[c]) != (L.flip[c] != 0);
+        QNN_CHECK(want == got, "export: internal check failed: " + where(leaf) + " channel " + std::to_string(c) +
+                                   ": the folded threshold disagrees with " + e.bn->type_name() +
+                                   "'s own forward at V = " + std::to_string(Vs[q]));
+      }
+    }
   };
 
   size_t i = skip(0);
@@ -290,6 +361,126 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
         fail("export: " + where(leaf) + " quantizes its input with " + iq->str() + " right after " + pending_str() +
              "; two activation quantizers in a row are not supported");
     }
+    auto* qc = dynamic_cast<QuantConv2d*>(m);
+    auto* cv = dynamic_cast<Conv2d*>(m);
+    if (qc || cv) {
+      // ---- convolution: conv_binary (+-1 weights) or conv_f32 ----
+      QNN_CHECK(shape.size() == 3,
+                "export: " + where(leaf) + (pm.layers.empty() ? std::string(" needs the model's input map: pass ExportOptions::input_dims = {C, H, W}")
+                                                              : std::string(" follows a dense layer; not supported")));
+      const Quantizer* cwq = qc ? qc->weight_quantizer().get() : nullptr;
+      const Quantizer* ciq = qc ? qc->input_quantizer().get() : nullptr;
+      const int64_t cin = qc ? qc->in_channels() : cv->in_channels();
+      QNN_CHECK(cin == shape[0], "export: " + where(leaf) + " takes " + std::to_string(cin) + " channels but its input has " +
+                                     std::to_string(shape[0]));
+      k::PackedLayer L;
+      k::SpatialGeom& g = L.geom;
+      g.C = shape[0], g.H = shape[1], g.W = shape[2];
+      g.O = qc ? qc->out_channels() : cv->out_channels();
+      g.K = qc ? qc->kernel() : cv->kernel();
+      g.stride = qc ? qc->options().stride : cv->options().stride;
+      g.pad = qc ? qc->options().pad : cv->options().pad;
+      QNN_CHECK(g.H + 2 * g.pad >= g.K && g.W + 2 * g.pad >= g.K,
+                "export: " + where(leaf) + ": the window is larger than its padded input map");
+      for (const Quantizer* q : {cwq, ciq})
+        if (quantizes(q) && !sign_like(q) && !level_geometry(q)) fail(unknown_quantizer(leaf, *q));
+      if ((quantizes(cwq) && !sign_like(cwq)) || (quantizes(ciq) && !sign_like(ciq)) || (pending && !sign_like(pending)))
+        fail("export: " + where(leaf) + " is a k-bit convolution (" + (cwq ? cwq->str() : std::string("fp")) + " weights, " +
+             (ciq ? ciq->str() : pending ? pending->str() : std::string("real")) +
+             " inputs); export supports full-precision and binary (sign x sign, or sign weights on the image) "
+             "convolutions only");
+      QNN_CHECK(quantizes(cwq) || (!quantizes(ciq) && !pending),
+                "export: " + where(leaf) + " multiplies binarized inputs by full-precision weights; not supported");
+      const Tensor& w = qc ? qc->weight : cv->weight;
+      const int64_t taps = g.taps();
+      QNN_CHECK(w.numel() == g.O * taps, "export: " + where(leaf) + " weight has the wrong size");
+      const std::vector<float> bias = copy_bias(qc ? qc->bias : cv->bias, g.O);
+      const bool binary = sign_like(cwq);
+      if (binary) {
+        L.type = k::LayerType::conv_binary;
+        if (cur == Act::packed || pending) {
+          // Signs: folded into the previous product's thresholds (packed) —
+          // a pending QuantAct(Sign) on real activations is not (refused below).
+          QNN_CHECK(cur == Act::packed, "export: " + where(leaf) + " binarizes real-valued activations (" +
+                                            pending_str() + "); export needs the sign folded into the layer before "
+                                            "(conv -> [max-pool] -> batch norm -> sign)");
+          L.input = k::LayerInput::packed;
+          g.pad_one = g.pad > 0 && qc->pad_value() != 0.0f;
+        } else if (cur == Act::input && !quantizes(ciq)) {
+          QNN_CHECK(opt.input_scale == k::InputScale::odd_over_256,
+                    "export: " + where(leaf) + " has binary weights and the image as input; exact export computes it "
+                    "on 8-bit pixels and needs the input scaling (2p-255)/256 (PixelScale::OddOver256), not " +
+                        std::string(k::input_scale_name(opt.input_scale)));
+          L.input = k::LayerInput::pixels8;
+        } else {
+          fail("export: " + where(leaf) + " has binary weights but real-valued input that is not the image (" +
+               (quantizes(ciq) ? "its sign input quantizer on real activations" : "no quantizer") +
+               "); export needs the sign folded into the layer before (conv -> [max-pool] -> batch norm -> sign)");
+        }
+        pending = nullptr;
+        // Sign of the latent weights, sign(0) = +1, rows in (c, ky, kx) order.
+        L.w_bits = k::make_packed(g.O, taps);
+        k::pack_rows(w.data(), g.O, taps, taps, L.w_bits.data());
+      } else {
+        QNN_CHECK(cur != Act::packed, "export: " + where(leaf) +
+                                          " is full precision but its input is binarized activations; not supported");
+        L.type = k::LayerType::conv_f32;
+        L.input = k::LayerInput::real;
+        L.w_f32.assign(w.data(), w.data() + g.O * taps);
+      }
+      const Pending e = epilogue(i, g.O, binary, true);
+      if (e.pool) {
+        g.pool_k = e.pool->kernel();
+        g.pool_s = e.pool->stride();
+        QNN_CHECK(g.OH() >= g.pool_k && g.OW() >= g.pool_k, "export: " + where(leaf) + ": the max-pool window is larger "
+                                                                                          "than the conv's output");
+      }
+      L.in = g.C * g.H * g.W;
+      L.out = g.O * L.out_h() * L.out_w();
+      const bool pix = L.input == k::LayerInput::pixels8;
+      const int64_t vmax = pix ? 255 * taps : taps;
+      if (binary && e.sign) {
+        fold_signs(leaf, L, e, bias, vmax, pix);
+        cur = Act::packed;
+      } else {
+        L.bias = bias;
+        float_epilogue(L, e);
+        std::vector<float> ys = sample_ys(g.O);
+        if (binary)
+          for (int64_t c = 0; c < g.O; ++c) {
+            ys[c] = y_of(-vmax / 3, pix, !bias.empty(), bias.empty() ? 0.f : bias[c]);
+            ys[g.O + c] = y_of(vmax / 5, pix, !bias.empty(), bias.empty() ? 0.f : bias[c]);
+          }
+        check_affine(leaf, L, e, ys);
+        cur = Act::real;
+      }
+      shape = {g.O, L.out_h(), L.out_w()};
+      pm.layers.push_back(std::move(L));
+      i = skip(e.next);
+      continue;
+    }
+    if (auto* mp = dynamic_cast<MaxPool2d*>(m)) {
+      // ---- a max-pool after the activation (FINN's CNV order) ----
+      QNN_CHECK(shape.size() == 3 && !pm.layers.empty(),
+                "export: " + where(leaf) + " must follow a convolution (its input map is unknown here)");
+      QNN_CHECK(!pending, "export: " + where(leaf) + " pools real values after " + pending_str() +
+                              "; export needs the sign folded into the layer before");
+      k::PackedLayer L;
+      L.type = k::LayerType::max_pool;
+      L.input = cur == Act::packed ? k::LayerInput::packed : k::LayerInput::real;
+      k::SpatialGeom& g = L.geom;
+      g.C = shape[0], g.H = shape[1], g.W = shape[2];
+      g.pool_k = mp->kernel(), g.pool_s = mp->stride();
+      QNN_CHECK(g.H >= g.pool_k && g.W >= g.pool_k, "export: " + where(leaf) + ": the window is larger than its input map");
+      L.in = g.C * g.H * g.W;
+      L.out = g.C * L.out_h() * L.out_w();
+      shape = {g.C, L.out_h(), L.out_w()};
+      pm.layers.push_back(std::move(L));
+      i = skip(i + 1);
+      continue;
+    }
+    if (dynamic_cast<AvgPool2d*>(m))
+      fail("export: " + where(leaf) + ": average pooling is not supported by export (no model of apps/common uses it)");
     const bool pending_kbit = pending && !sign_like(pending);
     if (ql && sign_like(wq) && (sign_like(iq) || (!quantizes(iq) && !pending_kbit))) {
       // ---- binary product ----
@@ -322,43 +513,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
       const bool pix = L.input == k::LayerInput::pixels8;
       const int64_t vmax = pix ? 255 * L.in : L.in;
       if (e.sign) {
-        L.sign_out = true;
-        L.thresh.resize(L.out);
-        L.flip.resize(L.out);
-        for (int64_t c = 0; c < L.out; ++c) {
-          const ChannelAffine a = e.bn ? bn_affine(*e.bn, c) : ChannelAffine{};
-          SignThreshold st;
-          try {
-            st = fold_sign_threshold(vmax, pix, !bias.empty(), bias.empty() ? 0.f : bias[c], a);
-          } catch (const Error& err) {
-            fail("export: " + where(leaf) + ", output channel " + std::to_string(c) + ": " + err.what());
-          }
-          L.thresh[c] = st.thresh;
-          L.flip[c] = st.flip;
-        }
-        if (opt.verify && e.bn) {
-          // Check the fold against the batch-norm module itself at V = -vmax, T-1, T, vmax.
-          const int64_t C = L.out;
-          std::vector<int64_t> Vs(4 * C);
-          std::vector<float> ys(4 * C);
-          for (int64_t c = 0; c < C; ++c) {
-            const int64_t T = L.thresh[c];
-            const int64_t cand[4] = {-vmax, std::max(-vmax, T - 1), std::min(vmax, std::max(-vmax, T)), vmax};
-            for (int r = 0; r < 4; ++r) {
-              Vs[r * C + c] = cand[r];
-              ys[r * C + c] = y_of(cand[r], pix, !bias.empty(), bias.empty() ? 0.f : bias[c]);
-            }
-          }
-          const std::vector<float> z = bn_forward(*e.bn, ys, 4);
-          for (int64_t q = 0; q < 4 * C; ++q) {
-            const int64_t c = q % C;
-            const bool want = !(z[q] < 0.0f);
-            const bool got = (Vs[q] >= L.thresh[c]) != (L.flip[c] != 0);
-            QNN_CHECK(want == got, "export: internal check failed: " + where(leaf) + " channel " + std::to_string(c) +
-                                       ": the folded threshold disagrees with " + e.bn->type_name() +
-                                       "'s own forward at V = " + std::to_string(Vs[q]));
-          }
-        }
+        fold_signs(leaf, L, e, bias, vmax, pix);
         cur = Act::packed;
       } else {
         L.bias = bias;
@@ -371,6 +526,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
         check_affine(leaf, L, e, ys);
         cur = Act::real;
       }
+      shape.clear();
       pm.layers.push_back(std::move(L));
       i = skip(e.next);
       continue;
@@ -469,14 +625,17 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
     }
     if (is_batchnorm(m)) fail("export: " + where(leaf) + " does not follow a linear layer; cannot be folded");
     fail("export: " + where(leaf) + " is not supported; export supports fp, bnn and k-bit (qnn) models made of "
-         "Linear / QuantLinear (sign or uniform quantizers), BatchNorm1d / ShiftBatchNorm1d, ReLU, QuantAct, Dropout "
-         "and Flatten");
+         "Linear / QuantLinear (sign or uniform quantizers), Conv2d / QuantConv2d (fp or sign x sign), MaxPool2d, "
+         "BatchNorm1d / 2d, ShiftBatchNorm1d / 2d, ReLU, QuantAct, Dropout and Flatten");
   }
   QNN_CHECK(!pm.layers.empty(), "export: the model has no linear layers");
   QNN_CHECK(!pending && cur != Act::packed,
             "export: the model ends in a sign or activation quantizer; the last layer must produce logits (e.g. "
             "QuantLinear -> BatchNorm1d)");
   pm.input_dims = opt.input_dims.empty() ? std::vector<int64_t>{pm.layers.front().in} : opt.input_dims;
+  QNN_CHECK(!pm.layers.back().spatial(), "export: the model ends in a conv / pool layer; the last layer must be a "
+                                         "dense layer giving logits");
+  pm.meta = opt.meta;  // validate() below refuses metadata that is too long or not UTF-8
   try {
     pm.validate("export");
   } catch (const std::invalid_argument& e) {

@@ -75,6 +75,10 @@ struct ExportOptions {
   std::vector<int64_t> input_dims;  // empty: {first layer's in_features}
   kernels::InputScale input_scale = kernels::InputScale::odd_over_256;
   bool verify = true;
+  // Stored in the file as PackedModel::meta (format version 3; empty: none,
+  // and the file stays version 1 / 2). The apps pass apps/common/model_meta.h
+  // JSON: what the model was trained on, so qnn_infer can check its data.
+  std::string meta;
 };
 
 // The model as a PackedModel (the Module is not changed; train/eval mode is

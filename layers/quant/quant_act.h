@@ -31,6 +31,11 @@ class QuantAct : public Module {
   }
   const std::shared_ptr<Quantizer>& quantizer() const { return q_; }
 
+ protected:
+  void own_rngs(std::vector<std::pair<std::string, Rng*>>& out) override {
+    if (Rng* r = q_->rng()) out.emplace_back("quantizer.rng", r);
+  }
+
  private:
   std::shared_ptr<Quantizer> q_;
 };

@@ -77,13 +77,21 @@ Tensor quantize(const Tensor& x, QuantForward fwd, const QuantGeometry& geo, con
     case QuantForward::uniform: {
       QNN_CHECK(geo.bits >= 1 && geo.bits <= 16, "quantize: uniform needs bits 1..16");
       const float n1 = (float)((1u << geo.bits) - 1u);  // n - 1, odd
-      const float u_scale = n1 / a;
-      // u = clip(x) (n-1)/a in half-steps; the level is the odd integer
-      // 2 floor(u/2) + 1 (clamped to +-(n-1) against float error), times a/(n-1).
-      // (kernels/level_planes.h holds that expression, shared with the level
-      // packers and the exported-model runner.)
-#pragma omp parallel for simd if (parallel: n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) py[i] = (a * kernels::uniform_odd_level(px[i], a, n1, u_scale)) / n1;
+      // The level is the odd integer v with (v-1) a <= clip(x) (n-1) < (v+1) a,
+      // decided exactly, times a/(n-1). kernels/level_planes.h holds that
+      // computation (a float pass; exact double arithmetic for any block with
+      // a value next to a threshold), shared with the level packers and the
+      // exported-model runner.
+      const int64_t blocks = (n + kernels::kLevelBlock - 1) / kernels::kLevelBlock;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t i0 = b * kernels::kLevelBlock, e = std::min(kernels::kLevelBlock, n - i0);
+        float lv[kernels::kLevelBlock];
+        kernels::uniform_odd_levels(px + i0, e, a, n1, lv);
+        float* yb = py + i0;
+#pragma omp simd
+        for (int64_t i = 0; i < e; ++i) yb[i] = (a * lv[i]) / n1;
+      }
       break;
     }
     case QuantForward::identity:

@@ -19,8 +19,14 @@
 //                   +a: that is sign(0) = +1 for bits = 1 (levels +-a) and,
 //                   e.g., q(0) = +a/3 for bits = 2. Computed as
 //                     u = clip(x, -a, a) (n-1)/a,  q = a (2 floor(u/2) + 1) / (n-1)
-//                   (the same function, with the thresholds at the exact
-//                   even values of u, so no rounding of "x + a" moves a tie).
+//                   (the same function, thresholds at the even values of u)
+//                   with floor(u/2) decided EXACTLY for every float x: in
+//                   double, where clip(x) (n-1) is an exact product and the
+//                   one rounding of the division provably cannot cross an
+//                   integer (kernels/level_planes.h). So the float just below
+//                   a threshold gets the lower level, the float on or above it
+//                   the upper one (tested for both float neighbours of every
+//                   threshold, 1..16 bits, against an exact reference).
 //                   bits in 1..16; bits = 32 is the identity (no quantization,
 //                   true gradient 1, the surrogate is ignored).
 //                   Levels for a = 1: bits 2 -> {-1, -1/3, 1/3, 1}; bits 3 ->
@@ -71,6 +77,9 @@ class Quantizer {
   // Train / eval mode (only StochasticSign behaves differently).
   virtual void train(bool on = true) { training_ = on; }
   bool is_training() const { return training_; }
+  // Its random generator (StochasticSign), null if it draws nothing; the
+  // holding layer lists it in Module::own_rngs so a resumed run restores it.
+  virtual Rng* rng() { return nullptr; }
 
  protected:
   explicit Quantizer(Surrogate s) : surrogate_(s) {}
@@ -93,6 +102,7 @@ class StochasticSign : public Quantizer {
   Tensor operator()(const Tensor& x) override;
   int bits() const override { return 1; }
   std::string name() const override { return "stochastic_sign"; }
+  Rng* rng() override { return &rng_; }
 
  private:
   Rng rng_;

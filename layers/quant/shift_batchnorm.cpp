@@ -2,9 +2,11 @@
 // shift-based batch norm. Formulas and which quantities are AP2-rounded: see
 // shift_batchnorm.h.
 //
-// Layout: x is [N, C] row-major, so a channel is a strided column. Every pass
-// walks rows and keeps per-channel accumulators (double) with a contiguous
-// inner loop over channels.
+// Layout: x is [N, C] or [N, C, H, W] row-major: element (n, c, p) at
+// (n C + c) S + p with S = H W (S = 1 for [N, C]). A channel's m = N S values
+// are N strided runs of S. Every pass walks n, then c, then p, keeping
+// per-channel accumulators (double) — for [N, C] exactly the old order (a
+// contiguous inner loop over channels), so 1-d results are unchanged.
 #include "layers/quant/shift_batchnorm.h"
 
 #include <cmath>
@@ -30,9 +32,11 @@ Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta
                         Tensor& running_var, bool training, float momentum, float eps, bool ap2) {
   QNN_CHECK(x.defined(), "shift_batch_norm: undefined input");
   const Shape& xs = x.shape();
-  QNN_CHECK(x.ndim() == 2, "shift_batch_norm: x must be [N, C], got " + shape_str(xs));
+  QNN_CHECK(x.ndim() == 2 || x.ndim() == 4, "shift_batch_norm: x must be [N, C] or [N, C, H, W], got " + shape_str(xs));
   const int64_t N = xs[0], C = xs[1];
-  QNN_CHECK(N > 0 && C > 0, "shift_batch_norm: empty input " + shape_str(xs));
+  const int64_t S = x.ndim() == 4 ? xs[2] * xs[3] : 1;  // values per (n, c)
+  const int64_t M = N * S;                              // values per channel
+  QNN_CHECK(N > 0 && C > 0 && S > 0, "shift_batch_norm: empty input " + shape_str(xs));
   check_param(gamma, "gamma", C, xs);
   check_param(beta, "beta", C, xs);
   check_param(running_mean, "running_mean", C, xs);
@@ -49,39 +53,45 @@ Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta
   float* pc = cen.data();
 
   if (training) {
-    QNN_CHECK(N > 1, "shift_batch_norm: training needs more than one value per channel, but x is " +
+    QNN_CHECK(M > 1, "shift_batch_norm: training needs more than one value per channel, but x is " +
                          shape_str(xs) + "; use a larger batch or evaluation mode");
     QNN_CHECK(momentum >= 0.0f && momentum <= 1.0f,
               "shift_batch_norm: momentum must be in [0, 1], got " + std::to_string(momentum));
     std::vector<double> acc(C, 0.0);
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = 0; c < C; ++c) acc[c] += px[n * C + c];
-    for (int64_t c = 0; c < C; ++c) mu[c] = (float)(acc[c] / (double)N);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t p = 0; p < S; ++p) acc[c] += px[(n * C + c) * S + p];
+    for (int64_t c = 0; c < C; ++c) mu[c] = (float)(acc[c] / (double)M);
     if (ap2) rnd = Tensor::empty(xs);
     float* pr = ap2 ? rnd.data() : nullptr;
     const float* pmu = mu.data();
-#pragma omp parallel for if (N * C > kParallelMin)
+#pragma omp parallel for if (N * C * S > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t c = 0; c < C; ++c) {
-        const float v = px[n * C + c] - pmu[c];
-        pc[n * C + c] = v;
-        if (pr) pr[n * C + c] = qnn::ap2(v);
+        for (int64_t p = 0; p < S; ++p) {
+          const int64_t i = (n * C + c) * S + p;
+          const float v = px[i] - pmu[c];
+          pc[i] = v;
+          if (pr) pr[i] = qnn::ap2(v);
+        }
       }
     }
     // var = mean(C * AP2(C))
     std::vector<double> var(C, 0.0);
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = 0; c < C; ++c) {
-        const float cv = pc[n * C + c], rv = pr ? pr[n * C + c] : cv;
-        var[c] += (double)cv * rv;
-        sum_c[c] += cv;
-        sum_r[c] += rv;
-      }
-    const float unbias = (float)N / (float)(N - 1);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t p = 0; p < S; ++p) {
+          const int64_t i = (n * C + c) * S + p;
+          const float cv = pc[i], rv = pr ? pr[i] : cv;
+          var[c] += (double)cv * rv;
+          sum_c[c] += cv;
+          sum_r[c] += rv;
+        }
+    const float unbias = (float)M / (float)(M - 1);
     float* rm = running_mean.defined() ? running_mean.data() : nullptr;
     float* rv = running_var.defined() ? running_var.data() : nullptr;
     for (int64_t c = 0; c < C; ++c) {
-      const float v = (float)(var[c] / (double)N);
+      const float v = (float)(var[c] / (double)M);
       inv[c] = 1.0f / std::sqrt(v + eps);
       if (rm) rm[c] = (1.0f - momentum) * rm[c] + momentum * mu[c];
       if (rv) rv[c] = (1.0f - momentum) * rv[c] + momentum * v * unbias;
@@ -96,9 +106,10 @@ Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta
       inv[c] = 1.0f / std::sqrt(rv[c] + eps);
     }
     const float* pmu = mu.data();
-#pragma omp parallel for if (N * C > kParallelMin)
+#pragma omp parallel for if (N * C * S > kParallelMin)
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = 0; c < C; ++c) pc[n * C + c] = px[n * C + c] - pmu[c];
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t p = 0; p < S; ++p) pc[(n * C + c) * S + p] = px[(n * C + c) * S + p] - pmu[c];
   }
 
   const float* pgam = gamma.defined() ? gamma.data() : nullptr;
@@ -115,9 +126,10 @@ Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta
   {
     const float* psc = scale.data();
     const float* psh = shift.data();
-#pragma omp parallel for if (N * C > kParallelMin)
+#pragma omp parallel for if (N * C * S > kParallelMin)
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = 0; c < C; ++c) py[n * C + c] = psc[c] * pc[n * C + c] + psh[c];
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t p = 0; p < S; ++p) py[(n * C + c) * S + p] = psc[c] * pc[(n * C + c) * S + p] + psh[c];
   }
 
   if (needs_grad(x, gamma, beta)) {
@@ -125,7 +137,7 @@ Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta
     if (gamma.defined()) inputs.push_back(gamma);
     if (beta.defined()) inputs.push_back(beta);
     record(out, "shift_batch_norm", std::move(inputs),
-           [x, gamma, beta, cen, rnd, training, N, C, inv = std::move(inv), s = std::move(s), gp = std::move(gp),
+           [x, gamma, beta, cen, rnd, training, N, C, S, M, inv = std::move(inv), s = std::move(s), gp = std::move(gp),
             sum_c = std::move(sum_c), sum_r = std::move(sum_r)](const Tensor& gout) {
              const float* g = gout.data();
              const float* pc = cen.data();
@@ -133,11 +145,13 @@ Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta
              // Per channel: sum g and sum g*C.
              std::vector<double> sg(C, 0.0), sgc(C, 0.0);
              for (int64_t n = 0; n < N; ++n)
-               for (int64_t c = 0; c < C; ++c) {
-                 const double gi = g[n * C + c];
-                 sg[c] += gi;
-                 sgc[c] += gi * pc[n * C + c];
-               }
+               for (int64_t c = 0; c < C; ++c)
+                 for (int64_t p = 0; p < S; ++p) {
+                   const int64_t i = (n * C + c) * S + p;
+                   const double gi = g[i];
+                   sg[c] += gi;
+                   sgc[c] += gi * pc[i];
+                 }
              if (beta.defined() && beta.requires_grad()) {  // dbeta = sum g
                float* gb = beta.grad_data();
                for (int64_t c = 0; c < C; ++c) gb[c] += (float)sg[c];
@@ -150,7 +164,7 @@ Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta
              // dx_i = a g_i + b (r_i + C_i) + k   per channel, where
              //   a = gp s, b = dV / m, k = -mean(dC) (training); b = k = 0 (evaluation).
              std::vector<float> a(C), b(C, 0.0f), k(C, 0.0f);
-             const double m = (double)N;
+             const double m = (double)M;
              for (int64_t c = 0; c < C; ++c) {
                a[c] = gp[c] * s[c];
                if (training) {
@@ -164,22 +178,26 @@ Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta
              const float* pa = a.data();
              const float* pb = b.data();
              const float* pk = k.data();
-#pragma omp parallel for if (N * C > kParallelMin)
+#pragma omp parallel for if (N * C * S > kParallelMin)
              for (int64_t n = 0; n < N; ++n)
-               for (int64_t c = 0; c < C; ++c) {
-                 const int64_t i = n * C + c;
-                 gx[i] += pa[c] * g[i] + pb[c] * (pr[i] + pc[i]) + pk[c];
-               }
+               for (int64_t c = 0; c < C; ++c)
+                 for (int64_t p = 0; p < S; ++p) {
+                   const int64_t i = (n * C + c) * S + p;
+                   gx[i] += pa[c] * g[i] + pb[c] * (pr[i] + pc[i]) + pk[c];
+                 }
            });
   }
   return out;
 }
 
 Tensor ShiftBatchNorm::forward(const Tensor& x) {
-  QNN_CHECK(x.ndim() == 2 && x.dim(1) == channels_, type_name() + "(" + std::to_string(channels_) + "): input is " +
-                                                        shape_str(x.shape()) + ", expected [N, " +
-                                                        std::to_string(channels_) + "]");
-  return shift_batch_norm(x, weight, bias, running_mean, running_var, training_, opt_.momentum, opt_.eps, ap2_);
+  QNN_CHECK(x.ndim() == 2 + spatial_dims_ && x.dim(1) == channels_,
+            type_name() + "(" + std::to_string(channels_) + "): input is " + shape_str(x.shape()) + ", expected [N, " +
+                std::to_string(channels_) + (spatial_dims_ ? ", H, W]" : "]"));
+  auto op = [&](const Tensor& v) {
+    return shift_batch_norm(v, weight, bias, running_mean, running_var, training_, opt_.momentum, opt_.eps, ap2_);
+  };
+  return training_ ? run_on_whole_batch(x, op) : op(x);  // batch statistics: the global batch's
 }
 
 }  // namespace qnn

@@ -1,10 +1,12 @@
-// layers/quant/shift_batchnorm.h — Courbariaux's shift-based batch norm (1-d).
+// layers/quant/shift_batchnorm.h — Courbariaux's shift-based batch norm, over
+// [N, C] (ShiftBatchNorm, after a dense layer) or [N, C, H, W]
+// (ShiftBatchNorm2d, after a convolution: statistics per channel over N, H, W).
 //
 // BinaryNet (Courbariaux et al. 2016, Algorithm 3; Hubara's Torch7
 // BatchNormalizationShiftPow2) replaces the multiplications of batch norm by
 // shifts: every factor that multiplies a whole activation is a power of two,
 // AP2(v) = sign(v) 2^round(log2|v|) (core/ap2.h). Per channel, over the
-// m = N values of a mini-batch x [N, C]:
+// m values of a mini-batch (m = N for x [N, C], N H W for x [N, C, H, W]):
 //
 //   mu    = mean(x)                                  exact
 //   C     = x - mu                                   exact  ("centred input")
@@ -45,24 +47,34 @@
 
 namespace qnn {
 
-// The op. x [N, C]; gamma, beta [C] (may be undefined: no affine);
+// The op. x [N, C] or [N, C, H, W]; gamma, beta [C] (may be undefined: no affine);
 // running_mean, running_var [C], updated in place in training.
 Tensor shift_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                         Tensor& running_var, bool training, float momentum, float eps, bool ap2 = true);
 
-// The layer: a BatchNorm1d (same parameters "weight"/"bias", buffers
-// "running_mean"/"running_var", so checkpoints are interchangeable) whose
-// forward is shift_batch_norm.
+// The layer: a BatchNorm1d (or BatchNorm2d with spatial_dims = 2; same
+// parameters "weight"/"bias", buffers "running_mean"/"running_var", so
+// checkpoints are interchangeable) whose forward is shift_batch_norm.
 class ShiftBatchNorm : public BatchNorm {
  public:
-  explicit ShiftBatchNorm(int64_t channels, BatchNormOptions opt = {}, bool ap2 = true)
-      : BatchNorm(channels, 0, opt), ap2_(ap2) {}
+  explicit ShiftBatchNorm(int64_t channels, BatchNormOptions opt = {}, bool ap2 = true, int spatial_dims = 0)
+      : BatchNorm(channels, spatial_dims, opt), ap2_(ap2) {
+    QNN_CHECK(spatial_dims == 0 || spatial_dims == 2,
+              "ShiftBatchNorm: spatial_dims must be 0 ([N, C]) or 2 ([N, C, H, W]), got " + std::to_string(spatial_dims));
+  }
   Tensor forward(const Tensor& x) override;
-  std::string type_name() const override { return "ShiftBatchNorm1d"; }
+  std::string type_name() const override { return spatial_dims_ == 0 ? "ShiftBatchNorm1d" : "ShiftBatchNorm2d"; }
   bool ap2() const { return ap2_; }
 
  private:
   bool ap2_;
+};
+
+// [N, C, H, W]: statistics per channel over N, H and W.
+class ShiftBatchNorm2d : public ShiftBatchNorm {
+ public:
+  explicit ShiftBatchNorm2d(int64_t channels, BatchNormOptions opt = {}, bool ap2 = true)
+      : ShiftBatchNorm(channels, opt, ap2, 2) {}
 };
 
 }  // namespace qnn

@@ -4,7 +4,7 @@
 // so training uses a surrogate S, a smooth (or piecewise-linear) function that
 // looks like the staircase, and back-propagates g * S'(x) instead of
 // g * q'(x) = 0. That is the straight-through estimator (STE) of BinaryNet and
-// the variants studied by the seed report. Every quantizer takes one.
+// the variants studied by the student report "Investigation and Analysis on Quantized Neural Networks" (after Hubara et al., JMLR 2018). Every quantizer takes one.
 //
 // Geometry. A quantizer with n = 2^bits levels evenly spaced on [-a, a] has
 // step D = 2a/(n-1), levels at odd multiples of D/2 and decision thresholds at
@@ -25,7 +25,7 @@
 //                                 0 for |x| > a.
 //   identity   "identity"         1 (the gradient passes unchanged)
 //
-// The periodic surrogate, exactly. The seed report's eq. 18 is
+// The periodic surrogate, exactly. The QNN report's eq. 18 is
 //   f3(u) = f2(u - 2 round(u/2)) + 2 round(u/2),   f2(u) = tanh(K u).
 // f3 is a smooth staircase with risers centred on the even integers and
 // plateaus near the odd integers (f3(1) ~ 1, f3(3) ~ 3, ...). In the unit

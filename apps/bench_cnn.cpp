@@ -1,0 +1,195 @@
+// apps/bench_cnn.cpp — end-to-end inference speed of CNN exports: FP32 vs BNN.
+//
+//   build/apps/bench_cnn                          # BinaryNet width 0.5, random weights
+//   build/apps/bench_cnn --arch cnv --width 1 --threads 2 --json bench.json
+//
+// Builds the CNN of apps/common/cnn.h (cifar_cnn's models: --arch, --width,
+// --fc) full precision and binarized, with random weights and batch-norm
+// statistics (speed does not depend on them), exports both (.qnnx version 4,
+// layers/quant/export.h) and times the packed runner from uint8 pixels to
+// logits at batch 1 and at --big-batch (default 100): images/s, the median of
+// --reps timed repetitions after one warm-up, each running batches for at
+// least --min-time seconds. Also prints the file sizes against the FP32
+// checkpoint (core/serialize.h, what cifar_cnn --save writes) and checks on
+// one batch that each runner's logits equal the framework's eval logits bit
+// for bit.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <thread>
+#include <unistd.h>
+
+#include "apps/common/cli_main.h"
+#include "apps/common/cnn.h"
+#include "apps/common/flags.h"
+#include "core/autograd.h"
+#include "core/fileio.h"
+#include "core/serialize.h"
+#include "data/dataset.h"
+#include "kernels/isa.h"
+#include "kernels/packed_model.h"
+#include "kernels/sgemm.h"
+#include "layers/batchnorm.h"
+#include "layers/quant/export.h"
+
+using namespace qnn;
+using json = nlohmann::json;
+namespace k = qnn::kernels;
+
+namespace {
+
+struct Options {
+  std::string arch = "binarynet";
+  float width = 0.5f;
+  int64_t fc = -1;
+  int threads = 0;
+  int reps = 5;
+  double min_time = 0.3;
+  int64_t big_batch = 100;
+  uint64_t seed = 1;
+  std::string json_path;
+};
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Batch-norm statistics of a plausible trained model (random, seeded).
+void random_bn(Module& m, Rng& rng) {
+  if (auto* bn = dynamic_cast<BatchNorm*>(&m)) {
+    for (int64_t c = 0; c < bn->channels(); ++c) {
+      bn->running_mean.data()[c] = rng.normal() * 2.0f;
+      bn->running_var.data()[c] = 1.0f + rng.uniform(0.0f, 8.0f);
+      bn->weight.data()[c] = rng.normal();
+      bn->bias.data()[c] = rng.normal() * 0.5f;
+    }
+  }
+  for (auto& [n, c] : m.children()) random_bn(*c, rng);
+}
+
+// Median images/s of the runner at batch b.
+double time_runner(k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t D, int64_t b, const Options& o) {
+  const int64_t pool = (int64_t)px.size() / D;
+  std::vector<float> out((size_t)(b * r.model().num_classes()));
+  r.logits_u8(px.data(), b, out.data());  // warm-up
+  std::vector<double> ips;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    int64_t images = 0, off = 0;
+    const double t0 = now();
+    double t;
+    do {
+      if (off + b > pool) off = 0;
+      r.logits_u8(px.data() + off * D, b, out.data());
+      off += b, images += b;
+      t = now() - t0;
+    } while (t < o.min_time);
+    ips.push_back((double)images / t);
+  }
+  std::sort(ips.begin(), ips.end());
+  return ips[ips.size() / 2];
+}
+
+bool same_logits(Module& m, k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t n, const app::CnnConfig& c) {
+  const int64_t D = c.in_channels * c.image * c.image;
+  std::vector<float> x((size_t)(n * D));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = scale_pixel(px[i], PixelScale::OddOver256);
+  NoGradGuard ng;
+  m.eval();
+  Tensor y = m.forward(Tensor::from_data({n, c.in_channels, c.image, c.image}, x.data()));
+  std::vector<float> out((size_t)(n * r.model().num_classes()));
+  r.logits_u8(px.data(), n, out.data());
+  return std::memcmp(out.data(), y.data(), out.size() * sizeof(float)) == 0;
+}
+
+int run(const Options& o) {
+  const int threads = o.threads > 0 ? o.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+  k::set_num_threads(threads);
+  std::printf("# qnn bench_cnn | %s | kernels %s | threads %d\n", k::blas_info(), k::isa_name(k::active_isa()), threads);
+  const std::string tmp = (std::filesystem::temp_directory_path() / ("qnn_bench_cnn_" + std::to_string(::getpid()))).string();
+  json results = json::array();
+  json sizes;
+  std::mt19937 g((unsigned)o.seed);
+  const int64_t D = 3 * 32 * 32, pool = std::max<int64_t>(o.big_batch, 200);
+  std::vector<uint8_t> px((size_t)(pool * D));
+  for (auto& v : px) v = (uint8_t)(g() & 0xFF);
+  int64_t ckpt_bytes = 0;
+  for (const std::string model : {"fp", "bnn"}) {
+    app::CnnConfig c;
+    c.model = model;
+    c.arch = o.arch;
+    c.width = o.width;
+    c.fc = o.fc;
+    app::resolve_cnn_defaults(c);
+    Rng rng(o.seed);
+    auto m = app::build_cnn(c, rng);
+    random_bn(*m, rng);
+    m->train(false);
+    if (model == "fp") {
+      save_tensors(tmp + ".ckpt", m->state());
+      ckpt_bytes = (int64_t)std::filesystem::file_size(tmp + ".ckpt");
+      std::filesystem::remove(tmp + ".ckpt");
+    }
+    ExportOptions eo;
+    eo.input_dims = {3, 32, 32};
+    eo.input_scale = k::InputScale::odd_over_256;
+    const int64_t bytes = export_model_file(*m, tmp + ".qnnx", eo);
+    k::PackedRunner r(k::PackedModel::load(tmp + ".qnnx"));
+    std::filesystem::remove(tmp + ".qnnx");
+    const bool exact = same_logits(*m, r, px, 8, c);
+    sizes[model + "_qnnx_bytes"] = bytes;
+    std::printf("%s %s width %g: .qnnx %lld bytes; runner logits %s the framework's\n", model.c_str(), o.arch.c_str(),
+                (double)o.width, (long long)bytes, exact ? "equal (bit for bit)" : "DIFFER from");
+    for (int64_t b : {int64_t(1), o.big_batch}) {
+      const double ips = time_runner(r, px, D, b, o);
+      std::printf("  %-4s runner  batch %-5lld %10.1f images/s\n", model.c_str(), (long long)b, ips);
+      results.push_back({{"model", model}, {"batch", b}, {"images_per_s", ips}, {"exact", exact}});
+    }
+  }
+  sizes["fp32_checkpoint_bytes"] = ckpt_bytes;
+  const double ratio = (double)ckpt_bytes / (double)sizes["bnn_qnnx_bytes"].get<int64_t>();
+  std::printf("sizes: fp32 checkpoint %lld bytes, fp .qnnx %lld, bnn .qnnx %lld (1/%.1f of the checkpoint)\n",
+              (long long)ckpt_bytes, (long long)sizes["fp_qnnx_bytes"].get<int64_t>(),
+              (long long)sizes["bnn_qnnx_bytes"].get<int64_t>(), ratio);
+  auto ips_of = [&](const std::string& m, int64_t b) {
+    for (auto& r : results)
+      if (r["model"] == m && r["batch"] == b) return r["images_per_s"].get<double>();
+    return 0.0;
+  };
+  for (int64_t b : {int64_t(1), o.big_batch})
+    std::printf("bnn / fp runner speed-up at batch %lld: %.1fx\n", (long long)b, ips_of("bnn", b) / ips_of("fp", b));
+  if (!o.json_path.empty()) {
+    json out{{"arch", o.arch},  {"width", o.width},     {"threads", threads},      {"reps", o.reps},
+             {"min_time", o.min_time}, {"isa", k::isa_name(k::active_isa())}, {"results", results}, {"sizes", sizes}};
+    write_file_atomic(o.json_path, out.dump(2) + "\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App cli{"Inference speed of CNN exports (cifar_cnn's models, random weights): FP32 vs BNN through the packed "
+               "runner at batch 1 and --big-batch; file sizes vs the FP32 checkpoint."};
+  cli.add_option("--arch", o.arch, "binarynet | cnv")->capture_default_str()->check(app::one_of({"binarynet", "cnv"}));
+  cli.add_option("--width", o.width, "conv channel multiplier, in (0, 4]")
+      ->capture_default_str()
+      ->check(app::number_in(0, 4, true, false, "a number in (0, 4]"));
+  cli.add_option("--fc", o.fc, "hidden FC width (default: the arch's)")->check(app::integer_in(1, 65536, "1..65536"));
+  cli.add_option("--threads", o.threads, "OpenMP / BLAS threads (default: all cores)")
+      ->check(app::integer_in(1, 1024, "an integer in [1, 1024]"));
+  cli.add_option("--reps", o.reps, "timed repetitions (median)")->capture_default_str()->check(app::integer_in(1, 100, "1..100"));
+  cli.add_option("--min-time", o.min_time, "seconds per repetition")
+      ->capture_default_str()
+      ->check(app::number_in(0, 60, true, false, "in (0, 60]"));
+  cli.add_option("--big-batch", o.big_batch, "the large batch")
+      ->capture_default_str()
+      ->check(app::integer_in(2, 10000, "an integer in [2, 10000]"));
+  cli.add_option("--seed", o.seed, "random weights' seed")->capture_default_str();
+  cli.add_option("--json", o.json_path, "write the results as JSON");
+  return app::parse_and_run(cli, argc, argv, "bench_cnn", [&] { return run(o); });
+}

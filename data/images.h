@@ -1,0 +1,58 @@
+// data/images.h — image data sets (CIFAR-10, SVHN, image folders) as uint8
+// pixel Datasets, and the loader behind an app's `--data DIR`.
+//
+// Every reader returns a pixel-storage Dataset (data/dataset.h) with CHW
+// samples {C, H, W}, labels in [0, num_classes) and class_names filled; the
+// DataLoader turns pixels into floats per batch (opt.scale; normalisation is
+// set afterwards with Dataset::set_normalization). Readers validate
+// everything and refuse with the file and the problem.
+//
+// Layouts (each reader's header says more):
+//   CIFAR-10 binary  data/cifar.h         DIR[/cifar-10-batches-bin]/data_batch_{1..5}.bin, test_batch.bin
+//   SVHN             data/svhn.h          DIR/{train,test,extra}_32x32.mat
+//   image folders    data/image_folder.h  DIR/{train,test}/<class>/*.{png,jpg,jpeg,bmp}
+// Fetch them with `scripts/fetch_data.sh cifar10 --from FILE` or
+// `scripts/fetch_data.sh svhn --from DIR` (they land in datasets/cifar10, datasets/svhn).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "data/dataset.h"
+
+namespace qnn {
+
+struct ImageOptions {
+  PixelScale scale = PixelScale::MinusOneToOne;  // pixels -> floats at batch time
+  // Image folders: decode every image to this many channels, 1 (grey) or 3
+  // (RGB; grey images are replicated, alpha is dropped, as torchvision's
+  // convert("RGB")). CIFAR-10 and SVHN are RGB: they need 3.
+  int channels = 3;
+  // Image folders: the size every image must have; 0 takes the first image's.
+  int height = 0, width = 0;
+  // Keep `limit` samples chosen by pick_balanced (every class kept, one fixed
+  // shuffle independent of any seed); < 0 keeps all. Image folders decode
+  // only the kept files.
+  int64_t limit = -1;
+  std::string name;  // default: "<dir's last component>/<split>"
+};
+
+// Which layout `dir` holds: "cifar10-bin", "svhn-mat", "image-folder", or ""
+// if none. CIFAR-10 binary batches win over image folders when both exist.
+std::string detect_image_layout(const std::string& dir);
+
+// Loads split "train" or "test" (SVHN also "extra") of whatever layout `dir`
+// holds (detect_image_layout); an error says what was looked for and how to
+// fetch the data if it holds none.
+Dataset load_image_dataset(const std::string& dir, const std::string& split, const ImageOptions& opt = {});
+
+// --- shared by the readers ------------------------------------------------------
+namespace image_detail {
+// "train" / "test" (and "extra" when allowed), else an error naming `who`.
+void check_split(const std::string& who, const std::string& split, bool allow_extra);
+std::string default_name(const std::string& dir, const std::string& split, const ImageOptions& opt);
+// limit_balanced(ds, opt.limit) without copying when nothing is dropped.
+Dataset apply_limit(Dataset&& ds, const ImageOptions& opt);
+}  // namespace image_detail
+
+}  // namespace qnn

@@ -1,0 +1,200 @@
+// data/svhn.cpp — SVHN .mat files through libmatio (see svhn.h).
+#include "data/svhn.h"
+
+#include <matio.h>
+
+#include <cmath>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+
+namespace qnn {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kFetchHint =
+    " Get the official train_32x32.mat / test_32x32.mat and install them with "
+    "`scripts/fetch_data.sh svhn --from DIR` (they land in datasets/svhn/).";
+
+// matio reports problems through a log function (by default to stderr) and
+// sometimes still returns the variable (a corrupt zlib stream gives "inflate
+// returned data error" and garbage pixels). Keep the last error or critical
+// message (matio's levels 1 and 2) of this thread: any after a read refuses
+// the file, and the message goes into the error we throw.
+thread_local std::string g_mat_log;
+
+void mat_log(int level, char* message) {
+  if ((level == 1 || level == 2) && message) g_mat_log = message;
+}
+
+void install_mat_log() {
+  static std::once_flag once;
+  std::call_once(once, [] { Mat_LogInitFunc("qnn", mat_log); });
+}
+
+std::string with_log(const std::string& what) {
+  return g_mat_log.empty() ? what : what + " (matio: " + g_mat_log + ")";
+}
+
+struct MatCloser {
+  void operator()(mat_t* m) const { Mat_Close(m); }
+};
+struct VarFreer {
+  void operator()(matvar_t* v) const { Mat_VarFree(v); }
+};
+using MatPtr = std::unique_ptr<mat_t, MatCloser>;
+using VarPtr = std::unique_ptr<matvar_t, VarFreer>;
+
+std::string dims_str(const matvar_t* v) {
+  std::string s;
+  for (int i = 0; i < v->rank; ++i) {
+    if (i) s += 'x';
+    s += std::to_string(v->dims[i]);
+  }
+  return s;
+}
+
+// Element i of a real numeric variable as a double; false for other classes.
+bool numeric_at(const matvar_t* v, size_t i, double& out) {
+  switch (v->class_type) {
+    case MAT_C_DOUBLE: out = static_cast<const double*>(v->data)[i]; return true;
+    case MAT_C_SINGLE: out = static_cast<const float*>(v->data)[i]; return true;
+    case MAT_C_INT8: out = static_cast<const int8_t*>(v->data)[i]; return true;
+    case MAT_C_UINT8: out = static_cast<const uint8_t*>(v->data)[i]; return true;
+    case MAT_C_INT16: out = static_cast<const int16_t*>(v->data)[i]; return true;
+    case MAT_C_UINT16: out = static_cast<const uint16_t*>(v->data)[i]; return true;
+    case MAT_C_INT32: out = static_cast<const int32_t*>(v->data)[i]; return true;
+    case MAT_C_UINT32: out = static_cast<const uint32_t*>(v->data)[i]; return true;
+    case MAT_C_INT64: out = (double)static_cast<const int64_t*>(v->data)[i]; return true;
+    case MAT_C_UINT64: out = (double)static_cast<const uint64_t*>(v->data)[i]; return true;
+    default: return false;
+  }
+}
+
+// matio does not notice every cut-off file (an uncompressed variable that
+// ends early can come back with unread bytes), so for MATLAB v5 files walk the
+// top-level elements first: after the 128-byte header each is an 8-byte tag
+// (type, byte count) and its data (miMATRIX padded to 8 bytes), and they
+// must end exactly at the end of the file. v7.3 files are HDF5: matio's HDF5
+// reader checks those.
+void check_v5_layout(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(path + ": cannot open");
+  f.seekg(0, std::ios::end);
+  const int64_t size = (int64_t)f.tellg();
+  f.seekg(0);
+  unsigned char head[128];
+  if (size < 128 || !f.read(reinterpret_cast<char*>(head), 128))
+    fail(path + ": " + std::to_string(size) + " bytes, too short for a MATLAB .mat file (128-byte header): truncated?");
+  bool swap;
+  if (head[126] == 'I' && head[127] == 'M') swap = false;       // written little-endian
+  else if (head[126] == 'M' && head[127] == 'I') swap = true;   // big-endian
+  else fail(path + ": not a MATLAB .mat file (no endian indicator in its 128-byte header)");
+  const unsigned version = swap ? (head[124] << 8 | head[125]) : (head[125] << 8 | head[124]);
+  if (version != 0x0100) return;  // 0x0200: v7.3 (HDF5)
+  auto u32 = [&](const unsigned char* b) {
+    return swap ? ((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3])
+                : ((uint32_t)b[3] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[1] << 8 | b[0]);
+  };
+  int64_t pos = 128;
+  while (pos < size) {
+    unsigned char tag[8];
+    f.seekg(pos);
+    if (size - pos < 8 || !f.read(reinterpret_cast<char*>(tag), 8))
+      fail(path + ": truncated: " + std::to_string(size - pos) + " stray bytes at the end (byte " + std::to_string(pos) + ")");
+    const uint32_t type = u32(tag), nbytes = u32(tag + 4);
+    int64_t len = nbytes;
+    if (type == 14) len = (len + 7) / 8 * 8;  // miMATRIX: padded to 8 bytes
+    else if (type != 15)                       // miCOMPRESSED: not padded
+      fail(path + ": unexpected top-level element type " + std::to_string(type) + " at byte " + std::to_string(pos) +
+           " (expected a matrix, 14, or compressed data, 15): corrupt file?");
+    if (pos + 8 + (int64_t)nbytes > size)
+      fail(path + ": truncated: the variable at byte " + std::to_string(pos) + " needs " + std::to_string(nbytes) +
+           " bytes, the file ends " + std::to_string(size - pos - 8) + " bytes after its tag");
+    pos += 8 + std::min<int64_t>(len, size - pos - 8);
+  }
+}
+
+}  // namespace
+
+Dataset load_svhn_mat(const std::string& path, const ImageOptions& opt) {
+  QNN_CHECK(opt.channels == 3, "load_svhn: SVHN images are RGB: channels must be 3, got " +
+                                   std::to_string(opt.channels));
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) fail(path + ": file not found." + kFetchHint);
+  check_v5_layout(path);
+  install_mat_log();
+  g_mat_log.clear();
+  MatPtr mat(Mat_Open(path.c_str(), MAT_ACC_RDONLY));
+  if (!mat) fail(with_log(path + ": not a readable MATLAB .mat file (truncated, corrupt or another format)"));
+
+  g_mat_log.clear();
+  VarPtr X(Mat_VarRead(mat.get(), "X"));
+  if (!X) fail(with_log(path + ": no readable variable 'X' (expected 32x32x3xN uint8 images; truncated file?)"));
+  if (!g_mat_log.empty()) fail(with_log(path + ": variable 'X' does not read cleanly (corrupt file)"));
+  if (X->class_type != MAT_C_UINT8 || X->isComplex)
+    fail(path + ": variable 'X' must be real uint8 (MATLAB class uint8), got class id " +
+         std::to_string((int)X->class_type) + (X->isComplex ? " (complex)" : ""));
+  if (X->rank != 4 || X->dims[0] != 32 || X->dims[1] != 32 || X->dims[2] != 3)
+    fail(path + ": variable 'X' is " + dims_str(X.get()) + ", expected 32x32x3xN");
+  const int64_t n = (int64_t)X->dims[3];
+  if (!X->data || (int64_t)X->nbytes != n * 3072)
+    fail(with_log(path + ": variable 'X' holds " + std::to_string(X->data ? X->nbytes : 0) + " bytes, expected " +
+                  std::to_string(n * 3072) + " for " + dims_str(X.get()) + " (truncated file?)"));
+
+  g_mat_log.clear();
+  VarPtr Y(Mat_VarRead(mat.get(), "y"));
+  if (!Y) fail(with_log(path + ": no readable variable 'y' (expected Nx1 labels 1..10; truncated file?)"));
+  if (!g_mat_log.empty()) fail(with_log(path + ": variable 'y' does not read cleanly (corrupt file)"));
+  const bool vector = Y->rank == 2 && ((int64_t)Y->dims[0] == n && Y->dims[1] == 1);
+  const bool row = Y->rank == 2 && (Y->dims[0] == 1 && (int64_t)Y->dims[1] == n);
+  if (!vector && !row) fail(path + ": 'y' is " + dims_str(Y.get()) + " but 'X' has " + std::to_string(n) +
+                            " images: expected y to be " + std::to_string(n) + "x1");
+  double probe = 0;
+  if (Y->isComplex || (n > 0 && !numeric_at(Y.get(), 0, probe)))
+    fail(path + ": variable 'y' must be real numeric (double in the official files), got class id " +
+         std::to_string((int)Y->class_type));
+  if (n > 0 && (!Y->data || Y->nbytes < (size_t)n * Y->data_size))
+    fail(with_log(path + ": variable 'y' holds too few bytes (truncated file?)"));
+
+  Dataset ds;
+  ds.name = opt.name.empty() ? fs::path(path).stem().string() : opt.name;
+  ds.sample_shape = {3, 32, 32};
+  ds.num_classes = 10;
+  ds.class_names = mnist_class_names();  // the digits "0".."9"
+  ds.scale = opt.scale;
+  ds.y.resize((size_t)n);
+  for (int64_t i = 0; i < n; ++i) {
+    double v = 0;
+    numeric_at(Y.get(), (size_t)i, v);
+    if (!(v >= 1 && v <= 10 && v == std::floor(v)))
+      fail(path + ": label y(" + std::to_string(i + 1) + ") = " + std::to_string(v) +
+           " is out of range (SVHN labels are the integers 1..10, 10 meaning the digit 0)");
+    ds.y[(size_t)i] = (int32_t)v % 10;
+  }
+  // Column-major X(h, w, c, n) at h + 32 w + 1024 c + 3072 n -> CHW row-major.
+  ds.pixels.resize((size_t)(n * 3072));
+  const auto* src = static_cast<const uint8_t*>(X->data);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < 3; ++c) {
+      const uint8_t* s = src + i * 3072 + c * 1024;
+      uint8_t* d = ds.pixels.data() + i * 3072 + c * 1024;
+      for (int64_t h = 0; h < 32; ++h)
+        for (int64_t w = 0; w < 32; ++w) d[h * 32 + w] = s[h + 32 * w];
+    }
+  return image_detail::apply_limit(std::move(ds), opt);
+}
+
+Dataset load_svhn(const std::string& dir, const std::string& split, const ImageOptions& opt) {
+  image_detail::check_split("load_svhn", split, true);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail(dir + ": SVHN data directory not found." + kFetchHint);
+  ImageOptions o = opt;
+  if (o.name.empty()) o.name = image_detail::default_name(dir, split, opt);
+  return load_svhn_mat((fs::path(dir) / (split + "_32x32.mat")).string(), o);
+}
+
+}  // namespace qnn

@@ -1,0 +1,278 @@
+// layers/quant/binary_conv_op.cpp — binary_conv2d and its kernels-off
+// reference. Design, saved state and the "identical results" argument:
+// binary_conv_op.h. Tested in tests/test_binary_conv.cpp.
+#include "layers/quant/binary_conv_op.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "kernels/bitpack.h"
+#include "kernels/im2col.h"
+#include "kernels/packed_conv.h"
+#include "kernels/pm1_gemm.h"
+
+namespace qnn {
+
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 16;  // elementwise loops: below this one thread is faster
+
+// Packed words kept in a Tensor's storage (the caching allocator hands the
+// same sizes back every step). Only ever accessed as uint64_t.
+struct Words {
+  Tensor t;
+  explicit Words(int64_t n) : t(Tensor::empty({2 * std::max<int64_t>(n, 1)})) {}
+  uint64_t* data() const { return reinterpret_cast<uint64_t*>(t.impl()->storage->data); }
+};
+
+kernels::PatchGeom checked_geom(const char* op, const Tensor& x, const Tensor& W, const Tensor& b, int64_t stride,
+                                int64_t pad) {
+  QNN_CHECK(x.defined() && W.defined(), std::string(op) + ": undefined input");
+  QNN_CHECK(x.ndim() == 4 && W.ndim() == 4 && W.dim(1) == x.dim(1),
+            std::string(op) + ": x must be [N, C, H, W] and W [O, C, KH, KW], got " + shape_str(x.shape()) +
+                " and " + shape_str(W.shape()));
+  QNN_CHECK(stride >= 1 && pad >= 0, std::string(op) + ": need stride >= 1 and pad >= 0, got stride " +
+                                         std::to_string(stride) + ", pad " + std::to_string(pad));
+  QNN_CHECK(x.dim(1) >= 1 && W.dim(0) >= 1 && W.dim(2) >= 1 && W.dim(3) >= 1,
+            std::string(op) + ": empty channels or kernel in " + shape_str(W.shape()));
+  QNN_CHECK(x.dim(2) + 2 * pad >= W.dim(2) && x.dim(3) + 2 * pad >= W.dim(3),
+            std::string(op) + ": kernel " + shape_str(W.shape()) + " larger than the padded image " +
+                shape_str(x.shape()) + " (pad " + std::to_string(pad) + ")");
+  if (b.defined())
+    QNN_CHECK(b.ndim() == 1 && b.dim(0) == W.dim(0),
+              std::string(op) + ": bias is " + shape_str(b.shape()) + ", expected [" + std::to_string(W.dim(0)) + "]");
+  return kernels::make_patch_geom(x.dim(1), x.dim(2), x.dim(3), W.dim(2), W.dim(3), stride, pad);
+}
+
+// gx[i] += (mask bit i ? 1 : 0) * d[i] for `rows` packed rows of K values:
+// the hardtanh surrogate's "grad += S' * g" (surrogate.cpp), the same float
+// operations as the quantizer node's backward.
+void masked_add_rows(const uint64_t* mask, int64_t rows, int64_t K, const float* d, float* gx) {
+  const int64_t PW = kernels::packed_words(K);
+#pragma omp parallel for schedule(static) if (rows * K > kParallelMin && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t* m = mask + r * PW;
+    const float* dr = d + r * K;
+    float* g = gx + r * K;
+    for (int64_t k = 0; k < K; ++k) g[k] += (((m[k >> 6] >> (k & 63)) & 1) ? 1.0f : 0.0f) * dr[k];
+  }
+}
+
+// x.grad += S'(x) * dq for a +-1 quantizer: the packed hardtanh mask when kept,
+// else the surrogate itself (it reads x); plain "+= dq" when x was pre-quantized.
+void surrogate_add(const Tensor& x, bool quantize, const Surrogate& sur, const Words* mask, int64_t rows,
+                   int64_t K, const float* dq) {
+  float* gx = x.grad_data();
+  if (!quantize) {
+    for (int64_t i = 0; i < rows * K; ++i) gx[i] += dq[i];
+  } else if (mask) {
+    masked_add_rows(mask->data(), rows, K, dq, gx);
+  } else {
+    surrogate_backward(sur, QuantGeometry{1, 1.0f}, x.data(), dq, gx, rows * K);
+  }
+}
+
+}  // namespace
+
+// ---- binary_conv2d -------------------------------------------------------------------------
+// y[N, O, OH, OW] = conv(sign(x), sign(W)) + b          (exact integer sums, then one add)
+// backward: dq_x = col2im(g_rows · sign(W2)),  dx += S'_x(x) * dq_x
+//           dq_W = g_rows^T · sign(rows),      dW += S'_W(W) * dq_W
+//           db  += sum over pixels of g
+Tensor binary_conv2d(const Tensor& x, const Tensor& W, const Tensor& b, const BinaryConvSpec& spec) {
+  const kernels::PatchGeom g = checked_geom("binary_conv2d", x, W, b, spec.stride, spec.pad);
+  const int64_t N = x.dim(0), C = g.C, H = g.H, Wd = g.W, O = W.dim(0), P = g.pixels(), CKK = g.taps();
+  const int64_t CHW = C * H * Wd;
+  QNN_CHECK(CKK < (int64_t(1) << 24), "binary_conv2d: " + std::to_string(CKK) + " taps per output reach 2^24");
+  const bool rec = needs_grad(x, W, b);
+  const bool want_dx = rec && x.requires_grad();
+  const bool want_dW = rec && W.requires_grad();
+
+  // sign(x), packed NHWC: the forward's operand and dq_W's.
+  auto xp = std::make_shared<Words>(N * H * Wd * kernels::pixel_words(C));
+  kernels::pack_nhwc(x.data(), N, C, H, Wd, xp->data());
+  // The input surrogate's mask, one packed row per image (flat NCHW order).
+  std::shared_ptr<Words> xm;
+  if (want_dx && spec.quantize_input && spec.input_surrogate.kind == SurrogateKind::hardtanh) {
+    xm = std::make_shared<Words>(N * kernels::packed_words(CHW));
+    detail::pack_sign_mask(x.data(), N, CHW, CHW, spec.input_surrogate.param, nullptr, xm->data());
+  }
+  // sign(W) as [O, CKK] rows in (c, ky, kx) order (dq_x's operand) and the
+  // weight surrogate's mask, in one pass.
+  std::shared_ptr<Words> wsign, wm;
+  if (want_dx) wsign = std::make_shared<Words>(O * kernels::packed_words(CKK));
+  if (want_dW && spec.quantize_weight && spec.weight_surrogate.kind == SurrogateKind::hardtanh)
+    wm = std::make_shared<Words>(O * kernels::packed_words(CKK));
+  if (wsign || wm)
+    detail::pack_sign_mask(W.data(), O, CKK, CKK, spec.weight_surrogate.param, wsign ? wsign->data() : nullptr,
+                           wm ? wm->data() : nullptr);
+
+  Tensor y = Tensor::empty({N, O, g.OH, g.OW});
+  float* py = y.data();
+  {
+    const kernels::PackedConvWeights pw = kernels::pack_conv_weights(W.data(), O, C, g.KH, g.KW);
+    kernels::packed_conv_forward(xp->data(), N, g, pw, spec.one_padding ? kernels::ConvPad::one : kernels::ConvPad::zero,
+                                 py);
+  }
+  if (b.defined()) {  // "dot + b": the reference's add(y, b), one rounding
+    const float* pb = b.data();
+#pragma omp parallel for schedule(static) if (N * O * P > kParallelMin)
+    for (int64_t i = 0; i < N * O; ++i)
+      for (int64_t p = 0; p < P; ++p) py[i * P + p] += pb[i % O];
+  }
+  if (!rec) return y;
+  if (!want_dW) xp.reset();  // only dq_W reads sign(x) again
+
+  std::vector<Tensor> inputs{x, W};
+  if (b.defined()) inputs.push_back(b);
+  record(y, "binary_conv2d", std::move(inputs),
+         [x, W, b, xp, xm, wsign, wm, spec, g, N, O](const Tensor& gout) {
+    const int64_t P = g.pixels(), CKK = g.taps(), M = N * P, C = g.C, CHW = g.image_size();
+    const float* pg = gout.data();
+    // The reference's rows_to_nchw backward hands its product "0 + g" in
+    // pixel-major rows; the bias sums those values over pixels, in order.
+    if (b.defined() && b.requires_grad()) {
+      float* gb = b.grad_data();
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < O; ++o) {
+          const float* r = pg + (n * O + o) * P;
+          float s = gb[o];
+          for (int64_t p = 0; p < P; ++p) s += 0.0f + r[p];
+          gb[o] = s;
+        }
+    }
+    if (x.requires_grad()) {
+      // g_rows [M, O] (row m = n*P + p), then per chunk of images:
+      // d_rows = g_rows · sign(W2) [rows x CKK] by look-up, col2im'd into dq_x.
+      Tensor grows = Tensor::empty({M, O});
+      float* gr = grows.data();
+#pragma omp parallel for schedule(static) if (M * O > kParallelMin)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t p = 0; p < P; ++p) gr[(n * P + p) * O + o] = pg[(n * O + o) * P + p];
+      // Straight into x.grad when x was pre-quantized (the reference's im2col
+      // adds into it directly), else into a zeroed dq_x for the surrogate.
+      Tensor dq;
+      float* dst;
+      if (spec.quantize_input) {
+        dq = Tensor::zeros({N, g.C, g.H, g.W});
+        dst = dq.data();
+      } else {
+        dst = x.grad_data();
+      }
+      const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t(1) << 21) / std::max<int64_t>(1, P * CKK)));
+      Tensor drows = Tensor::empty({chunk * P, CKK});
+      for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+        const int64_t nb = std::min(chunk, N - n0);
+        kernels::pm1_gemm(nb * P, O, CKK, gr + n0 * P * O, O, 1, wsign->data(), drows.data(), CKK, false);
+        kernels::col2im_rows_add_batch(drows.data(), nb, g, dst + n0 * CHW);
+      }
+      if (spec.quantize_input) surrogate_add(x, true, spec.input_surrogate, xm.get(), N, CHW, dq.data());
+    }
+    if (W.requires_grad()) {
+      // gT [O, M] = g_rows^T: row o is image n's plane o for n = 0, 1, ...
+      Tensor gT = Tensor::empty({O, M});
+      float* pt = gT.data();
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t n = 0; n < N; ++n) std::memcpy(pt + o * M + n * P, pg + (n * O + o) * P, size_t(P) * 4);
+      const int64_t CW = kernels::pixel_words(C), RW = kernels::patch_words(C, g.KH, g.KW);
+      Words patches(M * RW);
+      kernels::packed_im2col(xp->data(), N, g, patches.data());
+      Tensor dq = Tensor::empty({O, CKK});
+      float* pdq = dq.data();
+      const int64_t KK = g.KH * g.KW;
+      if (spec.one_padding || g.pad == 0) {
+        // Every tap is a sign bit (+1 pads are 0 bits): one product over the
+        // packed patches, K' = KK*CW*64 columns in (ky, kx, c) order.
+        const int64_t Kp = KK * CW * 64;
+        Tensor ct = Tensor::empty({O, Kp});
+        kernels::pm1_gemm(O, M, Kp, pt, M, 1, patches.data(), ct.data(), Kp, false);
+        const float* pc = ct.data();
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t t = 0; t < KK; ++t) pdq[o * CKK + c * KK + t] = pc[o * Kp + t * CW * 64 + c];
+      } else {
+        // Zero padding: per tap (ky, kx), the patch words of that tap as S
+        // [M x C], and A = gT with the pixels whose tap falls on padding set
+        // to 0 (their term is +-0, as 0 * g in the reference).
+        const int64_t PWc = kernels::packed_words(C);
+        Words st(M * PWc);
+        Tensor at = gT.clone();
+        float* pa = at.data();
+        Tensor ct = Tensor::empty({O, C});
+        const float* pc = ct.data();
+        std::vector<int64_t> pads;
+        for (int64_t ky = 0; ky < g.KH; ++ky)
+          for (int64_t kx = 0; kx < g.KW; ++kx) {
+            const int64_t t = ky * g.KW + kx;
+            uint64_t* ps = st.data();
+            const uint64_t* pp = patches.data();
+#pragma omp parallel for schedule(static) if (M * CW > kParallelMin)
+            for (int64_t m = 0; m < M; ++m) std::memcpy(ps + m * PWc, pp + m * RW + t * CW, size_t(CW) * 8);
+            pads.clear();
+            for (int64_t oy = 0; oy < g.OH; ++oy)
+              for (int64_t ox = 0; ox < g.OW; ++ox) {
+                const int64_t iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+                if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) pads.push_back(oy * g.OW + ox);
+              }
+            for (int64_t o = 0; o < O; ++o)
+              for (int64_t n = 0; n < N; ++n)
+                for (int64_t p : pads) pa[o * M + n * P + p] = 0.0f;
+            kernels::pm1_gemm(O, M, C, pa, M, 1, st.data(), ct.data(), C, false);
+            for (int64_t o = 0; o < O; ++o)
+              for (int64_t n = 0; n < N; ++n)
+                for (int64_t p : pads) pa[o * M + n * P + p] = pt[o * M + n * P + p];
+            for (int64_t o = 0; o < O; ++o)
+              for (int64_t c = 0; c < C; ++c) pdq[o * CKK + c * KK + t] = pc[o * C + c];
+          }
+      }
+      surrogate_add(W, spec.quantize_weight, spec.weight_surrogate, wm.get(), O, CKK, pdq);
+    }
+  });
+  return y;
+}
+
+// ---- binary_conv2d_reference ---------------------------------------------------------------
+// y = rows_to_nchw(pm1_linear(im2col(xq, pad_value), wq2) (+ b))   [N, O, OH, OW]
+// backward: by the graph (pm1_linear's grouped sums, col2im, rows_to_nchw's transpose)
+Tensor binary_conv2d_reference(const Tensor& xq, const Tensor& wq, const Tensor& b, int64_t stride, int64_t pad,
+                               float pad_value) {
+  const kernels::PatchGeom g = checked_geom("binary_conv2d_reference", xq, wq, b, stride, pad);
+  const Tensor rows = im2col(xq, g.KH, g.KW, stride, pad, pad_value);  // [M, CKK]
+  const Tensor w2 = wq.reshape({wq.dim(0), g.taps()});                  // columns (c, ky, kx)
+  Tensor y = pm1_linear(rows, w2, Tensor());                            // exact integer sums
+  if (b.defined()) y = add(y, b);
+  return rows_to_nchw(y, xq.dim(0), g.OH, g.OW);
+}
+
+// ---- memory accounting ---------------------------------------------------------------------
+
+SavedBytes binary_conv2d_unfused_bytes(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t K,
+                                       int64_t stride, int64_t pad, const BinaryConvSpec& spec) {
+  const int64_t OH = kernels::conv_out_size(H, K, stride, pad), OW = kernels::conv_out_size(W, K, stride, pad);
+  SavedBytes s;
+  s.activation = N * OH * OW * C * K * K * 4;             // rows, kept by pm1_linear
+  if (spec.quantize_input) s.activation += N * C * H * W * 4;  // xq, kept by im2col
+  if (spec.quantize_weight) s.weight = O * C * K * K * 4;  // wq
+  return s;
+}
+
+SavedBytes binary_conv2d_fused_bytes(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t K,
+                                     int64_t stride, int64_t pad, const BinaryConvSpec& spec) {
+  (void)stride, (void)pad;
+  SavedBytes s;
+  s.activation = N * H * W * kernels::pixel_words(C) * 8;  // sign(x), NHWC
+  if (spec.quantize_input && spec.input_surrogate.kind == SurrogateKind::hardtanh)
+    s.activation += N * kernels::packed_words(C * H * W) * 8;  // mask
+  const int64_t row = kernels::packed_words(C * K * K) * 8;
+  s.weight = O * row;  // sign(W)
+  if (spec.quantize_weight && spec.weight_surrogate.kind == SurrogateKind::hardtanh) s.weight += O * row;
+  return s;
+}
+
+}  // namespace qnn

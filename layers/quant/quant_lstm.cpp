@@ -1,0 +1,92 @@
+#include "layers/quant/quant_lstm.h"
+
+#include <cstring>
+
+#include "core/autograd.h"
+
+namespace qnn {
+
+ArrayQuant array_quant(const std::shared_ptr<Quantizer>& q) {
+  if (!q || q->is_identity()) return {};
+  ArrayQuant a;
+  // The quantizer object itself computes the levels (one code path for the
+  // levels everywhere), on a copy of the block; no node is recorded: the
+  // fused op does its own backward.
+  a.forward = [q](const float* x, float* y, int64_t n) {
+    NoGradGuard ng;
+    const Tensor out = (*q)(Tensor::from_data({n}, x));
+    std::memcpy(y, out.data(), (size_t)n * sizeof(float));
+  };
+  a.backward = [q](const float* x, const float* g, float* gx, int64_t n) {
+    surrogate_backward(q->surrogate(), q->geometry(), x, g, gx, n);
+  };
+  // Sign and Uniform are pure elementwise maps (the grad mode NoGradGuard
+  // sets is per thread), so the fused op may run them on each thread's rows
+  // without meeting; a StochasticSign (or an unknown quantizer) draws per
+  // call and gets the whole block.
+  a.rowwise = dynamic_cast<const Sign*>(q.get()) || dynamic_cast<const Uniform*>(q.get());
+  return a;
+}
+
+QuantLSTM::QuantLSTM(int64_t input, int64_t hidden, Rng& rng, QuantLSTMOptions opt)
+    : in_(input), hidden_(hidden), opt_(std::move(opt)) {
+  QNN_CHECK(input > 0 && hidden > 0, "QuantLSTM: sizes must be positive, got " + std::to_string(input) + " -> " +
+                                         std::to_string(hidden));
+  weight_ih = Tensor::empty({4 * hidden, input});
+  weight_hh = Tensor::empty({4 * hidden, hidden});
+  if (opt_.bias) bias = Tensor::empty({4 * hidden});
+  init_lstm_parameters(weight_ih, weight_hh, &bias, hidden, rng);
+  register_parameter("weight_ih", weight_ih);
+  register_parameter("weight_hh", weight_hh);
+  if (opt_.bias) register_parameter("bias", bias);
+  if (opt_.weight_constraint) {
+    opt_.weight_constraint.attach(weight_ih);
+    opt_.weight_constraint.attach(weight_hh);
+  }
+}
+
+void QuantLSTM::train(bool on) {
+  Module::train(on);
+  for (const auto* q : {&opt_.weight_quantizer, &opt_.hidden_quantizer, &opt_.cell_quantizer, &opt_.gate_quantizer,
+                        &opt_.input_quantizer})
+    if (*q) (*q)->train(on);
+}
+
+LstmQuant QuantLSTM::recurrence_quant() const {
+  LstmQuant q;
+  q.gates = opt_.gates;
+  q.hidden = array_quant(opt_.hidden_quantizer);
+  q.cell = array_quant(opt_.cell_quantizer);
+  q.preact = array_quant(opt_.gate_quantizer);
+  return q;
+}
+
+Tensor QuantLSTM::compute(const Tensor& x) {
+  const Tensor xq = opt_.input_quantizer ? (*opt_.input_quantizer)(x) : x;
+  const Tensor wi = opt_.weight_quantizer ? (*opt_.weight_quantizer)(weight_ih) : weight_ih;
+  const Tensor wh = opt_.weight_quantizer ? (*opt_.weight_quantizer)(weight_hh) : weight_hh;
+  const LstmQuant q = recurrence_quant();
+  return lstm(xq, wi, wh, bias, &q, opt_.return_sequence);
+}
+
+Tensor QuantLSTM::forward(const Tensor& x) {
+  check_lstm_input(x, in_, hidden_, "QuantLSTM");
+  return compute(x);
+}
+
+LayerSummary QuantLSTM::summary_row() const {
+  LayerSummary r = Module::summary_row();
+  r.output = opt_.return_sequence ? "[-1, -1, " + std::to_string(hidden_) + "]" : "[-1, " + std::to_string(hidden_) + "]";
+  if (quantizes_weights()) {
+    r.quant_params = weight_ih.numel() + weight_hh.numel();
+    r.weight_bits = opt_.weight_quantizer->bits();
+  }
+  r.input_bits = opt_.hidden_quantizer ? opt_.hidden_quantizer->bits() : 32;
+  return r;
+}
+
+Shape QuantLSTM::output_shape(const Shape& in) const {
+  return lstm_output_shape(in, in_, hidden_, opt_.return_sequence, "QuantLSTM");
+}
+
+}  // namespace qnn

@@ -1,0 +1,91 @@
+// layers/quant/quant_lstm.h — QuantLSTM: an LSTM with quantized weights and a
+// quantized hidden state, as in Hubara et al., "Quantized Neural Networks"
+// (JMLR 2018, the Penn Treebank experiments), with Brevitas' optional extra
+// quantization points for studies.
+//
+//   z_t = q_x(x_t) q_w(W_ih)^T + h_{t-1} q_w(W_hh)^T + b
+//   i, f, o = hard_sigmoid(q_z(z)),  g = hardtanh(q_z(z))    (gates = hard)
+//   c_t = q_c(f c_{t-1} + i g),  h_t = q_h(o hardtanh(c_t))
+//
+// Quantizers are the MLP's objects (layers/quant/quantizer.h), larq/Brevitas
+// style, each optional (null: full precision at that point):
+//   weight_quantizer  W_ih and W_hh (latent weights are the parameters; the
+//                     weight_constraint, e.g. Clip{-1, 1}, clips them)
+//   hidden_quantizer  h_t, INSIDE the recurrence: the next step's product sees
+//                     q_h(h). The paper's "activations".
+//   cell_quantizer    c_t (carried to the next step quantized)
+//   gate_quantizer    the 4H gate pre-activations z
+//   input_quantizer   the input sequence x (e.g. the embedding output)
+// Their surrogates are the MLP's (`hardtanh`, `tanh:K`, `periodic:K`, ...).
+// The in-recurrence quantizers run inside the fused op (core/ops.h lstm())
+// as ArrayQuant loops made by array_quant(): the quantizer's own forward (so
+// the levels are bit for bit those of q(x) elsewhere) and its surrogate's
+// backward (surrogate_backward). The weight and input quantizers are ordinary
+// graph nodes before the op.
+//
+// Summary: params = W_ih + W_hh + b; quant_params = W_ih + W_hh when weights
+// are quantized; weight_bits; input_bits = the hidden state's bits (the
+// recurrent product's input; 32 when h is not quantized).
+//
+// The products live in ONE place, compute() (and, per step, core/ops_rnn.cpp's
+// recurrent_forward/backward), where XNOR-popcount kernels can plug in.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/ops.h"
+#include "core/rng.h"
+#include "layers/lstm.h"
+#include "layers/module.h"
+#include "layers/quant/constraints.h"
+#include "layers/quant/quantizer.h"
+
+namespace qnn {
+
+struct QuantLSTMOptions {
+  bool return_sequence = false;
+  bool bias = true;
+  LstmGates gates = LstmGates::hard;             // the QNN paper's choice for quantized LSTMs
+  std::shared_ptr<Quantizer> weight_quantizer;   // W_ih and W_hh
+  std::shared_ptr<Quantizer> hidden_quantizer;   // h_t (inside the recurrence)
+  std::shared_ptr<Quantizer> cell_quantizer;     // c_t
+  std::shared_ptr<Quantizer> gate_quantizer;     // gate pre-activations
+  std::shared_ptr<Quantizer> input_quantizer;    // x
+  Constraint weight_constraint;                  // e.g. Clip{-1, 1}; empty: none
+};
+
+// A quantizer as the fused LSTM's in-recurrence loop pair; empty for a null
+// or 32-bit (identity) quantizer. forward = the quantizer itself (a
+// stochastic one draws fresh randomness per call); backward adds
+// g * S'(x) with the quantizer's surrogate and geometry.
+ArrayQuant array_quant(const std::shared_ptr<Quantizer>& q);
+
+class QuantLSTM : public Module {
+ public:
+  QuantLSTM(int64_t input, int64_t hidden, Rng& rng, QuantLSTMOptions opt = {});
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "QuantLSTM"; }
+  LayerSummary summary_row() const override;
+  Shape output_shape(const Shape& in) const override;
+  void train(bool on = true) override;  // also switches the quantizers
+
+  int64_t input_size() const { return in_; }
+  int64_t hidden_size() const { return hidden_; }
+  const QuantLSTMOptions& options() const { return opt_; }
+  bool quantizes_weights() const { return opt_.weight_quantizer && !opt_.weight_quantizer->is_identity(); }
+  // The LstmQuant the fused op receives (gates + in-recurrence quantizers).
+  LstmQuant recurrence_quant() const;
+
+  Tensor weight_ih, weight_hh, bias;  // latent weights; bias undefined when opt.bias == false
+
+ protected:
+  // THE computation: q_x(x), q_w(W_ih), q_w(W_hh), then the fused op.
+  virtual Tensor compute(const Tensor& x);
+
+ private:
+  int64_t in_, hidden_;
+  QuantLSTMOptions opt_;
+};
+
+}  // namespace qnn

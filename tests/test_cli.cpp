@@ -1,0 +1,369 @@
+// tests/test_cli.cpp — every app's flags refuse values outside their range,
+// before any work, with the flag named; the shared validators, output-path
+// checks and default LR schedules; the training loop over a non-image feed.
+//
+// The app rows run the built binaries (QNN_BUILD_ROOT/apps/<app>) with popen,
+// under `timeout`, stdout and stderr captured apart.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "apps/common/flags.h"
+#include "apps/common/mlp.h"
+#include "apps/common/train_loop.h"
+#include "core/ops.h"
+#include "layers/linear.h"
+#include "optim/schedule.h"
+
+using namespace qnn;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Ran {
+  int rc = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string quote(const std::string& a) {
+  std::string q = "'";
+  for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string app_path(const std::string& app) { return std::string(QNN_BUILD_ROOT) + "/apps/" + app; }
+
+// Runs an app with `args` (at most `seconds`), from the source root so that
+// datasets/ resolves.
+Ran run_app(const std::string& app, const std::vector<std::string>& args, int seconds = 30) {
+  const fs::path dir = fs::temp_directory_path() / "qnn_test_cli";
+  fs::create_directories(dir);
+  const std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
+  std::string cmd = "cd " + quote(QNN_SOURCE_ROOT) + " && QNN_BLAS_CORE=keep timeout " + std::to_string(seconds) +
+                    " " + quote(app_path(app));
+  for (const auto& a : args) cmd += " " + quote(a);
+  cmd += " >" + quote(out) + " 2>" + quote(err);
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  const int st = pclose(p);
+  Ran r;
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+struct Row {
+  std::string app;
+  std::vector<std::string> args;  // a bad value among otherwise valid flags
+  std::string names;              // what stderr must name (the flag)
+};
+
+bool have_mnist() { return fs::exists(std::string(QNN_SOURCE_ROOT) + "/datasets/mnist/t10k-labels-idx1-ubyte") ||
+                           fs::exists(std::string(QNN_SOURCE_ROOT) + "/datasets/mnist/t10k-labels-idx1-ubyte.gz"); }
+
+void check_rows(const std::vector<Row>& rows) {
+  for (const Row& row : rows) {
+    std::string line = row.app;
+    for (const auto& a : row.args) line += " " + a;
+    INFO(line);
+    if (!fs::exists(app_path(row.app))) {
+      MESSAGE("skipped: " << app_path(row.app) << " is not built");
+      continue;
+    }
+    const Ran r = run_app(row.app, row.args);
+    INFO("stderr: " << r.err);
+    CHECK(r.rc != 0);
+    CHECK(r.rc != 124);  // refused at once, not stopped by the timeout
+    CHECK(r.err.find(row.names) != std::string::npos);
+    // Before any work: no data loaded, no epoch trained.
+    CHECK(r.out.find("# data") == std::string::npos);
+    CHECK(r.out.find("epoch ") == std::string::npos);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cli: mnist_mlp refuses every out-of-range flag value, naming the flag") {
+  std::vector<Row> rows;
+  auto bad = [&](std::vector<std::string> args, std::string names) { rows.push_back({"mnist_mlp", args, names}); };
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--epochs", "-1"},         {"--batch", "0"},          {"--optimizer", "adamw"},  {"--lr", "-1"},
+           {"--lr", "0"},              {"--lr", "nan"},           {"--lr", "inf"},           {"--lr-end", "-1"},
+           {"--schedule", "linear"},   {"--loss", "hinge"},       {"--val", "-1"},           {"--limit-train", "-1"},
+           {"--limit-train", "0"},     {"--patience", "-2"},      {"--seed", "-1"},          {"--threads", "-1"},
+           {"--threads", "0"},         {"--kernels", "maybe"},    {"--profile-steps", "-1"}, {"--dataset", "cifar"},
+           {"--model", "cnn"},         {"--hidden", "0"},         {"--layers", "-1"},        {"--dropout", "-1"},
+           {"--dropout", "1"},         {"--input-dropout", "-1"}, {"--wbits", "17"},         {"--abits", "0"},
+           {"--surrogate", "tanh:x"},  {"--weight-surrogate", "x"}, {"--binarize", "random"}, {"--lr-scale", "5"},
+           {"--bn-eps", "-1"},         {"--bn-eps", "0"},         {"--bn-momentum", "2"},    {"--epochs", "1.5"}})
+    bad({flag, v}, flag);
+  bad({"--model", "qnn", "--wbits", "-1"}, "--wbits");
+  bad({"--eval-only"}, "--eval-only");                           // a random model is no evaluation
+  bad({"--patience", "2", "--val", "0"}, "--patience");           // nothing to watch
+  bad({"--json", "/proc/qnn-no/run.json", "--epochs", "1"}, "--json");  // unwritable: refused before training
+  bad({"--save", "/proc/qnn-no/m.ckpt"}, "--save");
+  bad({"--export", "/proc/qnn-no/m.qnnx"}, "--export");
+  bad({"--load", "/nonexistent/qnn.ckpt"}, "--load");
+  check_rows(rows);
+}
+
+TEST_CASE("cli: imdb_lstm refuses every out-of-range flag value, naming the flag") {
+  std::vector<Row> rows;
+  auto bad = [&](std::vector<std::string> args, std::string names) { rows.push_back({"imdb_lstm", args, names}); };
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--epochs", "-1"},      {"--batch", "0"},          {"--optimizer", "adamw"}, {"--lr", "-1"},
+           {"--lr", "nan"},         {"--lr-end", "0"},         {"--schedule", "linear"}, {"--loss", "hinge"},
+           {"--val", "-1"},         {"--limit-train", "0"},    {"--patience", "-2"},     {"--seed", "-1"},
+           {"--threads", "0"},      {"--kernels", "maybe"},    {"--profile-steps", "-1"}, {"--model", "bnn"},
+           {"--wbits", "17"},       {"--abits", "0"},          {"--surrogate", "tanh:x"}, {"--weight-surrogate", "x"},
+           {"--vocab", "2"},        {"--maxlen", "0"},         {"--embed", "0"},         {"--hidden", "0"},
+           {"--hidden", "-5"},      {"--epochs", "1.5"}})
+    bad({flag, v}, flag);
+  bad({"--wbits", "2"}, "--wbits");                       // bits need --model qnn
+  bad({"--val", "5"}, "--val");                           // odd: cannot be balanced
+  bad({"--eval-only"}, "--eval-only");                    // a random model is no evaluation
+  bad({"--patience", "2", "--val", "0"}, "--patience");    // nothing to watch
+  bad({"--json", "/proc/qnn-no/run.json"}, "--json");      // unwritable: refused before loading
+  bad({"--save", "/proc/qnn-no/m.ckpt"}, "--save");
+  bad({"--load", "/nonexistent/qnn.ckpt"}, "--load");
+  check_rows(rows);
+}
+
+TEST_CASE("cli: cifar_cnn refuses every out-of-range flag value, naming the flag") {
+  std::vector<Row> rows;
+  auto bad = [&](std::vector<std::string> args, std::string names) { rows.push_back({"cifar_cnn", args, names}); };
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--epochs", "-1"},        {"--batch", "0"},          {"--optimizer", "adamw"},  {"--lr", "-1"},
+           {"--lr", "nan"},           {"--lr-end", "0"},         {"--schedule", "linear"},  {"--loss", "hinge"},
+           {"--val", "-1"},           {"--limit-train", "0"},    {"--patience", "-2"},      {"--seed", "-1"},
+           {"--threads", "0"},        {"--kernels", "maybe"},    {"--profile-steps", "-1"}, {"--dataset", "mnist"},
+           {"--model", "cnn"},        {"--arch", "resnet"},      {"--width", "0"},          {"--width", "-1"},
+           {"--width", "17"},         {"--width", "nan"},        {"--fc", "0"},             {"--pad", "two"},
+           {"--augment", "maybe"},    {"--normalize", "1"},      {"--wbits", "17"},         {"--abits", "0"},
+           {"--surrogate", "tanh:x"}, {"--weight-surrogate", "x"}, {"--lr-scale", "5"},     {"--dropout", "1"},
+           {"--bn-eps", "0"},         {"--bn-momentum", "2"},    {"--epochs", "1.5"}})
+    bad({flag, v}, flag);
+  bad({"--model", "bnn", "--wbits", "2"}, "--wbits");          // bnn is 1/1: bits need --model qnn
+  bad({"--model", "bnn", "--dropout", "0.2"}, "--dropout");    // fp only
+  bad({"--shift-bn"}, "--shift-bn");                           // quantized models only
+  bad({"--eval-only"}, "--eval-only");                         // a random model is no evaluation
+  bad({"--patience", "2", "--val", "0"}, "--patience");         // nothing to watch
+  bad({"--json", "/proc/qnn-no/run.json"}, "--json");           // unwritable: refused before loading
+  bad({"--save", "/proc/qnn-no/m.ckpt"}, "--save");
+  bad({"--load", "/nonexistent/qnn.ckpt"}, "--load");
+  bad({"--model", "qnn", "--export", "/tmp/qnn_test_cli/cnn.qnnx"}, "k-bit convolution");  // refused before any data is read
+  check_rows(rows);
+}
+
+TEST_CASE("cli: mnist_mlp --limit-train below --val says which flags to change") {
+  if (!have_mnist()) return;
+  const Ran r = run_app("mnist_mlp", {"--limit-train", "200", "--epochs", "1"});
+  INFO(r.err);
+  CHECK(r.rc == 1);
+  CHECK(r.err.find("--val 10000 leaves no training images") != std::string::npos);
+  CHECK(r.err.find("--limit-train") != std::string::npos);
+  CHECK(r.out.find("epoch ") == std::string::npos);
+}
+
+TEST_CASE("cli: sweep refuses out-of-range values of its own and the shared flags") {
+  const std::string out = (fs::temp_directory_path() / "qnn_test_cli" / "sweep").string();
+  std::vector<Row> rows;
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--epochs", "0"},   {"--batch", "0"},  {"--lr", "-1"},     {"--lr-end", "0"},          {"--seed", "-1"},
+           {"--threads", "0"},  {"--limit-train", "0"}, {"--val", "-1"}, {"--hidden", "0"},        {"--layers", "-1"},
+           {"--bits", "0"},     {"--bits", "17"},  {"--bits", "1,1"},  {"--surrogates", "tanh:x"}, {"--dataset", "x"},
+           {"--only", "bits=9"}, {"--app", "x"}, {"--arch", "x"}, {"--width", "0"}})
+    rows.push_back({"sweep", {"--dry-run", "--out", out, flag, v}, flag});
+  // --app cifar_cnn takes image data sets and the CNN's flags, not the MLP's.
+  rows.push_back({"sweep", {"--dry-run", "--out", out, "--app", "cifar_cnn", "--dataset", "mnist"}, "--dataset"});
+  rows.push_back({"sweep", {"--dry-run", "--out", out, "--app", "cifar_cnn", "--hidden", "64"}, "--hidden"});
+  rows.push_back({"sweep", {"--dry-run", "--out", out, "--width", "0.25"}, "--app cifar_cnn"});
+  check_rows(rows);
+}
+
+TEST_CASE("cli: bench_mlp, bench_kernels, qnn_infer, walkthrough refuse out-of-range values") {
+  std::vector<Row> rows;
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--hidden", "0"}, {"--layers", "-1"}, {"--in", "0"}, {"--classes", "1"}, {"--threads", "0"},
+           {"--reps", "4"}, {"--min-time", "-1"}, {"--big-batch", "0"}, {"--wbits", "17"}, {"--abits", "0"},
+           {"--seed", "-1"}, {"--torch-b1", "-1"}})
+    rows.push_back({"bench_mlp", {flag, v}, flag});
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{{"--threads", "0"}, {"--reps", "0"}})
+    rows.push_back({"bench_kernels", {flag, v}, flag});
+  // qnn_infer: the model file comes first; the flag must be refused before it is read.
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--batch", "0"}, {"--threads", "0"}, {"--reps", "0"}, {"--limit", "0"}, {"--thread-policy", "some"},
+           {"--dataset", "cifar"}})
+    rows.push_back({"qnn_infer", {"/nonexistent/model.qnnx", flag, v}, flag});
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{{"--lr", "-1"}, {"--seed", "-1"}})
+    rows.push_back({"walkthrough", {flag, v}, flag});
+  check_rows(rows);
+}
+
+TEST_CASE("cli: the shared validators accept exactly their range") {
+  auto ok = [](const CLI::Validator& v, std::string s) { return v(s).empty(); };
+  const auto pos = app::positive_number();
+  CHECK(ok(pos, "0.003"));
+  CHECK(ok(pos, "1e-4"));
+  CHECK_FALSE(ok(pos, "0"));
+  CHECK_FALSE(ok(pos, "-1"));
+  CHECK_FALSE(ok(pos, "nan"));
+  CHECK_FALSE(ok(pos, "inf"));
+  CHECK_FALSE(ok(pos, "1e400"));
+  CHECK_FALSE(ok(pos, "3x"));
+  const auto p = app::probability_below_one();
+  CHECK(ok(p, "0"));
+  CHECK(ok(p, "0.5"));
+  CHECK_FALSE(ok(p, "1"));
+  CHECK_FALSE(ok(p, "-0.1"));
+  const auto i = app::integer_in(1, 16, "1..16");
+  CHECK(ok(i, "1"));
+  CHECK(ok(i, "16"));
+  CHECK_FALSE(ok(i, "0"));
+  CHECK_FALSE(ok(i, "17"));
+  CHECK_FALSE(ok(i, "1.5"));
+  CHECK_FALSE(ok(i, "-1"));
+  CHECK_FALSE(ok(i, ""));
+  CHECK(pos(std::string("-1")) == "must be a number > 0, got -1");
+  const auto w = app::one_of({"on", "off"});
+  CHECK(ok(w, "on"));
+  CHECK_FALSE(ok(w, "On"));
+  const auto bits = app::bits_validator();
+  CHECK(ok(bits, "32"));
+  CHECK_FALSE(ok(bits, "31"));
+}
+
+TEST_CASE("cli: output paths are checked (and their directory made) before any work") {
+  const fs::path dir = fs::temp_directory_path() / "qnn_test_cli" / "made" / "here";
+  fs::remove_all(dir.parent_path());
+  app::check_writable("--json", (dir / "run.json").string());
+  CHECK(fs::is_directory(dir));
+  CHECK(fs::is_empty(dir));  // the probe file is gone
+  CHECK_THROWS_WITH_AS(app::check_writable("--save", "/proc/qnn-no/x.ckpt"), doctest::Contains("--save /proc/qnn-no/x.ckpt"),
+                       Error);
+  CHECK_THROWS_WITH_AS(app::check_writable("--export", dir.string()), doctest::Contains("is a directory"), Error);
+  fs::remove_all(dir.parent_path());
+}
+
+TEST_CASE("cli: printed floats read as typed") {
+  CHECK(app::float_str(1e-4f) == "0.0001");
+  CHECK(app::f2d(1e-4f) == 0.0001);
+  CHECK(app::f2d(3e-3f) == 0.003);
+  CHECK(nlohmann::json(app::f2d(0.1f)).dump() == "0.1");
+}
+
+TEST_CASE("cli: default LR schedules serve any epoch budget; --lr-end keeps the decay over the run") {
+  for (int epochs : {3, 10, 100}) {
+    app::TrainFlags f;
+    f.epochs = epochs;
+    const float decay = app::resolve_training_defaults("bnn", f);
+    CHECK(decay == 0.9f);
+    ScheduleConfig sc;
+    sc.lr = *f.lr;
+    sc.lr_end = *f.lr_end;
+    sc.total_epochs = epochs;
+    sc.decay_per_epoch = decay;
+    auto s = make_schedule(f.schedule, sc);
+    // Epoch 2 trains at 3e-3 * 0.81 whatever the budget (the old default put a
+    // 3-epoch run at 3e-7 there).
+    CHECK(s->lr_at(2) == doctest::Approx(3e-3 * 0.81));
+    CHECK(s->lr_at(1000) == doctest::Approx(3e-7));  // the floor
+    CHECK(s->name() == "exponential");
+  }
+  app::TrainFlags g;
+  g.epochs = 10;
+  g.lr_end = 1.7e-4f;  // the README main command
+  CHECK(app::resolve_training_defaults("bnn", g) == 0.0f);
+  ScheduleConfig sc;
+  sc.lr = *g.lr;
+  sc.lr_end = *g.lr_end;
+  sc.total_epochs = 10;
+  auto s = make_schedule("exponential", sc);
+  CHECK(s->lr_at(9) == doctest::Approx(1.7e-4));
+  app::TrainFlags fp;
+  CHECK(app::resolve_training_defaults("fp", fp) == 0.0f);
+  CHECK(*fp.lr == 1e-3f);
+  CHECK(*fp.lr_end == doctest::Approx(1e-4));
+  CHECK(*fp.loss == "xent");
+  app::TrainFlags cos;
+  cos.schedule = "cosine";
+  CHECK(app::resolve_training_defaults("bnn", cos) == 0.0f);  // another schedule: over the run
+}
+
+namespace {
+// A token-id "loader": sample k is the id k % 4, its label k % 2, never a float
+// image. Batches of 8 ids; the feed turns ids into one-hot rows.
+struct TokenBatch {
+  std::vector<int32_t> ids, y;
+};
+struct TokenLoader {
+  struct Ep {
+    int64_t size() const { return 4; }
+    TokenBatch batch(int64_t i) const {
+      TokenBatch b;
+      for (int k = 0; k < 8; ++k) {
+        const int id = (int)((i * 8 + k + epoch) % 4);
+        b.ids.push_back(id);
+        b.y.push_back(id % 2);
+      }
+      return b;
+    }
+    int64_t epoch;
+  };
+  Ep epoch(int64_t e) const { return Ep{e}; }
+};
+Tensor one_hot(const std::vector<int32_t>& ids) {
+  std::vector<float> v(ids.size() * 4, 0.0f);
+  for (size_t i = 0; i < ids.size(); ++i) v[i * 4 + ids[i]] = 1.0f;
+  return Tensor::from_vector({(int64_t)ids.size(), 4}, v);
+}
+}  // namespace
+
+TEST_CASE("cli: the training loop takes any feed (token ids), names the rate key, keeps the best epoch") {
+  TokenLoader loader;
+  auto fwd = [](Module& m, const TokenBatch& b) { return m.forward(one_hot(b.ids)); };
+  auto labels = [](const TokenBatch& b) -> const std::vector<int32_t>& { return b.y; };
+  app::TrainFlags f;
+  f.epochs = 3;
+  f.lr = 0.1f;
+  f.lr_end = 0.01f;
+  f.loss = "xent";
+  f.val = 1;
+  app::TrainJob job;
+  job.flags = &f;
+  job.build = [] {
+    Rng rng(1);
+    return std::shared_ptr<Module>(std::make_shared<Linear>(4, 2, rng));
+  };
+  job.data.train = app::make_feed(loader, fwd, labels);
+  job.data.val = app::make_feed(loader, fwd, labels);
+  job.data.test = app::make_feed(loader, fwd, labels);
+  job.rate_key = "samples_per_s";
+  job.rate_unit = "samples/s";
+  job.epoch_lines = false;
+  job.announce = false;
+  const app::TrainResult r = app::run_training(job);
+  REQUIRE(r.epochs.size() == 3);
+  CHECK(r.epochs[0].contains("samples_per_s"));
+  CHECK_FALSE(r.epochs[0].contains("images_per_s"));
+  CHECK(r.best_epoch >= 1);
+  REQUIRE(r.test);
+  CHECK(r.test->acc > 0.9);  // the parity of a one-hot id is linear
+  CHECK(r.json["best_epoch"] == r.best_epoch);
+  CHECK(r.json.contains("test_acc"));
+}

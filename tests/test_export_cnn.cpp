@@ -1,0 +1,393 @@
+// Export of convolutional models (layers/quant/export.h, .qnnx version 4) and
+// the runner's conv / pool layers (kernels/packed_model.h, packed_cnn.cpp):
+// the runner's logits must equal the training framework's eval logits bit for
+// bit, cifar_cnn --export must give the runner the accuracy cifar_cnn
+// reported, and damaged conv records must be refused with the problem named.
+#include <doctest/doctest.h>
+#include <zlib.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <random>
+#include <unistd.h>
+
+#include "apps/common/cnn.h"
+#include "apps/common/cnn_train.h"
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "data/dataset.h"
+#include "data/images.h"
+#include "kernels/packed_model.h"
+#include "kernels/sgemm.h"
+#include "layers/basic.h"
+#include "layers/batchnorm.h"
+#include "layers/conv.h"
+#include "layers/linear.h"
+#include "layers/pool.h"
+#include "layers/quant/export.h"
+#include "layers/quant/quant.h"
+#include "layers/quant/quant_conv.h"
+#include "optim/adam.h"
+
+using namespace qnn;
+namespace k = qnn::kernels;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string tmp_path(const std::string& name) {
+  return (fs::temp_directory_path() / ("qnn_test_export_cnn_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+void leaves(Module& m, std::vector<Module*>& out) {
+  if (m.children().empty()) out.push_back(&m);
+  for (auto& [n, c] : m.children()) leaves(*c, out);
+}
+
+std::vector<uint8_t> random_pixels(int64_t n, int64_t in, uint64_t seed) {
+  std::mt19937 g((unsigned)seed);
+  std::vector<uint8_t> px((size_t)(n * in));
+  for (auto& v : px) v = (uint8_t)(g() & 0xFF);
+  if (n > 1)
+    for (int64_t i = 0; i < in; ++i) px[(size_t)i] = 0, px[(size_t)(in + i)] = 255;  // the extremes
+  return px;
+}
+
+Tensor pixels_tensor(const std::vector<uint8_t>& px, int64_t n, int64_t C, int64_t H) {
+  std::vector<float> x(px.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = scale_pixel(px[i], PixelScale::OddOver256);
+  return Tensor::from_data({n, C, H, H}, x.data());
+}
+
+// A few Adam steps on random images (so the weights and batch-norm statistics
+// are those of a (barely) trained model), then batch-norm parameters spread
+// so that negative and zero gammas and thresholds all over the range occur.
+void train_a_little(Module& m, int64_t C, int64_t H, bool hinge, uint64_t seed) {
+  Adam opt(m.parameters(), 1e-3f);
+  m.train(true);
+  for (int step = 0; step < 3; ++step) {
+    const int64_t n = 8;
+    auto px = random_pixels(n, C * H * H, seed + (uint64_t)step);
+    std::vector<int32_t> y((size_t)n);
+    for (int64_t i = 0; i < n; ++i) y[(size_t)i] = (int32_t)((i + step) % 10);
+    opt.zero_grad();
+    Tensor lg = m.forward(pixels_tensor(px, n, C, H));
+    Tensor loss = hinge ? squared_hinge(lg, y) : cross_entropy(lg, y);
+    loss.backward();
+    opt.step();
+  }
+  m.train(false);
+  Rng rng(seed);
+  std::vector<Module*> ls;
+  leaves(m, ls);
+  for (Module* l : ls) {
+    auto* bn = dynamic_cast<BatchNorm*>(l);
+    if (!bn) continue;
+    for (int64_t c = 0; c < bn->channels(); ++c) {
+      float g = bn->weight.data()[c] * (float)rng.uniform(0.5f, 1.5f);
+      if (c % 7 == 3) g = 0.0f;
+      if (c % 5 == 1) g = -std::fabs(g) - 0.1f;
+      bn->weight.data()[c] = g;
+      bn->bias.data()[c] += (float)rng.normal() * 0.3f;
+    }
+  }
+}
+
+std::vector<float> framework_logits(Module& m, const std::vector<uint8_t>& px, int64_t n, int64_t C, int64_t H) {
+  NoGradGuard ng;
+  m.eval();
+  Tensor y = m.forward(pixels_tensor(px, n, C, H));
+  return std::vector<float>(y.data(), y.data() + y.numel());
+}
+
+std::vector<float> runner_logits(k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t n) {
+  std::vector<float> out((size_t)(n * r.model().num_classes()));
+  r.logits_u8(px.data(), n, out.data());
+  return out;
+}
+
+void check_same_bits(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      FAIL_CHECK(what << ": logit " << i << " differs: runner " << std::setprecision(9) << a[i] << " vs framework "
+                      << b[i]);
+      return;
+    }
+}
+
+app::CnnConfig tiny_cnn(const std::string& model, const std::string& arch, const std::string& pad = "zero") {
+  app::CnnConfig c;
+  c.model = model;
+  c.arch = arch;
+  c.width = 0.125f;
+  c.fc = 48;
+  c.pad_mode = pad;
+  c.image = 32;
+  app::resolve_cnn_defaults(c);
+  return c;
+}
+
+ExportOptions cnn_export_options(const app::CnnConfig& c) {
+  ExportOptions eo;
+  eo.input_dims = {c.in_channels, c.image, c.image};
+  eo.input_scale = k::InputScale::odd_over_256;
+  return eo;
+}
+
+template <class T>
+void poke(std::string& b, size_t off, T v) {
+  std::memcpy(b.data() + off, &v, sizeof v);
+}
+template <class T>
+T peek(const std::string& b, size_t off) {
+  T v;
+  std::memcpy(&v, b.data() + off, sizeof v);
+  return v;
+}
+void fix_crc(std::string& b) {
+  const uint32_t c = (uint32_t)crc32(0L, reinterpret_cast<const Bytef*>(b.data()), (uInt)(b.size() - 4));
+  std::memcpy(b.data() + b.size() - 4, &c, 4);
+}
+
+}  // namespace
+
+TEST_CASE("export cnn: BinaryNet / CNV, bnn and fp — runner logits equal the framework's eval logits bit for bit") {
+  struct Variant {
+    const char* model;
+    const char* arch;
+    const char* pad;
+  };
+  for (Variant v : {Variant{"bnn", "binarynet", "zero"}, Variant{"bnn", "binarynet", "one"}, Variant{"bnn", "cnv", "zero"},
+                    Variant{"fp", "binarynet", "zero"}, Variant{"fp", "cnv", "zero"}}) {
+    const std::string name = std::string(v.model) + " " + v.arch + " pad " + v.pad;
+    CAPTURE(name);
+    k::set_num_threads(2);
+    app::CnnConfig c = tiny_cnn(v.model, v.arch, v.pad);
+    Rng rng(5);
+    auto m = app::build_cnn(c, rng);
+    train_a_little(*m, 3, 32, std::string(v.model) != "fp", 11);
+    const k::PackedModel pm = export_model(*m, cnn_export_options(c));
+    CHECK(pm.kind() == (std::string(v.model) == "fp" ? "fp" : "bnn"));
+    CHECK(pm.is_spatial());
+    if (std::string(v.model) == "bnn") {
+      CHECK(pm.layers[0].type == k::LayerType::conv_binary);
+      CHECK(pm.layers[0].input == k::LayerInput::pixels8);
+      CHECK(pm.layers[0].sign_out);
+      CHECK(pm.layers[1].input == k::LayerInput::packed);
+      CHECK(pm.layers[1].geom.pad_one == (std::string(v.pad) == "one" && std::string(v.arch) == "binarynet"));
+    } else {
+      CHECK(pm.layers[0].type == k::LayerType::conv_f32);
+    }
+    if (std::string(v.arch) == "binarynet") CHECK(pm.layers[1].geom.pool_k == 2);  // pooled sums, then BN
+    if (std::string(v.arch) == "cnv") CHECK(pm.layers[2].type == k::LayerType::max_pool);  // pool after the sign / ReLU
+    k::PackedRunner r(pm);
+    for (int threads : {1, 2}) {
+      k::set_num_threads(threads);
+      for (int64_t n : {1, 5}) {
+        auto px = random_pixels(n, 3 * 32 * 32, 7 * (uint64_t)n + (uint64_t)threads);
+        check_same_bits(runner_logits(r, px, n), framework_logits(*m, px, n, 3, 32),
+                        name + " n=" + std::to_string(n) + " threads=" + std::to_string(threads));
+      }
+    }
+    // The file: version 4, back bit for bit.
+    const std::string path = tmp_path("rt.qnnx");
+    const int64_t bytes = export_model_file(*m, path, cnn_export_options(c));
+    CHECK(bytes == (int64_t)fs::file_size(path));
+    k::PackedRunner r2(k::PackedModel::load(path));
+    auto px = random_pixels(3, 3 * 32 * 32, 99);
+    check_same_bits(runner_logits(r2, px, 3), framework_logits(*m, px, 3, 3, 32), name + " from the file");
+    fs::remove(path);
+  }
+  k::set_num_threads(2);
+}
+
+TEST_CASE("export cnn: a BNN file is 1 bit per binary weight; conv / pool records are version 4") {
+  app::CnnConfig c = tiny_cnn("bnn", "binarynet");
+  Rng rng(3);
+  auto m = app::build_cnn(c, rng);
+  const k::PackedModel pm = export_model(*m, cnn_export_options(c));
+  const std::string b = pm.to_bytes();
+  CHECK(peek<uint32_t>(b, 4) == 4);
+  int64_t params = 0;
+  for (auto& p : m->parameters()) params += p.numel();
+  CHECK(pm.weight_storage_bits() == pm.weight_count());  // every weight 1 bit
+  CHECK((int64_t)b.size() * 20 < params * 4);           // far below the fp32 size
+}
+
+TEST_CASE("export cnn: damaged conv records are refused with the problem named") {
+  app::CnnConfig c = tiny_cnn("bnn", "cnv");
+  Rng rng(4);
+  auto m = app::build_cnn(c, rng);
+  const std::string good = export_model(*m, cnn_export_options(c)).to_bytes();
+  const std::string path = tmp_path("bad.qnnx");
+  auto err = [&](const std::string& bytes) {
+    std::ofstream(path, std::ios::binary).write(bytes.data(), (std::streamsize)bytes.size());
+    try {
+      k::PackedModel::load(path);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  // Header: magic 4, version 4, bytes 8, kind 4, count 4, scale 4, ndim 4, dims 3 x 8, meta_bytes 4 (0).
+  const size_t L0 = 4 + 4 + 8 + 4 + 4 + 4 + 4 + 3 * 8 + 4;
+  const size_t G0 = L0 + 40;  // layer 0's geometry: C, H, W, O, K, stride, pad, pad_one, pool_k, pool_s
+  REQUIRE(peek<uint32_t>(good, 4) == 4);
+  REQUIRE(peek<uint32_t>(good, L0) == 5);  // conv_binary
+  REQUIRE(peek<uint32_t>(good, G0) == 3);  // C
+  auto lied = [&](auto&& edit) {
+    std::string b = good;
+    edit(b);
+    fix_crc(b);
+    return err(b);
+  };
+  auto has = [&](const std::string& e, const std::string& what) {
+    CHECK_MESSAGE(e.find(what) != std::string::npos, e);
+    CHECK_MESSAGE(e.find(path) != std::string::npos, e);
+  };
+  has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 4, 5); }), "needs");  // K 3 -> 5: payload size differs
+  has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 3, 7); }), "needs");  // O changes the payload size
+  has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 7, 2); }), "pad_one is 2");
+  has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 1, 31); }), "is not 3072 values");  // H
+  has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 5, 2); }), "outputs, its geometry");  // stride
+  has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 8, 3); }), "pool geometry out of range");  // pool_k without pool_s
+  has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 1, 0x7fffffff); }), "out of range");
+  has(lied([&](std::string& b) { poke<uint32_t>(b, L0 + 4, 0); }), "a conv_binary layer takes pixels8 or packed input");
+  has(lied([&](std::string& b) { poke<uint32_t>(b, L0 + 8, 32); }), "1-bit conv_binary layers only");
+  {  // A version 3 header (with its metadata block) over conv records.
+    k::PackedModel pm = export_model(*m, cnn_export_options(c));
+    pm.meta = "{}";
+    std::string b = pm.to_bytes();
+    poke<uint32_t>(b, 4, 3);
+    fix_crc(b);
+    has(err(b), "unknown type 5 (conv / pool layers need format version 4)");
+  }
+  has(lied([&](std::string& b) { poke<uint32_t>(b, 4, 5); }), "version 5, this build reads versions 1 to 4");
+  // A padding bit of a packed weight row (27 taps: bit 40 of word 0).
+  has(lied([&](std::string& b) { poke<uint64_t>(b, G0 + 40, peek<uint64_t>(b, G0 + 40) | (uint64_t(1) << 40)); }),
+      "packed weight row 0 has nonzero padding bits");
+  // Truncated inside the geometry / flipped weight bit without a CRC fix.
+  std::string b = good;
+  b[G0 + 41] ^= 1;
+  has(err(b), "CRC mismatch");
+  has(err(good.substr(0, G0 + 10)), "truncated");
+  fs::remove(path);
+}
+
+TEST_CASE("export cnn: models export cannot represent exactly are refused, naming the layer") {
+  SUBCASE("k-bit convolutions") {
+    app::CnnConfig c = tiny_cnn("qnn", "binarynet");
+    Rng rng(1);
+    auto m = app::build_cnn(c, rng);
+    CHECK_THROWS_WITH_AS(export_model(*m, cnn_export_options(c)), doctest::Contains("is a k-bit convolution"), Error);
+  }
+  SUBCASE("no input map") {
+    app::CnnConfig c = tiny_cnn("bnn", "binarynet");
+    Rng rng(1);
+    auto m = app::build_cnn(c, rng);
+    CHECK_THROWS_WITH_AS(export_model(*m), doctest::Contains("input_dims"), Error);
+  }
+  SUBCASE("a binary first conv on pixels not scaled (2p-255)/256") {
+    app::CnnConfig c = tiny_cnn("bnn", "binarynet");
+    Rng rng(1);
+    auto m = app::build_cnn(c, rng);
+    ExportOptions eo = cnn_export_options(c);
+    eo.input_scale = k::InputScale::minus_one_to_one;
+    CHECK_THROWS_WITH_AS(export_model(*m, eo), doctest::Contains("(2p-255)/256"), Error);
+  }
+  SUBCASE("average pooling") {
+    Rng rng(1);
+    auto seq = std::make_shared<Sequential>();
+    seq->add(std::make_shared<Conv2d>(3, 4, 3, rng));
+    seq->add(std::make_shared<AvgPool2d>(2));
+    seq->add(std::make_shared<Flatten>());
+    seq->add(std::make_shared<Linear>(4 * 3 * 3, 10, rng));
+    ExportOptions eo;
+    eo.input_dims = {3, 8, 8};
+    CHECK_THROWS_WITH_AS(export_model(*seq, eo), doctest::Contains("average pooling"), Error);
+  }
+  SUBCASE("a sign on real activations before a binary conv (not folded)") {
+    Rng rng(1);
+    auto seq = std::make_shared<Sequential>();
+    seq->add(std::make_shared<Conv2d>(3, 4, 3, rng));
+    QuantConv2dOptions o;
+    o.input_quantizer = std::make_shared<Sign>();
+    o.weight_quantizer = std::make_shared<Sign>();
+    seq->add(std::make_shared<QuantConv2d>(4, 4, 3, rng, o));
+    seq->add(std::make_shared<Flatten>());
+    seq->add(std::make_shared<Linear>(4 * 4 * 4, 10, rng));
+    ExportOptions eo;
+    eo.input_dims = {3, 8, 8};
+    CHECK_THROWS_WITH_AS(export_model(*seq, eo), doctest::Contains("needs the sign folded"), Error);
+  }
+}
+
+namespace {
+fs::path scratch(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("qnn_test_export_cnn_" + std::to_string(::getpid())) / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+// A CIFAR-10 binary batch file of n records (label byte + 3072 CHW bytes).
+void write_cifar_batch(const fs::path& p, int64_t n, int64_t first) {
+  std::ofstream f(p, std::ios::binary);
+  for (int64_t i = first; i < first + n; ++i) {
+    const int y = (int)(i % 10);
+    std::vector<uint8_t> rec(3073);
+    rec[0] = (uint8_t)y;
+    for (int c = 0; c < 3; ++c)
+      for (int h = 0; h < 32; ++h)
+        for (int w = 0; w < 32; ++w)
+          rec[(size_t)(1 + c * 1024 + h * 32 + w)] = (uint8_t)((y * 23 + c * 61 + ((h * 7 + w * 3 + (int)i * 13) % 40)) % 256);
+    f.write((const char*)rec.data(), (std::streamsize)rec.size());
+  }
+  REQUIRE(f.good());
+}
+}  // namespace
+
+TEST_CASE("export cnn: cifar_cnn --export, then the runner on the test set — the same test accuracy, exactly") {
+  const fs::path root = scratch("cifar"), dir = root / "cifar-10-batches-bin";
+  fs::create_directories(dir);
+  for (int b = 1; b <= 5; ++b) write_cifar_batch(dir / ("data_batch_" + std::to_string(b) + ".bin"), 40, (b - 1) * 40);
+  write_cifar_batch(dir / "test_batch.bin", 60, 1000);
+  for (const char* model : {"bnn", "fp"}) {
+    CAPTURE(model);
+    app::CnnAppOptions o;
+    o.dataset = "cifar10";
+    o.data = root.string();
+    o.cnn.model = model;
+    o.cnn.width = 0.125f;
+    o.cnn.fc = 32;
+    o.normalize = false;  // export takes the scaled pixels
+    o.augment = false;
+    o.train.epochs = 1;
+    o.train.batch = 50;
+    o.train.limit_train = 150;
+    o.train.val = 50;
+    o.val_given = true;
+    o.train.threads = 1;
+    o.quiet = true;
+    o.train.export_path = (root / (std::string(model) + ".qnnx")).string();
+    const app::TrainResult res = app::run_cifar_cnn(o);
+    REQUIRE(res.test.has_value());
+    const Dataset test = load_image_dataset(root.string(), "test");
+    k::PackedRunner r(k::PackedModel::load(o.train.export_path));
+    std::vector<int32_t> pred((size_t)test.size());
+    r.predict_u8(test.pixels.data(), test.size(), pred.data());
+    int64_t right = 0;
+    for (int64_t i = 0; i < test.size(); ++i) right += pred[(size_t)i] == test.y[(size_t)i];
+    CHECK(double(right) / double(test.size()) == res.test->acc);
+    // Stronger than the accuracy of a barely trained model: the logits of the
+    // tested model, bit for bit.
+    REQUIRE(res.model);
+    k::set_num_threads(1);  // as the run (--threads 1)
+    check_same_bits(runner_logits(r, test.pixels, test.size()),
+                    framework_logits(*res.model, test.pixels, test.size(), 3, 32), std::string(model) + " test set");
+  }
+  k::set_num_threads(2);
+}

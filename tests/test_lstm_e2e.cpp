@@ -1,0 +1,139 @@
+// End-to-end: imdb_lstm's whole path (apps/common/lstm_train.h's
+// run_imdb_lstm, what the program runs after parsing its flags) on a tiny
+// reviews.json the test writes: load, split, vocabulary, train one epoch
+// through the shared loop, validate, test, --json, --save / --load
+// --eval-only; and a malformed file refused with the record named.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "apps/common/lstm_train.h"
+#include "core/tensor.h"
+
+using namespace qnn;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("qnn_test_lstm_e2e_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// n reviews per sentiment, negatives first (the npm file's order): each
+// review a few words of its class's vocabulary and a shared filler.
+std::string tiny_reviews(int n) {
+  const char* neg[] = {"bad", "awful", "boring", "worst", "dull"};
+  const char* pos[] = {"great", "wonderful", "superb", "best", "moving"};
+  json a = json::array();
+  for (int s = 0; s < 2; ++s)
+    for (int k = 0; k < n; ++k) {
+      std::string t = "this film was";
+      for (int w = 0; w < 4; ++w) t += std::string(" ") + (s ? pos : neg)[(k + w) % 5];
+      t += k % 3 ? " <br /> the plot" : " and the actors";
+      a.push_back({{"t", t}, {"s", s}});
+    }
+  return a.dump();
+}
+
+void write(const fs::path& p, const std::string& text) {
+  std::ofstream f(p);
+  f << text;
+}
+
+app::LstmAppOptions tiny_options(const fs::path& dir, const std::string& model) {
+  app::LstmAppOptions o;
+  app::set_lstm_flag_defaults(o.train);
+  o.data = dir.string();  // the directory holding reviews.json
+  o.maxlen = 12;
+  o.lstm.model = model;
+  o.lstm.vocab = 40;
+  o.lstm.embed = 4;
+  o.lstm.hidden = 8;
+  if (model == "qnn") o.lstm.wbits = o.lstm.abits = 1;
+  o.train.epochs = 1;
+  o.train.batch = 8;
+  o.train.val = 4;
+  o.train.threads = 1;
+  o.quiet = true;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("e2e imdb_lstm: a tiny reviews.json, 1 epoch, fp and 1-bit, writes its JSON; save / load / eval-only") {
+  const fs::path dir = temp_dir("run");
+  write(dir / "reviews.json", tiny_reviews(24));  // 12 + 12 test, 12 + 12 train of which 2 + 2 validate
+  for (const std::string model : {"fp", "qnn"}) {
+    INFO("model " << model);
+    app::LstmAppOptions o = tiny_options(dir, model);
+    o.train.json_path = (dir / (model + ".json")).string();
+    o.train.save_path = (dir / (model + ".ckpt")).string();
+    const app::TrainResult r = app::run_imdb_lstm(o);
+    REQUIRE(r.test);
+    REQUIRE(fs::exists(o.train.json_path));
+    std::ifstream f(o.train.json_path);
+    const json j = json::parse(f);
+    CHECK(j["config"]["model"] == model);
+    CHECK(j["config"]["dataset"] == "imdb");
+    CHECK(j["config"]["maxlen"] == 12);
+    REQUIRE(j["epochs"].size() == 1);
+    CHECK(j["epochs"][0]["samples_per_s"].get<double>() > 0);
+    CHECK_FALSE(j["epochs"][0].contains("images_per_s"));
+    CHECK(j["epochs"][0]["val_acc"].is_number());
+    const double acc = j["test_acc"].get<double>();
+    CHECK(acc >= 0.0);
+    CHECK(acc <= 1.0);
+    CHECK(acc == doctest::Approx(r.test->acc));
+    CHECK(j["best_epoch"] == 1);
+    // The summary's bits and bytes: the LSTM's weights at 1 bit for qnn.
+    const json& layers = j["model"]["layers"];
+    REQUIRE(layers.size() == 3);
+    CHECK(layers[1]["name"] == "rnn");
+    CHECK(layers[1]["weight_bits"] == (model == "qnn" ? 1 : 32));
+    CHECK(layers[1]["input_bits"] == (model == "qnn" ? 1 : 32));
+    const double fp32 = j["model"]["bytes_fp32"].get<double>(), packed = j["model"]["bytes_packed"].get<double>();
+    if (model == "qnn")
+      CHECK(packed < fp32);
+    else
+      CHECK(packed == fp32);
+
+    // The saved (tested) model, loaded for --eval-only, scores the same.
+    app::LstmAppOptions e = tiny_options(dir, model);
+    e.train.load_path = o.train.save_path;
+    e.train.eval_only = true;
+    const app::TrainResult re = app::run_imdb_lstm(e);
+    REQUIRE(re.test);
+    CHECK(re.test->acc == r.test->acc);
+    CHECK(re.test->loss == doctest::Approx(r.test->loss).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("e2e imdb_lstm: a malformed reviews.json is refused with the record named, before training") {
+  const fs::path dir = temp_dir("bad");
+  json a = json::parse(tiny_reviews(6));
+  a[3]["s"] = 2;  // record 3: a sentiment that is neither 0 nor 1
+  write(dir / "reviews.json", a.dump());
+  app::LstmAppOptions o = tiny_options(dir, "fp");
+  o.train.val = 2;
+  o.train.json_path = (dir / "run.json").string();
+  CHECK_THROWS_WITH_AS(app::run_imdb_lstm(o), doctest::Contains("record 3"), Error);
+  CHECK_FALSE(fs::exists(o.train.json_path));  // nothing trained, nothing written
+
+  write(dir / "reviews.json", "[{\"t\": \"fine\", \"s\": 1}, {\"t\": 5, \"s\": 0}]");
+  app::LstmAppOptions o2 = tiny_options(dir, "fp");
+  CHECK_THROWS_WITH_AS(app::run_imdb_lstm(o2), doctest::Contains("record 1"), Error);
+  // An odd --val cannot be balanced: refused naming the flag.
+  write(dir / "reviews.json", tiny_reviews(6));
+  app::LstmAppOptions o3 = tiny_options(dir, "fp");
+  o3.train.val = 3;
+  CHECK_THROWS_WITH_AS(app::run_imdb_lstm(o3), doctest::Contains("--val"), Error);
+}
