@@ -12,6 +12,8 @@
 //   dx_n  += col2im(W2d^T . g_n)             [CKK, P] -> [C, H, W]
 //   db[o] += sum over n, p of g_n[o, p]
 //
+// The forward and the thread / GEMM-width plan (ConvPlan) live in
+// kernels/conv_f32.h, shared with the exported-model runner.
 // Per-image GEMMs, images spread over the threads, each thread running a
 // single-threaded sgemm on its own images (OpenBLAS runs single-threaded
 // inside an OpenMP region). Measured once (a standalone timing, forward +
@@ -44,11 +46,13 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "kernels/conv_f32.h"
 #include "kernels/im2col.h"
 #include "kernels/sgemm.h"
 
 namespace qnn {
 
+using kernels::ConvPlan;
 using kernels::PatchGeom;
 using kernels::sgemm;
 
@@ -99,42 +103,6 @@ void transpose_batch(const float* src, int64_t count, int64_t R, int64_t Cn, flo
   }
 }
 
-// How conv2d spreads a batch over the threads, and how wide its GEMMs are.
-//
-// Threads: with at least as many images as threads, thread t takes the
-// contiguous images [N*t/T, N*(t+1)/T) and runs single-threaded GEMMs on them;
-// otherwise one thread walks the batch and each sgemm uses every thread
-// (batch-1 inference).
-//
-// Blocks: a small output map makes a thin product ([O, CKK] x [CKK, P] with
-// P = 9 or 1 in the last convolutions of a CNV: a matrix-vector product that
-// streams all of W per image), so G whole images' patch matrices sit side by
-// side ([CKK, G*P]) until the product is at least kMinGemmCols wide; its
-// [O, G*P] result is then copied to the G images (a staging block). Larger
-// maps go one image per GEMM, written in place. (At P = 64 grouping measured
-// a wash; cutting a 32x32 map into row bands whose patch matrix fits in L2
-// was measured too: no gain, OpenBLAS re-packs its operands anyway.)
-constexpr int64_t kMinGemmCols = 256;
-
-struct ConvPlan {
-  int threads = 1;
-  bool parallel = false;
-  int64_t G = 1;     // images per GEMM
-  int64_t slot = 0;  // scratch floats per thread
-  Tensor scratch;    // [threads, slot] from the caching allocator
-  ConvPlan(int64_t N, const PatchGeom& g, int64_t O) {
-    const int64_t P = g.pixels(), K = g.taps();
-    const int T = omp_in_parallel() ? 1 : kernels::num_threads();
-    parallel = T > 1 && N >= T;
-    threads = parallel ? T : 1;
-    const int64_t per_thread = (N + threads - 1) / threads;
-    G = std::max<int64_t>(1, std::min(per_thread, (kMinGemmCols + P - 1) / P));
-    slot = K * G * P + (G > 1 ? O * G * P : 0);  // cols [CKK, G*P] (+ staging [O, G*P])
-    scratch = Tensor::empty({threads, std::max<int64_t>(1, slot)});
-  }
-  float* cols_of(int tid) { return scratch.data() + (int64_t)tid * slot; }
-};
-
 }  // namespace
 
 // ---- conv2d -------------------------------------------------------------------------
@@ -145,49 +113,17 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
   const PatchGeom g = checked_geom("conv2d", x, w.dim(2), w.dim(3), stride, pad);
   QNN_CHECK(w.dim(1) == g.C, "conv2d: x is " + shape_str(x.shape()) + " but w is " + shape_str(w.shape()) +
                                  " (input channels differ: " + i2s(g.C) + " vs " + i2s(w.dim(1)) + ")");
-  const int64_t N = x.dim(0), O = w.dim(0), P = g.pixels(), K = g.taps(), img = g.image_size();
+  const int64_t N = x.dim(0), O = w.dim(0);
   if (b.defined())
     QNN_CHECK(b.ndim() == 1 && b.dim(0) == O,
               "conv2d: bias is " + shape_str(b.shape()) + ", expected [" + i2s(O) + "] for w " + shape_str(w.shape()));
 
   Tensor y = Tensor::empty({N, O, g.OH, g.OW});
   {
-    ConvPlan plan(N, g, O);
-    const float* px = x.data();
-    const float* pw = w.data();
-    const float* pb = b.defined() ? b.data() : nullptr;
-    float* py = y.data();
-#pragma omp parallel num_threads(plan.threads) if (parallel: plan.parallel)
-    {
-      const int tid = omp_get_thread_num(), T = plan.threads;
-      float* cols = plan.cols_of(tid);
-      for (int64_t n0 = N * tid / T, n_end = N * (tid + 1) / T; n0 < n_end; n0 += plan.G) {
-        const int64_t gc = std::min(plan.G, n_end - n0);
-        if (gc == 1) {
-          // y_n [O, P] = W2d [O, CKK] . cols [CKK, P] (+ bias rows), straight into NCHW
-          float* yn = py + n0 * O * P;
-          kernels::im2col_cols(px + n0 * img, g, 0.f, cols, P);
-          if (pb)
-            for (int64_t o = 0; o < O; ++o) std::fill(yn + o * P, yn + (o + 1) * P, pb[o]);
-          sgemm(false, false, O, P, K, 1.f, pw, K, cols, P, pb ? 1.f : 0.f, yn, P);
-        } else {
-          // gc whole images: stage [O, L] = W2d . cols [CKK, L = gc*P]; image j's plane o is
-          // stage[o, j*P : (j+1)*P]
-          const int64_t L = gc * P;
-          float* stage = cols + K * L;
-          for (int64_t j = 0; j < gc; ++j)
-            kernels::im2col_cols(px + (n0 + j) * img, g, 0.f, cols + j * P, L);
-          sgemm(false, false, O, L, K, 1.f, pw, K, cols, L, 0.f, stage, L);
-          for (int64_t j = 0; j < gc; ++j)
-            for (int64_t o = 0; o < O; ++o) {
-              const float* src = stage + o * L + j * P;
-              float* dst = py + ((n0 + j) * O + o) * P;
-              const float bo = pb ? pb[o] : 0.f;
-              for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bo;
-            }
-        }
-      }
-    }
+    const ConvPlan plan(N, g, O);
+    Tensor scratch = Tensor::empty({plan.scratch_size()});  // from the caching allocator
+    kernels::conv2d_f32_forward(x.data(), N, g, O, w.data(), b.defined() ? b.data() : nullptr, y.data(), plan,
+                                scratch.data());
   }
 
   if (needs_grad(x, w, b)) {
@@ -196,7 +132,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
       const bool want_x = x.requires_grad(), want_w = w.requires_grad();
       const float* pg = gy.data();
       if (want_x || want_w) {
-        ConvPlan plan(N, g, O);
+        const ConvPlan plan(N, g, O);
+        Tensor scratch = Tensor::empty({plan.scratch_size()});
         const int T = plan.threads;
         // dW partial sums, one [O, CKK] block per thread, reduced in a fixed
         // order below (so a run at a fixed thread count is reproducible).
@@ -209,7 +146,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
 #pragma omp parallel num_threads(T) if (parallel: plan.parallel)
         {
           const int tid = omp_get_thread_num();
-          float* cols = plan.cols_of(tid);
+          float* cols = plan.cols_of(scratch.data(), tid);
           float* dw = dw_part.defined() ? dw_part.data() + (int64_t)tid * O * K : gw;
           // One block: images [n0, n0 + gc), L = gc*P columns; gg [O, L] is its output gradient.
           auto block = [&](int64_t n0, int64_t gc, const float* gg) {

@@ -31,13 +31,13 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <exception>
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "kernels/fast_exp.h"
 #include "kernels/sgemm.h"
 
 namespace qnn {
@@ -106,26 +106,8 @@ void recurrent_backward(const float* dz, const float* w_hh, float* dh, int64_t R
 
 // ---- gate math: branch-free, only un-nested selects, so loops over it vectorise.
 
-// e^x for x <= 0, clamped at -87 (e^-87 ~ 1.6e-38 is still a normal float):
-// 2^(x log2 e) with the exponent split as n + f, n = round(t) by the 1.5 * 2^23
-// trick, f in [-1/2, 1/2], 2^f by its degree-6 Taylor polynomial; relative
-// error < 2e-7. (The quantizers' layers/quant/vec_math.h holds the same
-// function; core/ cannot include layers/.)
-inline float exp_nonpos(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float t = x * 1.4426950408889634f;
-  const float n = (t + 12582912.0f) - 12582912.0f;
-  const float f = t - n;
-  float p = 1.5403530393381606e-4f;
-  p = p * f + 1.3333558146428443e-3f;
-  p = p * f + 9.6181291076284772e-3f;
-  p = p * f + 5.5504108664821580e-2f;
-  p = p * f + 2.4022650695910071e-1f;
-  p = p * f + 6.9314718055994531e-1f;
-  p = p * f + 1.0f;
-  const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;  // 2^n, n in [-126, 0]
-  return p * std::bit_cast<float>(bits);
-}
+// e^x for x <= 0: kernels/fast_exp.h (shared with the quantizers' surrogates).
+using kernels::exp_nonpos;
 
 // 1 / (1 + e^-v) from e = e^-|v| <= 1 (no overflow for any v); relative error
 // < 5e-7 against ops_elementwise.cpp's sigmoid(), which the fused op is

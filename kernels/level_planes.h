@@ -40,7 +40,7 @@ void uniform_values(const float* x, int64_t n, int bits, float alpha, float* q);
 
 // floor(v) for |v| < 2^31 (truncate, then step down if truncation went up):
 // a floor the compiler vectorises with plain SSE2 (layers/quant/vec_math.h
-// re-exports it for the surrogates' and exp's arithmetic).
+// re-exports it for the surrogates' arithmetic).
 inline float floor_small(float v) {
   const float t = (float)(int32_t)v;
   return t - (t > v ? 1.0f : 0.0f);

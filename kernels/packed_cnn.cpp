@@ -3,11 +3,9 @@
 //
 // Exactness, layer by layer (what the training framework computes in eval
 // mode, and how the runner gets the same floats):
-//   conv_f32     core/ops_conv.cpp conv2d: per-image (or grouped) im2col_cols
-//                + one sgemm per image group, images split over the threads
-//                as its ConvPlan does. conv_f32_forward below repeats that
-//                plan call for call (same M, N, K, strides, threads), so
-//                OpenBLAS rounds every sum alike.
+//   conv_f32     core/ops_conv.cpp conv2d: both call conv2d_f32_forward
+//                (kernels/conv_f32.h) with the same ConvPlan (same M, N, K,
+//                strides, threads), so OpenBLAS rounds every sum alike.
 //   conv_binary  packed input: integer sums by XNOR-popcount
 //                (packed_conv_forward, exact zero-padding correction), the
 //                values QuantConv2d's XNOR path — or its float path on +-1 and
@@ -26,6 +24,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kernels/conv_f32.h"
 #include "kernels/im2col.h"
 #include "kernels/packed_conv.h"
 #include "kernels/packed_model.h"
@@ -99,50 +98,14 @@ void nhwc_to_flat_rows(const uint64_t* x, int64_t n, int64_t C, int64_t H, int64
   }
 }
 
-// conv2d's forward (core/ops_conv.cpp), call for call: threads = all when the
-// batch has at least as many images, else one thread walking the batch with
-// multi-threaded sgemm; G images per GEMM until it is kMinGemmCols wide.
+// conv2d's forward: the same kernel (conv_f32.h) core/ops_conv.cpp conv2d
+// runs, with the same plan, so the sums match it bit for bit.
 void PackedRunner::conv_f32_forward(const PackedLayer& L, const float* px, int64_t N, float* py) {
-  constexpr int64_t kMinGemmCols = 256;  // = ops_conv.cpp's
   const PatchGeom g = conv_geom(L.geom);
-  const int64_t O = L.geom.O, P = g.pixels(), K = g.taps(), img = g.image_size();
-  const int T0 = omp_in_parallel() ? 1 : num_threads();
-  const bool parallel = T0 > 1 && N >= T0;
-  const int threads = parallel ? T0 : 1;
-  const int64_t per_thread = (N + threads - 1) / threads;
-  const int64_t G = std::max<int64_t>(1, std::min(per_thread, (kMinGemmCols + P - 1) / P));
-  const int64_t slot = K * G * P + (G > 1 ? O * G * P : 0);
-  if ((int64_t)cols_.size() < threads * std::max<int64_t>(1, slot)) cols_.resize(size_t(threads * std::max<int64_t>(1, slot)));
-  const float* pw = L.w_f32.data();
-  const float* pb = L.bias.empty() ? nullptr : L.bias.data();
-  float* scratch = cols_.data();
-#pragma omp parallel num_threads(threads) if (parallel)
-  {
-    const int tid = omp_get_thread_num(), T = threads;
-    float* cols = scratch + (int64_t)tid * slot;
-    for (int64_t n0 = N * tid / T, n_end = N * (tid + 1) / T; n0 < n_end; n0 += G) {
-      const int64_t gc = std::min(G, n_end - n0);
-      if (gc == 1) {
-        float* yn = py + n0 * O * P;
-        im2col_cols(px + n0 * img, g, 0.f, cols, P);
-        if (pb)
-          for (int64_t o = 0; o < O; ++o) std::fill(yn + o * P, yn + (o + 1) * P, pb[o]);
-        sgemm(false, false, O, P, K, 1.f, pw, K, cols, P, pb ? 1.f : 0.f, yn, P);
-      } else {
-        const int64_t Lc = gc * P;
-        float* stage = cols + K * Lc;
-        for (int64_t j = 0; j < gc; ++j) im2col_cols(px + (n0 + j) * img, g, 0.f, cols + j * P, Lc);
-        sgemm(false, false, O, Lc, K, 1.f, pw, K, cols, Lc, 0.f, stage, Lc);
-        for (int64_t j = 0; j < gc; ++j)
-          for (int64_t o = 0; o < O; ++o) {
-            const float* src = stage + o * Lc + j * P;
-            float* dst = py + ((n0 + j) * O + o) * P;
-            const float bo = pb ? pb[o] : 0.f;
-            for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bo;
-          }
-      }
-    }
-  }
+  const ConvPlan plan(N, g, L.geom.O);
+  if ((int64_t)cols_.size() < plan.scratch_size()) cols_.resize(size_t(plan.scratch_size()));
+  conv2d_f32_forward(px, N, g, L.geom.O, L.w_f32.data(), L.bias.empty() ? nullptr : L.bias.data(), py, plan,
+                     cols_.data());
 }
 
 // Layer i of a batch of n: reads f_[fi] (floats, NCHW) or p_[pi] (packed

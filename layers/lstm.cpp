@@ -1,6 +1,7 @@
 #include "layers/lstm.h"
 
 #include <cmath>
+#include <utility>
 
 namespace qnn {
 
@@ -29,33 +30,37 @@ void check_lstm_input(const Tensor& x, int64_t input, int64_t hidden, const std:
                 std::to_string(input) + "]");
 }
 
-LSTM::LSTM(int64_t input, int64_t hidden, Rng& rng, LSTMOptions opt) : in_(input), hidden_(hidden), opt_(opt) {
-  QNN_CHECK(input > 0 && hidden > 0, "LSTM: sizes must be positive, got " + std::to_string(input) + " -> " +
+LSTMBase::LSTMBase(int64_t input, int64_t hidden, bool with_bias, bool return_sequence, Rng& rng, std::string who)
+    : in_(input), hidden_(hidden), return_sequence_(return_sequence), who_(std::move(who)) {
+  QNN_CHECK(input > 0 && hidden > 0, who_ + ": sizes must be positive, got " + std::to_string(input) + " -> " +
                                          std::to_string(hidden));
   weight_ih = Tensor::empty({4 * hidden, input});
   weight_hh = Tensor::empty({4 * hidden, hidden});
-  if (opt_.bias) bias = Tensor::empty({4 * hidden});
+  if (with_bias) bias = Tensor::empty({4 * hidden});
   init_lstm_parameters(weight_ih, weight_hh, &bias, hidden, rng);
   register_parameter("weight_ih", weight_ih);
   register_parameter("weight_hh", weight_hh);
-  if (opt_.bias) register_parameter("bias", bias);
+  if (with_bias) register_parameter("bias", bias);
 }
+
+LayerSummary LSTMBase::summary_row() const {
+  LayerSummary r = Module::summary_row();
+  r.output = return_sequence_ ? "[-1, -1, " + std::to_string(hidden_) + "]" : "[-1, " + std::to_string(hidden_) + "]";
+  return r;
+}
+
+Shape LSTMBase::output_shape(const Shape& in) const {
+  return lstm_output_shape(in, in_, hidden_, return_sequence_, who_);
+}
+
+LSTM::LSTM(int64_t input, int64_t hidden, Rng& rng, LSTMOptions opt)
+    : LSTMBase(input, hidden, opt.bias, opt.return_sequence, rng, "LSTM"), opt_(opt) {}
 
 Tensor LSTM::forward(const Tensor& x) {
   check_lstm_input(x, in_, hidden_, "LSTM");
   LstmQuant q;
   q.gates = opt_.gates;
   return lstm(x, weight_ih, weight_hh, bias, &q, opt_.return_sequence);
-}
-
-LayerSummary LSTM::summary_row() const {
-  LayerSummary r = Module::summary_row();
-  r.output = opt_.return_sequence ? "[-1, -1, " + std::to_string(hidden_) + "]" : "[-1, " + std::to_string(hidden_) + "]";
-  return r;
-}
-
-Shape LSTM::output_shape(const Shape& in) const {
-  return lstm_output_shape(in, in_, hidden_, opt_.return_sequence, "LSTM");
 }
 
 SequenceClassifier::SequenceClassifier(std::shared_ptr<Embedding> embedding, std::shared_ptr<Module> rnn,

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/ops.h"
@@ -34,20 +35,33 @@ Shape lstm_output_shape(const Shape& in, int64_t input, int64_t hidden, bool ret
 // Throws unless x is [B, T, input] with B, T > 0.
 void check_lstm_input(const Tensor& x, int64_t input, int64_t hidden, const std::string& who);
 
-class LSTM : public Module {
+// What LSTM and QuantLSTM share, in one place: the size check, the three
+// parameters (allocated, initialised by init_lstm_parameters, registered as
+// "weight_ih", "weight_hh" and, with bias, "bias", in that order), the output
+// shape and the summary row's output column. `who` names the layer in errors.
+class LSTMBase : public Module {
  public:
-  LSTM(int64_t input, int64_t hidden, Rng& rng, LSTMOptions opt = {});
-  Tensor forward(const Tensor& x) override;
-  std::string type_name() const override { return "LSTM"; }
   LayerSummary summary_row() const override;
   Shape output_shape(const Shape& in) const override;
   int64_t input_size() const { return in_; }
   int64_t hidden_size() const { return hidden_; }
-  bool return_sequence() const { return opt_.return_sequence; }
-  Tensor weight_ih, weight_hh, bias;  // bias undefined when opt.bias == false
+  bool return_sequence() const { return return_sequence_; }
+  Tensor weight_ih, weight_hh, bias;  // bias undefined without a bias
+
+ protected:
+  LSTMBase(int64_t input, int64_t hidden, bool with_bias, bool return_sequence, Rng& rng, std::string who);
+  int64_t in_, hidden_;
+  bool return_sequence_;
+  std::string who_;
+};
+
+class LSTM : public LSTMBase {
+ public:
+  LSTM(int64_t input, int64_t hidden, Rng& rng, LSTMOptions opt = {});
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LSTM"; }
 
  private:
-  int64_t in_, hidden_;
   LSTMOptions opt_;
 };
 

@@ -29,16 +29,7 @@ ArrayQuant array_quant(const std::shared_ptr<Quantizer>& q) {
 }
 
 QuantLSTM::QuantLSTM(int64_t input, int64_t hidden, Rng& rng, QuantLSTMOptions opt)
-    : in_(input), hidden_(hidden), opt_(std::move(opt)) {
-  QNN_CHECK(input > 0 && hidden > 0, "QuantLSTM: sizes must be positive, got " + std::to_string(input) + " -> " +
-                                         std::to_string(hidden));
-  weight_ih = Tensor::empty({4 * hidden, input});
-  weight_hh = Tensor::empty({4 * hidden, hidden});
-  if (opt_.bias) bias = Tensor::empty({4 * hidden});
-  init_lstm_parameters(weight_ih, weight_hh, &bias, hidden, rng);
-  register_parameter("weight_ih", weight_ih);
-  register_parameter("weight_hh", weight_hh);
-  if (opt_.bias) register_parameter("bias", bias);
+    : LSTMBase(input, hidden, opt.bias, opt.return_sequence, rng, "QuantLSTM"), opt_(std::move(opt)) {
   if (opt_.weight_constraint) {
     opt_.weight_constraint.attach(weight_ih);
     opt_.weight_constraint.attach(weight_hh);
@@ -75,18 +66,13 @@ Tensor QuantLSTM::forward(const Tensor& x) {
 }
 
 LayerSummary QuantLSTM::summary_row() const {
-  LayerSummary r = Module::summary_row();
-  r.output = opt_.return_sequence ? "[-1, -1, " + std::to_string(hidden_) + "]" : "[-1, " + std::to_string(hidden_) + "]";
+  LayerSummary r = LSTMBase::summary_row();
   if (quantizes_weights()) {
     r.quant_params = weight_ih.numel() + weight_hh.numel();
     r.weight_bits = opt_.weight_quantizer->bits();
   }
   r.input_bits = opt_.hidden_quantizer ? opt_.hidden_quantizer->bits() : 32;
   return r;
-}
-
-Shape QuantLSTM::output_shape(const Shape& in) const {
-  return lstm_output_shape(in, in_, hidden_, opt_.return_sequence, "QuantLSTM");
 }
 
 }  // namespace qnn

@@ -61,30 +61,26 @@ struct QuantLSTMOptions {
 // g * S'(x) with the quantizer's surrogate and geometry.
 ArrayQuant array_quant(const std::shared_ptr<Quantizer>& q);
 
-class QuantLSTM : public Module {
+class QuantLSTM : public LSTMBase {
  public:
   QuantLSTM(int64_t input, int64_t hidden, Rng& rng, QuantLSTMOptions opt = {});
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "QuantLSTM"; }
   LayerSummary summary_row() const override;
-  Shape output_shape(const Shape& in) const override;
   void train(bool on = true) override;  // also switches the quantizers
 
-  int64_t input_size() const { return in_; }
-  int64_t hidden_size() const { return hidden_; }
   const QuantLSTMOptions& options() const { return opt_; }
   bool quantizes_weights() const { return opt_.weight_quantizer && !opt_.weight_quantizer->is_identity(); }
   // The LstmQuant the fused op receives (gates + in-recurrence quantizers).
   LstmQuant recurrence_quant() const;
 
-  Tensor weight_ih, weight_hh, bias;  // latent weights; bias undefined when opt.bias == false
+  // weight_ih, weight_hh, bias (LSTMBase): latent weights; bias undefined when opt.bias == false
 
  protected:
   // THE computation: q_x(x), q_w(W_ih), q_w(W_hh), then the fused op.
   virtual Tensor compute(const Tensor& x);
 
  private:
-  int64_t in_, hidden_;
   QuantLSTMOptions opt_;
 };
 

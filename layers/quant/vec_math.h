@@ -18,10 +18,10 @@
 //    options and inlining between them stays allowed.)
 #pragma once
 
-#include <bit>
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/fast_exp.h"
 #include "kernels/level_planes.h"
 
 namespace qnn::detail {
@@ -30,24 +30,8 @@ namespace qnn::detail {
 // and the exported-model runner share that one definition).
 using kernels::floor_small;
 
-// e^x for x <= 0 (clamped at -87, where e^x ~ 1.6e-38 is still a normal
-// float). 2^(x log2 e) with the exponent split as n + f, f in [-1/2, 1/2],
-// 2^f by its degree-6 Taylor polynomial: relative error < 2e-7.
-inline float exp_nonpos(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float t = x * 1.4426950408889634f;
-  const float n = floor_small(t + 0.5f);
-  const float f = t - n;
-  float p = 1.5403530393381606e-4f;
-  p = p * f + 1.3333558146428443e-3f;
-  p = p * f + 9.6181291076284772e-3f;
-  p = p * f + 5.5504108664821580e-2f;
-  p = p * f + 2.4022650695910071e-1f;
-  p = p * f + 6.9314718055994531e-1f;
-  p = p * f + 1.0f;
-  const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;  // 2^n, n in [-126, 0]
-  return p * std::bit_cast<float>(bits);
-}
+// e^x for x <= 0: kernels/fast_exp.h's (the fused LSTM shares that one definition).
+using kernels::exp_nonpos;
 
 // sech^2(z) = 1 - tanh^2(z) = 4 e^{-2|z|} / (1 + e^{-2|z|})^2, accurate where
 // 1 - tanh^2 computed from tanh would lose digits (large |z|).
