@@ -98,7 +98,8 @@ Result run(QuantConv2d& layer, const Tensor& x, const Tensor& G) {
 }
 
 bool bits_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  // memcmp on an empty vector's null data() is undefined (UBSan), hence the empty() case.
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 void check_close(const std::vector<float>& got, const std::vector<double>& want, double tol, const char* what) {
