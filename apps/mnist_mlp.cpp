@@ -147,14 +147,10 @@ int run(Options& o) {
   job.describe_model = [&](Module& model) {
     std::printf("\n%s\n", summary_table(model).c_str());
     print_kernel_paths(model, *m.kernels, t.batch);
-    params = model.num_parameters();
-    json layers = json::array();
-    for (const auto& r : summarize(model)) {
-      bytes_packed += r.bytes_packed();
-      layers.push_back({{"name", r.name}, {"type", r.type}, {"params", r.params}, {"quant_params", r.quant_params},
-                        {"weight_bits", r.quant_params ? r.weight_bits : 32}, {"input_bits", r.input_bits}});
-    }
-    return json{{"params", params}, {"bytes_fp32", params * 4}, {"bytes_packed", bytes_packed}, {"layers", layers}};
+    json size = app::model_size_json(model);
+    params = size["params"].get<int64_t>();
+    bytes_packed = size["bytes_packed"].get<double>();
+    return size;
   };
   job.after_test = [&](Module&, const app::EvalStats&) {
     std::printf("model size: %lld parameters, %.2f MiB fp32, %.2f MiB packed (%.1fx smaller)\n", (long long)params,

@@ -100,16 +100,6 @@ void collect_leaves(Module& m, std::vector<Module*>& out) {
 }  // namespace
 
 json describe_cnn(Module& model, const Shape& input, bool print) {
-  const std::vector<LayerSummary> rows = summarize(model, input);
-  const int64_t params = model.num_parameters();
-  double bytes_packed = 0;
-  json layers = json::array();
-  for (const auto& r : rows) {
-    bytes_packed += r.bytes_packed();
-    layers.push_back({{"name", r.name}, {"type", r.type}, {"output", r.output}, {"params", r.params},
-                      {"quant_params", r.quant_params}, {"weight_bits", r.quant_params ? r.weight_bits : 32},
-                      {"input_bits", r.input_bits}, {"bytes_packed", r.bytes_packed()}});
-  }
   if (print) {
     std::printf("\n%s\n", summary_table(model, input).c_str());
     // Which product layers compute with the bit-packed kernels (training mode).
@@ -129,7 +119,7 @@ json describe_cnn(Module& model, const Shape& input, bool print) {
       std::printf("# kernels %s (isa %s):%s\n", on ? "on" : "off", kernels::isa_name(kernels::active_isa()),
                   paths.c_str());
   }
-  return json{{"params", params}, {"bytes_fp32", params * 4}, {"bytes_packed", bytes_packed}, {"layers", layers}};
+  return model_size_json(model, input);
 }
 
 // ---- the cifar_cnn program ------------------------------------------------------------

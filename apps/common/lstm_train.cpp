@@ -128,18 +128,8 @@ ImdbData load_lstm_data(const LstmAppOptions& o) {
 
 json describe_lstm(Module& model, int64_t maxlen, bool print) {
   const Shape input{-1, maxlen};
-  const std::vector<LayerSummary> rows = summarize(model, input);
-  const int64_t params = model.num_parameters();
-  double bytes_packed = 0;
-  json layers = json::array();
-  for (const auto& r : rows) {
-    bytes_packed += r.bytes_packed();
-    layers.push_back({{"name", r.name}, {"type", r.type}, {"output", r.output}, {"params", r.params},
-                      {"quant_params", r.quant_params}, {"weight_bits", r.quant_params ? r.weight_bits : 32},
-                      {"input_bits", r.input_bits}, {"bytes_packed", r.bytes_packed()}});
-  }
   if (print) std::printf("\n%s\n", summary_table(model, input).c_str());
-  return json{{"params", params}, {"bytes_fp32", params * 4}, {"bytes_packed", bytes_packed}, {"layers", layers}};
+  return model_size_json(model, input);
 }
 
 namespace {

@@ -478,4 +478,17 @@ TrainResult run_training(TrainJob& job) {
   return r;
 }
 
+nlohmann::json model_size_json(const Module& model, const Shape& input) {
+  const int64_t params = model.num_parameters();
+  double bytes_packed = 0;
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& r : summarize(model, input)) {
+    bytes_packed += r.bytes_packed();
+    layers.push_back({{"name", r.name}, {"type", r.type}, {"output", r.output}, {"params", r.params},
+                      {"quant_params", r.quant_params}, {"weight_bits", r.quant_params ? r.weight_bits : 32},
+                      {"input_bits", r.input_bits}, {"bytes_packed", r.bytes_packed()}});
+  }
+  return {{"params", params}, {"bytes_fp32", params * 4}, {"bytes_packed", bytes_packed}, {"layers", layers}};
+}
+
 }  // namespace qnn::app

@@ -221,7 +221,7 @@ struct TrainJob {
   bool allow_meta_mismatch = false;                // --load of a model trained on other data: warn, not refuse
   float lr_decay = 0;  // > 0: exponential schedule by this factor per epoch, --lr-end its floor
   // Prints the model's summary and returns the --json "model" object.
-  std::function<nlohmann::json(Module&)> describe_model;
+  std::function<nlohmann::json(Module&)> describe_model;  // e.g. model_size_json below
   // Optimizer for a model at a start LR (default: make_optimizer(flags->optimizer, ...)).
   std::function<std::unique_ptr<Optimizer>(Module&, float)> make_optimizer;
   // --export: `check` refuses an unsupported model before training; `write`
@@ -256,5 +256,10 @@ struct TrainResult {
 // Runs the protocol above; errors other than divergence propagate as
 // qnn::Error. Output files are checked writable before the first epoch.
 TrainResult run_training(TrainJob& job);
+
+// The --json "model" block, the same in every app: {params, bytes_fp32,
+// bytes_packed, layers: [{name, type, output, params, quant_params,
+// weight_bits, input_bits, bytes_packed}]} from summarize(model, input).
+nlohmann::json model_size_json(const Module& model, const Shape& input = {});
 
 }  // namespace qnn::app
