@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -54,6 +55,18 @@ Run read_run(const std::string& path) {
   return r;
 }
 
+// A config value as a legend shows it: strings bare, numbers with 6
+// significant digits (a float flag stored as 1.00000005e-4 reads 0.0001).
+std::string value_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_float()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v.get<double>());
+    return buf;
+  }
+  return v.dump();
+}
+
 // The config values that differ between runs, as "key=value ..." per run.
 std::vector<std::string> config_labels(const std::vector<Run>& runs) {
   std::set<std::string> keys;
@@ -69,14 +82,19 @@ std::vector<std::string> config_labels(const std::vector<Run>& runs) {
     }
     if (values.size() > 1 && k != "threads") differing.push_back(k);
   }
+  // What tells runs apart first: the model and its bits, then the rest A-Z.
+  const std::vector<std::string> first = {"model", "wbits", "abits", "surrogate", "arch", "dataset"};
+  std::stable_sort(differing.begin(), differing.end(), [&](const std::string& a, const std::string& b) {
+    auto rank = [&](const std::string& k) { return std::find(first.begin(), first.end(), k) - first.begin(); };
+    return rank(a) < rank(b);
+  });
   std::vector<std::string> labels;
   for (const auto& r : runs) {
     const json& c = r.doc.value("config", json::object());
     std::string l;
     for (const auto& k : differing) {
       if (!c.contains(k)) continue;
-      const std::string v = c[k].is_string() ? c[k].get<std::string>() : c[k].dump();
-      l += (l.empty() ? "" : " ") + k + "=" + v;
+      l += (l.empty() ? "" : " ") + k + "=" + value_text(c[k]);
     }
     labels.push_back(l.empty() ? r.name : l);
   }
@@ -101,6 +119,10 @@ int run(const Options& o) {
   panel.ylabel = o.metric;
   panel.integer_x = true;
   panel.key = o.metric.find("acc") != std::string::npos ? "bottom right" : "top right";
+  // Long labels (--label config) would cover the curves: put the key under
+  // the graph, one run per line.
+  for (const auto& l : labels)
+    if (l.size() > 28) panel.key = "below left Left reverse";
   for (size_t i = 0; i < runs.size(); ++i) {
     app::PlotSeries s;
     s.title = labels[i];

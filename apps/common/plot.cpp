@@ -115,7 +115,12 @@ GnuplotJob line_figure_script(const LineFigure& fig, PlotFormat fmt, const std::
   GnuplotJob job;
   const int panels = std::max<int>(1, (int)fig.panels.size());
   std::string& s = job.script;
-  s += terminal(fmt, 560 * panels, 440);
+  // A key below the graph takes a line per series: grow the picture by that
+  // much so the graph keeps its height.
+  size_t below = 0;
+  for (const auto& pan : fig.panels)
+    if (pan.key.find("below") != std::string::npos) below = std::max(below, pan.series.size());
+  s += terminal(fmt, 560 * panels, 440 + 22 * (int)below);
   s += "set output " + q(out_file) + "\n";
   s += "set datafile missing 'NaN'\n";
   s += "set grid\nset offsets graph 0.02, graph 0.02, graph 0.05, graph 0.05\n";
