@@ -2,6 +2,7 @@
 //
 //   build/apps/bench_cnn                          # BinaryNet width 0.5, random weights
 //   build/apps/bench_cnn --arch cnv --width 1 --threads 2 --json bench.json
+//   build/apps/bench_cnn --threads 1 --profile    # + per-layer batch-1 times
 //
 // Builds the CNN of apps/common/cnn.h (cifar_cnn's models: --arch, --width,
 // --fc) full precision and binarized, with random weights and batch-norm
@@ -54,6 +55,7 @@ struct Options {
   int64_t big_batch = 100;
   uint64_t seed = 1;
   std::string json_path;
+  bool profile = false;
 };
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -93,6 +95,45 @@ double time_runner(k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t D
   return ips[ips.size() / 2];
 }
 
+// Per-layer milliseconds per batch-1 call (PackedRunner::set_profile: CPU time
+// of the calling thread, so use --threads 1): the minimum over --reps rounds
+// of each layer's mean over a round of --min-time seconds — minima, since on
+// a shared machine a layer is only ever slowed down (caches, memory bus).
+std::vector<double> profile_runner(k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t D, const Options& o) {
+  const int64_t pool = (int64_t)px.size() / D, nl = (int64_t)r.model().layers.size();
+  std::vector<float> out((size_t)r.model().num_classes());
+  std::vector<double> best((size_t)nl, 1e30);
+  for (int rep = 0; rep < o.reps; ++rep) {
+    r.set_profile(true);
+    int64_t calls = 0;
+    const double t0 = now();
+    do {
+      r.logits_u8(px.data() + (calls % pool) * D, 1, out.data());
+      ++calls;
+    } while (now() - t0 < o.min_time);
+    for (int64_t i = 0; i < nl; ++i)
+      best[(size_t)i] = std::min(best[(size_t)i], 1e3 * r.layer_seconds()[(size_t)i] / (double)calls);
+  }
+  r.set_profile(false);
+  return best;
+}
+
+std::string layer_label(const k::PackedLayer& L) {
+  char b[160];
+  const k::SpatialGeom& g = L.geom;
+  if (L.type == k::LayerType::max_pool)
+    std::snprintf(b, sizeof b, "%s %s %lldx%lldx%lld /%lld", k::layer_type_name(L.type), k::layer_input_name(L.input),
+                  (long long)g.C, (long long)g.H, (long long)g.W, (long long)g.pool_k);
+  else if (L.spatial())
+    std::snprintf(b, sizeof b, "%s %s %lldx%lldx%lld -> %lld k%lld%s%s", k::layer_type_name(L.type),
+                  k::layer_input_name(L.input), (long long)g.C, (long long)g.H, (long long)g.W, (long long)g.O,
+                  (long long)g.K, g.pool_k > 0 ? " +pool" : "", L.sign_out ? " +sign" : "");
+  else
+    std::snprintf(b, sizeof b, "%s %s %lld -> %lld%s", k::layer_type_name(L.type), k::layer_input_name(L.input),
+                  (long long)L.in, (long long)L.out, L.sign_out ? " +sign" : "");
+  return b;
+}
+
 bool same_logits(Module& m, k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t n, const app::CnnConfig& c) {
   const int64_t D = c.in_channels * c.image * c.image;
   std::vector<float> x((size_t)(n * D));
@@ -112,6 +153,7 @@ int run(const Options& o) {
   const std::string tmp = (std::filesystem::temp_directory_path() / ("qnn_bench_cnn_" + std::to_string(::getpid()))).string();
   json results = json::array();
   json sizes;
+  json profile = json::array();
   std::mt19937 g((unsigned)o.seed);
   const int64_t D = 3 * 32 * 32, pool = std::max<int64_t>(o.big_batch, 200);
   std::vector<uint8_t> px((size_t)(pool * D));
@@ -148,6 +190,18 @@ int run(const Options& o) {
       std::printf("  %-4s runner  batch %-5lld %10.1f images/s\n", model.c_str(), (long long)b, ips);
       results.push_back({{"model", model}, {"batch", b}, {"images_per_s", ips}, {"exact", exact}});
     }
+    if (o.profile) {
+      const std::vector<double> ms = profile_runner(r, px, D, o);
+      double total = 0;
+      for (double v : ms) total += v;
+      std::printf("  %s batch-1 profile (ms per image, min over %d rounds; total %.3f ms = %.0f images/s):\n",
+                  model.c_str(), o.reps, total, 1e3 / total);
+      for (size_t i = 0; i < ms.size(); ++i) {
+        const std::string what = layer_label(r.model().layers[i]);
+        std::printf("    %2zu  %-46s %8.3f ms %5.1f %%\n", i, what.c_str(), ms[i], 100.0 * ms[i] / total);
+        profile.push_back({{"model", model}, {"layer", i}, {"what", what}, {"ms", ms[i]}});
+      }
+    }
   }
   sizes["fp32_checkpoint_bytes"] = ckpt_bytes;
   const double ratio = (double)ckpt_bytes / (double)sizes["bnn_qnnx_bytes"].get<int64_t>();
@@ -164,6 +218,7 @@ int run(const Options& o) {
   if (!o.json_path.empty()) {
     json out{{"arch", o.arch},  {"width", o.width},     {"threads", threads},      {"reps", o.reps},
              {"min_time", o.min_time}, {"isa", k::isa_name(k::active_isa())}, {"results", results}, {"sizes", sizes}};
+    if (o.profile) out["profile"] = profile;
     write_file_atomic(o.json_path, out.dump(2) + "\n");
   }
   return 0;
@@ -191,5 +246,8 @@ int main(int argc, char** argv) {
       ->check(app::integer_in(2, 10000, "an integer in [2, 10000]"));
   cli.add_option("--seed", o.seed, "random weights' seed")->capture_default_str();
   cli.add_option("--json", o.json_path, "write the results as JSON");
+  cli.add_flag("--profile", o.profile,
+               "also time each layer at batch 1 (CPU ms per image of the calling thread: use with --threads 1; JSON "
+               "\"profile\": {model, layer, what, ms})");
   return app::parse_and_run(cli, argc, argv, "bench_cnn", [&] { return run(o); });
 }

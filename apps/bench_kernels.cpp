@@ -16,6 +16,9 @@
 // XNOR GEMM + zero-padding correction, NCHW float sums) from an NHWC-packed
 // input; packing that input from floats is timed separately ("pack"). Both
 // outputs are exact integers, and the program checks they are equal.
+// Backward rows (pass "backward-dW" / "backward-dx"): the weight and input
+// gradient products alone, sgemm on float rows ("f32") vs the look-up
+// products of the binary conv on packed bits ("pm1-<isa>").
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -216,6 +219,69 @@ void run_convs(const std::vector<ConvSpec>& convs, const std::vector<std::string
         throw std::runtime_error("--conv " + c.text + ": " + name + " sums differ from the f32 conv");
       const Timing tm = time_median(run, reps);
       report(name, tm, time_median(pack, reps).wall);
+      k::set_isa(best);
+    }
+    // Backward, the two products of a training step at this shape (no
+    // im2col / col2im, no surrogate): "f32" = sgemm on float im2col rows,
+    // "pm1-<isa>" = binary_conv2d's look-up products on packed bits:
+    //   dW: [O x M] x [M x CKK]   (pm1_gemm_zeros over the packed patches, zero padding)
+    //   dx: [M x O] x [O x CKK]   (pm1_gemm against sign(W))
+    const int64_t M = c.N * P, CW = k::pixel_words(c.C), KK = c.KH * c.KW, Kp = KK * CW * 64;
+    std::vector<float> gT(size_t(c.O * M)), grows(size_t(M * c.O)), rows(size_t(M * CKK));
+    for (float& v : gT) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+    for (int64_t o = 0; o < c.O; ++o)
+      for (int64_t m = 0; m < M; ++m) grows[size_t(m * c.O + o)] = gT[size_t(o * M + m)];
+    k::im2col_rows_batch(x.data(), c.N, g, 0.0f, rows.data());
+    std::vector<float> dW(size_t(c.O * std::max(CKK, Kp))), dx(size_t(M * CKK));
+    auto report_bwd = [&](const std::string& name, const std::string& pass, Timing tm, double base) {
+      json r = {{"kernel", name}, {"conv", c.text}, {"pass", pass}, {"threads", threads},
+                {"seconds_median", tm.wall}, {"cpu_seconds_per_thread_median", tm.cpu / threads}, {"padding", "zero"}};
+      char sp[32] = "-";
+      if (base > 0 && tm.wall > 0) {
+        r["speedup_vs_f32"] = base / tm.wall;
+        std::snprintf(sp, sizeof sp, "%.1f", base / tm.wall);
+      }
+      records.push_back(r);
+      std::printf("%-14s %-28s %11.3f %9s %10.3f %9s  %s\n", name.c_str(), c.text.c_str(), tm.wall * 1e3, sp,
+                  tm.cpu / threads * 1e3, "-", pass.c_str());
+      std::fflush(stdout);
+    };
+    double f32_dw = -1, f32_dx = -1;
+    if (want_f32) {
+      const Timing tw = time_median([&] {
+        k::sgemm(false, false, c.O, CKK, M, 1.0f, gT.data(), M, rows.data(), CKK, 0.0f, dW.data(), CKK);
+      }, reps);
+      f32_dw = tw.wall;
+      report_bwd("f32", "backward-dW", tw, -1);
+      const Timing tx = time_median([&] {
+        k::sgemm(false, false, M, CKK, c.O, 1.0f, grows.data(), c.O, w.data(), CKK, 0.0f, dx.data(), CKK);
+      }, reps);
+      f32_dx = tx.wall;
+      report_bwd("f32", "backward-dx", tx, -1);
+    }
+    std::vector<uint64_t> patches(size_t(M * k::patch_words(c.C, c.KH, c.KW)));
+    k::pack_nhwc(x.data(), c.N, c.C, c.H, c.W, xp.data());
+    k::packed_im2col(xp.data(), c.N, g, patches.data());
+    const int64_t ZW = (KK + 63) / 64;
+    std::vector<uint64_t> zeros(size_t(M * ZW), 0);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t t = 0; t < KK; ++t) {
+        const int64_t p = m % P, iy = p / g.OW * c.stride - c.pad + t / c.KW, ix = p % g.OW * c.stride - c.pad + t % c.KW;
+        if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) zeros[size_t(m * ZW + t / 64)] |= uint64_t(1) << (t % 64);
+      }
+    std::vector<uint64_t> wsign(size_t(c.O * k::packed_words(CKK)));
+    k::pack_rows(w.data(), c.O, CKK, CKK, wsign.data());
+    for (const std::string& name : wanted) {
+      if (name.rfind("pm1-", 0) != 0) continue;
+      const k::Isa isa = k::parse_isa(name.substr(4));
+      if (!k::isa_supported(isa)) continue;
+      k::set_isa(isa);
+      report_bwd(name, "backward-dW", time_median([&] {
+        k::pm1_gemm_zeros(c.O, M, Kp, gT.data(), M, 1, patches.data(), CW * 64, zeros.data(), dW.data(), Kp, false);
+      }, reps), f32_dw);
+      report_bwd(name, "backward-dx", time_median([&] {
+        k::pm1_gemm(M, c.O, CKK, grows.data(), c.O, 1, wsign.data(), dx.data(), CKK, false);
+      }, reps), f32_dx);
       k::set_isa(best);
     }
   }

@@ -154,6 +154,23 @@ struct ArrayQuant {
 // hardtanh() above (boundaries included).
 enum class LstmGates { smooth, hard };
 
+// The recurrent product h_{t-1} w_hh^T on quantizer levels (optional). When
+// h_t and w_hh both hold levels of symmetric uniform quantizers (value =
+// alpha * v / (2^bits - 1), v odd; 1 bit: +-alpha; kernels/bitserial.h), the
+// product is the exact integer sum of v_h v_w, then ONE scale:
+//   z += ((h_alpha / L_h) * (w_alpha / L_w)) * float(sum_k v_h v_w)
+// `kernels` picks how the integer sum is found: XNOR-popcount (1 x 1 bit,
+// kernels/xnor_gemm.h) or bit-serial (kernels/bitserial.h), else float FMAs
+// on the integer values — the same bits either way. Ignored (the float
+// product) unless 1 <= bits <= 16, alpha > 0 and H * L_h * L_w < 2^24.
+struct LstmLevels {
+  int h_bits = 0;  // 0: off
+  float h_alpha = 1.0f;
+  int w_bits = 0;
+  float w_alpha = 1.0f;
+  bool kernels = true;
+};
+
 // Options of the fused LSTM; nullptr means smooth gates, nothing quantized.
 // Every quantizer is optional (empty: full precision at that point).
 struct LstmQuant {
@@ -161,6 +178,7 @@ struct LstmQuant {
   ArrayQuant hidden;   // h_t = q_h(o * act(c_t)): the QNN paper's quantized activations
   ArrayQuant cell;     // c_t = q_c(f * c_{t-1} + i * g), carried to the next step
   ArrayQuant preact;   // the 4H gate pre-activations, before the gate nonlinearity
+  LstmLevels levels;   // h_t and w_hh on levels: the integer recurrent product
 };
 
 // One LSTM layer over a whole sequence, as ONE autograd node with its own

@@ -37,8 +37,12 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "kernels/bitpack.h"
+#include "kernels/bitserial.h"
 #include "kernels/fast_exp.h"
+#include "kernels/level_planes.h"
 #include "kernels/sgemm.h"
+#include "kernels/small_gemm.h"
 
 namespace qnn {
 
@@ -93,15 +97,99 @@ namespace {
 #define QNN_RNN_CLONES
 #endif
 
-// THE recurrent products, in one place (XNOR-popcount kernels for binary
-// h and w_hh plug in here), on R rows of one step's block:
+// ---- THE recurrent products, in one place, on R rows of one step's block:
 //   forward:   z[R, 4H] += h[R, H] w_hh[4H, H]^T
 //   backward:  dh[R, H]  = dz[R, 4H] w_hh[4H, H]
-void recurrent_forward(const float* h, const float* w_hh, float* z, int64_t R, int64_t H) {
-  sgemm(false, true, R, 4 * H, H, 1.f, h, H, w_hh, H, 1.f, z, 4 * H);
+// w_hh is packed once per pass (kernels/small_gemm.h: sgemm would re-pack it
+// at every one of the T steps), each thread multiplying its own rows.
+
+// The levels product (LstmLevels) applies when its sizes make it exact.
+bool levels_usable(const LstmLevels& lv, int64_t H) {
+  auto ok = [](int bits, float alpha) { return bits >= 1 && bits <= 16 && std::isfinite(alpha) && alpha > 0.f; };
+  if (!ok(lv.h_bits, lv.h_alpha) || !ok(lv.w_bits, lv.w_alpha)) return false;
+  const double Lh = (double)((1 << lv.h_bits) - 1), Lw = (double)((1 << lv.w_bits) - 1);
+  return (double)H * Lh * Lw < 16777216.0;  // every partial sum an exact float (and int32)
 }
-void recurrent_backward(const float* dz, const float* w_hh, float* dh, int64_t R, int64_t H) {
-  sgemm(false, false, R, H, 4 * H, 1.f, dz, 4 * H, w_hh, H, 0.f, dh, H);
+
+// w_hh prepared for the forward steps.
+struct RecurrentForward {
+  int64_t H = 0;
+  bool levels = false, kernels = false, xnor = false;
+  LstmLevels lv;
+  float scale = 1.f;             // (h_alpha / L_h) * (w_alpha / L_w)
+  kernels::SmallGemmB wt;        // float: w_hh^T [H x 4H]; levels without kernels: v_w^T
+  kernels::PackedVector wpack;   // levels with kernels: v_w packed (xnor: pack_rows; else planes)
+
+  RecurrentForward(const float* w_hh, int64_t H_, const LstmLevels& l) : H(H_), lv(l) {
+    const int64_t G = 4 * H;
+    levels = levels_usable(lv, H);
+    if (!levels) {
+      kernels::pack_small_b(w_hh, H, G, H, true, wt);
+      return;
+    }
+    kernels = lv.kernels;
+    xnor = lv.h_bits == 1 && lv.w_bits == 1;
+    scale = (lv.h_alpha / (float)((1 << lv.h_bits) - 1)) * (lv.w_alpha / (float)((1 << lv.w_bits) - 1));
+    if (kernels) {
+      // Already-quantized values pack to their own levels (a sign for 1 bit).
+      wpack.assign((size_t)kernels::plane_packed_words(G, H, xnor ? 1 : lv.w_bits), 0);
+      if (xnor)
+        kernels::pack_rows(w_hh, G, H, H, wpack.data());
+      else
+        kernels::quantize_pack_planes(w_hh, G, H, H, lv.w_bits, lv.w_alpha, wpack.data());
+    } else {
+      std::vector<float> v((size_t)(G * H));
+      kernels::uniform_levels(w_hh, G * H, lv.w_bits, lv.w_alpha, v.data());
+      kernels::pack_small_b(v.data(), H, G, H, true, wt);
+    }
+  }
+};
+
+// One thread's scratch for the levels product on up to R rows.
+struct RecurrentScratch {
+  std::vector<float> hv, dotf;     // without kernels: v_h [R, H], the integer sums [R, 4H]
+  kernels::PackedVector hpack;     // with kernels: v_h packed
+  std::vector<int32_t> doti;       // with kernels: the integer sums [R, 4H]
+  RecurrentScratch(const RecurrentForward& rf, int64_t R) {
+    if (!rf.levels) return;
+    const int64_t H = rf.H, G = 4 * H;
+    if (rf.kernels) {
+      hpack.assign((size_t)kernels::plane_packed_words(R, H, rf.xnor ? 1 : rf.lv.h_bits), 0);
+      doti.resize((size_t)(R * G));
+    } else {
+      hv.resize((size_t)(R * H));
+      dotf.resize((size_t)(R * G));
+    }
+  }
+};
+
+void recurrent_forward(const RecurrentForward& rf, RecurrentScratch& sc, const float* h, float* z, int64_t R) {
+  const int64_t H = rf.H, G = 4 * H;
+  if (!rf.levels) return kernels::small_gemm(h, H, R, rf.wt, z, G, true);
+  const LstmLevels& lv = rf.lv;
+  const float s = rf.scale;
+  if (rf.kernels) {
+    int32_t* d = sc.doti.data();
+    if (rf.xnor) {
+      kernels::pack_rows(h, R, H, H, sc.hpack.data());
+      kernels::xnor_small_i32(sc.hpack.data(), rf.wpack.data(), R, G, H, d, G);  // xnor_gemm_i32 on 2 words of 8
+    } else {
+      kernels::quantize_pack_planes(h, R, H, H, lv.h_bits, lv.h_alpha, sc.hpack.data());
+      kernels::bitserial_gemm_i32(sc.hpack.data(), lv.h_bits, rf.wpack.data(), lv.w_bits, R, G, H, d, G);
+    }
+    for (int64_t k = 0; k < R * G; ++k) z[k] = z[k] + s * (float)d[k];
+  } else {
+    kernels::uniform_levels(h, R * H, lv.h_bits, lv.h_alpha, sc.hv.data());
+    float* d = sc.dotf.data();
+    kernels::small_gemm(sc.hv.data(), H, R, rf.wt, d, G, false);  // integer sums, exact in float
+    for (int64_t k = 0; k < R * G; ++k) z[k] = z[k] + s * d[k];
+  }
+}
+
+// dh = dz w_hh with w_hh packed as [4H x H] (any levels: the gradient of the
+// product is the plain float product with q(w_hh)).
+void recurrent_backward(const kernels::SmallGemmB& w, const float* dz, float* dh, int64_t R, int64_t H) {
+  kernels::small_gemm(dz, 4 * H, R, w, dh, H, false);
 }
 
 // ---- gate math: branch-free, only un-nested selects, so loops over it vectorise.
@@ -349,7 +437,7 @@ struct LstmSaved {
   Tensor xtm;   // [T, B, I]     x, time-major
   Tensor z;     // [T, B, 4H]    pre-activations
   Tensor zq;    // [T, B, 4H]    q_z(z) (only with a pre-activation quantizer)
-  Tensor a;     // [T, B, 4H]    gate outputs i, f, g, o
+  Tensor a;     // [T, B, 4H]    gate outputs i, f, g, o (undefined: they overwrite z, see lstm())
   Tensor c;     // [T+1, B, H]   c_t at slot t+1, slot 0 = c_{-1} = 0
   Tensor cr;    // [T, B, H]     f c_{t-1} + i g before q_c (only with a cell quantizer)
   Tensor tc;    // [T, B, H]     act(c_t)
@@ -360,7 +448,7 @@ struct LstmSaved {
   int64_t state(int64_t t) const { return keep ? t + 1 : ((t + 1) & 1); }  // t = -1 .. T-1
   float* Z(int64_t t) { return z.data() + t * B * 4 * H; }
   float* ZQ(int64_t t) { return zq.defined() ? zq.data() + step(t) * B * 4 * H : Z(t); }
-  float* A(int64_t t) { return a.data() + step(t) * B * 4 * H; }
+  float* A(int64_t t) { return a.defined() ? a.data() + step(t) * B * 4 * H : Z(t); }
   float* C(int64_t t) { return c.data() + state(t) * B * H; }
   float* CR(int64_t t) { return cr.defined() ? cr.data() + step(t) * B * H : C(t); }
   float* TC(int64_t t) { return tc.data() + step(t) * B * H; }
@@ -402,6 +490,13 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
               "lstm: bias is " + shape_str(b.shape()) + ", expected [" + std::to_string(G) + "]");
   const LstmQuant opt = q ? *q : LstmQuant{};
   const bool hard = opt.gates == LstmGates::hard;
+  // Memory (a 300-step batch of 64 at H = 100 is 31 MB per [T, B, 4H]
+  // buffer, and fresh pages cost as much as the arithmetic on them): smooth
+  // gates read only their outputs in backward, so without a pre-activation
+  // quantizer the gates overwrite z in place; and the backward writes dz_t
+  // over z_t (what step t reads of z and a is read before it is written,
+  // element by element: the loops below are elementwise).
+  const bool gates_in_z = !hard && !opt.preact;
 
   LstmSaved s;
   s.B = B, s.T = T, s.I = I, s.H = H;
@@ -410,7 +505,7 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
   s.xtm = Tensor::empty({T, B, I});
   s.z = Tensor::empty({T, B, G});
   if (opt.preact) s.zq = Tensor::empty({steps, B, G});
-  s.a = Tensor::empty({steps, B, G});
+  if (!gates_in_z) s.a = Tensor::empty({steps, B, G});
   s.c = Tensor::empty({s.keep ? T + 1 : 2, B, H});
   if (opt.cell) s.cr = Tensor::empty({steps, B, H});
   s.tc = Tensor::empty({steps, B, H});
@@ -436,16 +531,17 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
 
   Tensor y = return_sequence ? Tensor::empty({B, T, H}) : Tensor::empty({B, H});
   float* py = y.data();
-  const float* whh = w_hh.data();
+  const RecurrentForward rf(w_hh.data(), H, opt.levels);
   const int nt = lstm_threads(B);
   std::exception_ptr err;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     int64_t r0, R;
     my_rows(B, r0, R);
+    RecurrentScratch scratch(rf, R);
     for (int64_t t = 0; t < T; ++t) {
       float* z = s.Z(t);
-      if (t > 0) recurrent_forward(s.Hs(t - 1) + r0 * H, whh, z + r0 * G, R, H);  // h_{-1} = 0 adds nothing
+      if (t > 0) recurrent_forward(rf, scratch, s.Hs(t - 1) + r0 * H, z + r0 * G, R);  // h_{-1} = 0 adds nothing
       float* zq = s.ZQ(t);
       if (opt.preact)
         quant_point(opt.preact, err, [&] { opt.preact.forward(z + r0 * G, zq + r0 * G, R * G); },
@@ -476,8 +572,10 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
     record(y, "lstm", {x, w_ih, w_hh, b}, [x, w_ih, w_hh, b, s, opt, hard, return_sequence](const Tensor& g) mutable {
       const int64_t B = s.B, T = s.T, I = s.I, H = s.H, G = 4 * H, BH = B * H, BG = B * G;
       const float* pg = g.data();
-      const float* whh = w_hh.data();
-      Tensor dZt = Tensor::empty({T, B, G});
+      kernels::SmallGemmB whh;  // w_hh [4H x H], packed once for the T steps
+      kernels::pack_small_b(w_hh.data(), G, H, H, false, whh);
+      // dz_t overwrites z_t (see lstm()), unless q_z's backward must read z_t after.
+      Tensor dZt = opt.preact ? Tensor::empty({T, B, G}) : s.z;
       float* dZ = dZt.data();
       // dh: dL/dh_t; dc: dL/dc_t. Without a hidden (cell) quantizer dhp (dcr)
       // IS dh (dc): S' = 1.
@@ -542,7 +640,7 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
                   opt.preact.backward(s.Z(t), dzq.data(), dzt, BG);
                 });
           // dh = dL/dh_{t-1} (recurrent part)
-          if (t > 0) recurrent_backward(dzt + r0 * G, whh, dh.data() + r0 * H, R, H);
+          if (t > 0) recurrent_backward(whh, dzt + r0 * G, dh.data() + r0 * H, R, H);
         }
       }
       if (err) std::rethrow_exception(err);

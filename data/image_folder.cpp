@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 namespace qnn {
 namespace {
 
@@ -45,18 +47,39 @@ std::string read_bytes(const std::string& path, std::string& err) {
   return s;
 }
 
+// "" if a w x h image fits `bytes` (image_detail::max_image_pixels), else why not.
+std::string too_many_pixels(const std::string& path, const std::string& bytes, int w, int h) {
+  const image_detail::ImageFormat f = image_detail::sniff_image(bytes);
+  if ((int64_t)w * h <= image_detail::max_image_pixels(f, (int64_t)bytes.size())) return "";
+  return path + ": its header claims " + std::to_string(w) + "x" + std::to_string(h) + " (WxH) pixels, more than " +
+         (f == image_detail::ImageFormat::Png ? "a PNG" : f == image_detail::ImageFormat::Jpeg ? "a JPEG" : "a BMP") +
+         " of " + std::to_string(bytes.size()) + " bytes can hold (corrupt file?)";
+}
+
 // Decodes one file into a CHW slot of c x h x w bytes; "" on success, else the error.
 std::string decode_into(const std::string& path, int c, int h, int w, uint8_t* dst) {
   std::string err;
   const std::string bytes = read_bytes(path, err);
   if (!err.empty()) return err;
   if (bytes.empty()) return path + ": empty file, not an image";
+  // stb_image sees only bytes that passed our checks, and allocates only for
+  // the size we expect: its header is read (stbi_info) and compared first.
+  const std::string why = image_detail::check_image_bytes(bytes);
+  if (!why.empty()) return path + ": image does not decode (" + why + ")";
   int iw = 0, ih = 0, comp = 0;
+  if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), (int)bytes.size(), &iw, &ih, &comp)) {
+    const char* reason = stbi_failure_reason();
+    return path + ": image does not decode (" + (reason ? reason : "unknown reason") + ")";
+  }
+  if (ih != h || iw != w)
+    return path + ": image is " + std::to_string(iw) + "x" + std::to_string(ih) + " (WxH), expected " +
+           std::to_string(w) + "x" + std::to_string(h) + " like the rest of the data set";
+  if (std::string e = too_many_pixels(path, bytes, w, h); !e.empty()) return e;
   uint8_t* px = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), (int)bytes.size(), &iw,
                                       &ih, &comp, c);
   if (!px) {
-    const char* why = stbi_failure_reason();
-    return path + ": image does not decode (" + (why ? why : "unknown reason") + ")";
+    const char* reason = stbi_failure_reason();
+    return path + ": image does not decode (" + (reason ? reason : "unknown reason") + ")";
   }
   if (ih != h || iw != w) {
     stbi_image_free(px);
@@ -145,23 +168,48 @@ Dataset load_image_folder(const std::string& root, const std::string& split, con
   }
 
   // The first image fixes the size (unless given); the rest decode in parallel.
-  {
+  // Nothing is allocated from a header before it is checked: the first file
+  // passes check_image_bytes and its size bound, every file's byte count must
+  // be able to hold h x w pixels, and the whole must fit in this machine's memory.
+  const std::string& first = files[(size_t)keep[0]];
+  if (h == 0) {
     std::string err;
-    const std::string bytes = read_bytes(files[(size_t)keep[0]], err);
-    int iw = 0, ih = 0, comp = 0;
-    if (err.empty() && h == 0) {
-      if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), (int)bytes.size(), &iw, &ih, &comp))
-        fail(files[(size_t)keep[0]] + ": image does not decode (" +
-             (stbi_failure_reason() ? stbi_failure_reason() : "unknown reason") + ")");
-      h = ih;
-      w = iw;
-    }
+    const std::string bytes = read_bytes(first, err);
     if (!err.empty()) fail(err);
+    if (bytes.empty()) fail(first + ": empty file, not an image");
+    const std::string why = image_detail::check_image_bytes(bytes);
+    if (!why.empty()) fail(first + ": image does not decode (" + why + ")");
+    int iw = 0, ih = 0, comp = 0;
+    if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), (int)bytes.size(), &iw, &ih, &comp))
+      fail(first + ": image does not decode (" +
+           (stbi_failure_reason() ? stbi_failure_reason() : "unknown reason") + ")");
+    QNN_CHECK(ih > 0 && iw > 0, first + ": image has no pixels");
+    if (std::string e = too_many_pixels(first, bytes, iw, ih); !e.empty()) fail(e);
+    h = ih;
+    w = iw;
   }
-  QNN_CHECK(h > 0 && w > 0, files[(size_t)keep[0]] + ": image has no pixels");
+  QNN_CHECK((int64_t)h * w <= image_detail::kMaxImagePixels,
+            "load_image_folder: " + std::to_string(w) + "x" + std::to_string(h) + " (WxH) images have more than " +
+                std::to_string(image_detail::kMaxImagePixels) + " pixels");
+  for (int64_t k : keep) {
+    const std::string& f = files[(size_t)k];
+    std::error_code fec;
+    const auto bytes = fs::file_size(f, fec);
+    if (fec) fail(f + ": cannot read its size: " + fec.message());
+    // The loosest bound (PNG's): the format is known only once the file is read.
+    if ((int64_t)h * w > image_detail::max_image_pixels(image_detail::ImageFormat::Png, (int64_t)bytes))
+      fail(f + ": " + std::to_string(bytes) + " bytes cannot hold a " + std::to_string(w) + "x" + std::to_string(h) +
+           " (WxH) image, the size of this data set's images (corrupt or cut off?)");
+  }
   const int64_t d = (int64_t)c * h * w;
+  const int64_t total = d * (int64_t)keep.size();  // < 2^28 * 3 * 2^31: no overflow
+  const int64_t mem = (int64_t)sysconf(_SC_PHYS_PAGES) * (int64_t)sysconf(_SC_PAGESIZE);
+  if (mem > 0 && total > mem)
+    fail((fs::path(root) / split).string() + ": " + std::to_string(keep.size()) + " images of " + std::to_string(c) +
+         "x" + std::to_string(h) + "x" + std::to_string(w) + " need " + std::to_string(total >> 20) +
+         " MiB of pixels, more than this machine's " + std::to_string(mem >> 20) + " MiB of memory");
   ds.sample_shape = {c, h, w};
-  ds.pixels.resize(keep.size() * (size_t)d);
+  ds.pixels.resize((size_t)total);
 
   const int64_t n = (int64_t)keep.size();
   std::vector<std::string> errors((size_t)n);

@@ -15,6 +15,12 @@
 // stored CHW. Refused: a missing split folder, no class folders, an empty
 // class folder, an image that does not decode, an image of another size
 // (every image must be opt.height x opt.width, or the first image's size).
+// Before stb_image sees a file (image_detail::check_image_bytes, images.h):
+// its bytes must be PNG, JPEG or BMP whatever its name (stb would decode GIF,
+// PSD, HDR, ... too), a PNG's chunks must fit in the file, a JPEG must pass
+// a marker walk (segment and table lengths, Huffman tables of at most 256
+// codes, an end-of-image marker), and no header may claim more pixels than its file can code; every file's size
+// and the memory of the whole are checked before the pixels are allocated.
 #pragma once
 
 #include <string>

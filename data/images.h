@@ -53,6 +53,21 @@ void check_split(const std::string& who, const std::string& split, bool allow_ex
 std::string default_name(const std::string& dir, const std::string& split, const ImageOptions& opt);
 // limit_balanced(ds, opt.limit) without copying when nothing is dropped.
 Dataset apply_limit(Dataset&& ds, const ImageOptions& opt);
+
+// What the image-folder reader checks before stb_image sees a file
+// (data/image_check.cpp says why). Formats are told by content, not name.
+enum class ImageFormat { Unknown, Png, Jpeg, Bmp };
+ImageFormat sniff_image(const std::string& bytes);
+// "" if the bytes may go to stb_image; else why not (no path): not PNG / JPEG /
+// BMP, a PNG chunk longer than the bytes after it or no IEND, or a JPEG whose
+// marker walk fails (a segment or table that does not fit its bytes, a Huffman
+// table of more than 256 codes, no end-of-image marker).
+std::string check_image_bytes(const std::string& bytes);
+// The most pixels (width x height) a legitimate image of this format can code
+// in `file_bytes` bytes, capped at kMaxImagePixels: a header claiming more is
+// refused before anything is allocated for it.
+inline constexpr int64_t kMaxImagePixels = int64_t(1) << 28;  // 16384 x 16384
+int64_t max_image_pixels(ImageFormat f, int64_t file_bytes);
 }  // namespace image_detail
 
 }  // namespace qnn

@@ -2,6 +2,7 @@
 #include "data/svhn.h"
 
 #include <matio.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <algorithm>
@@ -74,13 +75,46 @@ bool numeric_at(const matvar_t* v, size_t i, double& out) {
   }
 }
 
+// The first sub-elements of a miMATRIX's `len` bytes (`avail` of them in `m`):
+// array flags, dimensions, name. Their byte counts must fit in the matrix, and
+// stay small: SVHN's X and y have 4 and 2 dimensions; MATLAB names are <= 63
+// characters. (A 248-byte file whose dimension list claims 1 GB made matio ask
+// for 2 GB before reading a byte: fuzz_svhn_mat.)
+template <class U32>
+void check_matrix_head(const std::string& path, int64_t pos, const unsigned char* m, size_t avail, int64_t len,
+                       U32 u32) {
+  size_t at = 0;
+  auto element = [&](const char* what, uint32_t max_bytes) {
+    if (avail - at < 8) return;  // short: matio reports the cut-off matrix itself
+    const uint32_t word = u32(m + at);
+    uint32_t n;
+    size_t size;
+    if (word >> 16) {  // small data element: byte count in the upper 16 bits, data in the tag
+      n = word >> 16;
+      size = 8;
+    } else {
+      n = u32(m + at + 4);
+      size = 8 + ((size_t)n + 7) / 8 * 8;
+    }
+    if (n > max_bytes || (int64_t)(at + 8) + (int64_t)n > len)
+      fail(path + ": the variable at byte " + std::to_string(pos) + " declares " + std::to_string(n) +
+           " bytes of " + what + " (at most " + std::to_string(max_bytes) + " in a matrix of " + std::to_string(len) +
+           " bytes): corrupt file?");
+    at = std::min(avail, at + size);
+  };
+  element("array flags", 16);
+  element("dimensions", 4 * 32);
+  element("name", 64);
+}
+
 // matio does not notice every cut-off file (an uncompressed variable that
 // ends early can come back with unread bytes), so for MATLAB v5 files walk the
 // top-level elements first: after the 128-byte header each is an 8-byte tag
 // (type, byte count) and its data (miMATRIX padded to 8 bytes), and they
 // must end exactly at the end of the file. v7.3 files are HDF5: matio's HDF5
 // reader checks those.
-void check_v5_layout(const std::string& path) {
+// Returns the file size in bytes.
+int64_t check_v5_layout(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(path + ": cannot open");
   f.seekg(0, std::ios::end);
@@ -94,7 +128,7 @@ void check_v5_layout(const std::string& path) {
   else if (head[126] == 'M' && head[127] == 'I') swap = true;   // big-endian
   else fail(path + ": not a MATLAB .mat file (no endian indicator in its 128-byte header)");
   const unsigned version = swap ? (head[124] << 8 | head[125]) : (head[125] << 8 | head[124]);
-  if (version != 0x0100) return;  // 0x0200: v7.3 (HDF5)
+  if (version != 0x0100) return size;  // 0x0200: v7.3 (HDF5)
   auto u32 = [&](const unsigned char* b) {
     return swap ? ((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3])
                 : ((uint32_t)b[3] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[1] << 8 | b[0]);
@@ -114,8 +148,75 @@ void check_v5_layout(const std::string& path) {
     if (pos + 8 + (int64_t)nbytes > size)
       fail(path + ": truncated: the variable at byte " + std::to_string(pos) + " needs " + std::to_string(nbytes) +
            " bytes, the file ends " + std::to_string(size - pos - 8) + " bytes after its tag");
+    // The start of the matrix (inflated if compressed): matio allocates its
+    // dimension list and name from their byte counts before reading them.
+    std::string head(std::min<int64_t>(nbytes, 256), '\0');
+    f.seekg(pos + 8);
+    if (type == 14) {
+      f.read(head.data(), (std::streamsize)head.size());
+      check_matrix_head(path, pos, reinterpret_cast<const unsigned char*>(head.data()), head.size(), nbytes, u32);
+    } else {
+      std::string z((size_t)std::min<int64_t>(nbytes, 1 << 16), '\0');
+      f.read(z.data(), (std::streamsize)z.size());
+      unsigned char out[8 + 256];
+      z_stream zs{};
+      if (inflateInit(&zs) != Z_OK) fail(path + ": zlib inflateInit failed");
+      zs.next_in = reinterpret_cast<Bytef*>(z.data());
+      zs.avail_in = (uInt)z.size();
+      zs.next_out = out;
+      zs.avail_out = sizeof out;
+      inflate(&zs, Z_SYNC_FLUSH);  // errors show as too few bytes out
+      const size_t got = sizeof out - zs.avail_out;
+      inflateEnd(&zs);
+      if (got >= 8 && u32(out) == 14)
+        check_matrix_head(path, pos, out + 8, got - 8, u32(out + 4), u32);
+      // else: matio says what is wrong (not a matrix, corrupt zlib stream)
+    }
     pos += 8 + std::min<int64_t>(len, size - pos - 8);
   }
+  return size;
+}
+
+// Deflate expands at most 1032:1 (its longest match, 258 bytes, costs at least
+// 2 bits), so a compressed variable cannot hold more bytes than this in a file
+// of `file_size` bytes; uncompressed v5 data is stored as is. v7.3 (HDF5)
+// chunks may be deflated without matio saying so, so they get the same bound.
+int64_t max_var_bytes(int64_t file_size, mat_t* mat, const matvar_t* info) {
+  const bool plain = Mat_GetVersion(mat) == MAT_FT_MAT5 && info->compression == MAT_COMPRESSION_NONE;
+  return plain ? file_size : file_size * 1032 + 4096;
+}
+
+// Checks a variable's header (Mat_VarReadInfo: class, rank, dims, no data) so
+// that Mat_VarRead, which allocates the product of the dimensions before it
+// reads a byte, never sees dimensions the file cannot hold: a 3 KB file that
+// claims 704643073 x 1 doubles must be refused, not cost 5.6 GB.
+VarPtr read_info(mat_t* mat, const std::string& path, const char* name, const char* expected) {
+  g_mat_log.clear();
+  VarPtr info(Mat_VarReadInfo(mat, name));
+  if (!info)
+    fail(with_log(path + ": no readable variable '" + name + "' (expected " + expected + "; truncated file?)"));
+  if (!g_mat_log.empty()) fail(with_log(path + ": variable '" + name + "' does not read cleanly (corrupt file)"));
+  return info;
+}
+
+void check_fits(const std::string& path, mat_t* mat, const matvar_t* info, const char* name, int64_t file_size) {
+  const size_t elem = Mat_SizeOfClass(info->class_type);
+  // The element count with overflow checks: each dimension is at most the byte
+  // bound (an element is at least one byte), so the running product stays < 2^63.
+  const int64_t limit = max_var_bytes(file_size, mat, info);
+  int64_t count = 1;
+  bool over = elem == 0 || info->rank < 0 || (info->rank > 0 && !info->dims);
+  for (int i = 0; i < info->rank && !over; ++i)
+    if (info->dims[i] == 0) count = 0;  // empty: holds nothing, whatever the other dimensions say
+  for (int i = 0; i < info->rank && !over && count != 0; ++i) {
+    if (info->dims[i] > (size_t)limit) over = true;
+    else count *= (int64_t)info->dims[i];
+    if (count > limit) over = true;
+  }
+  if (!over && count > 0 && (int64_t)elem > limit / count) over = true;
+  if (over)
+    fail(path + ": variable '" + name + "' claims " + dims_str(info) + " elements of " + std::to_string(elem) +
+         " bytes, more than a " + std::to_string(file_size) + "-byte file can hold (corrupt file?)");
 }
 
 }  // namespace
@@ -125,11 +226,33 @@ Dataset load_svhn_mat(const std::string& path, const ImageOptions& opt) {
                                    std::to_string(opt.channels));
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) fail(path + ": file not found." + kFetchHint);
-  check_v5_layout(path);
+  const int64_t file_size = check_v5_layout(path);
   install_mat_log();
   g_mat_log.clear();
   MatPtr mat(Mat_Open(path.c_str(), MAT_ACC_RDONLY));
   if (!mat) fail(with_log(path + ": not a readable MATLAB .mat file (truncated, corrupt or another format)"));
+
+  // Headers first (class and dimensions, no data): nothing is allocated from
+  // the file's numbers until they are checked against each other and the size.
+  {
+    const VarPtr xi = read_info(mat.get(), path, "X", "32x32x3xN uint8 images");
+    if (xi->class_type != MAT_C_UINT8 || xi->isComplex)
+      fail(path + ": variable 'X' must be real uint8 (MATLAB class uint8), got class id " +
+           std::to_string((int)xi->class_type) + (xi->isComplex ? " (complex)" : ""));
+    if (xi->rank != 4 || xi->dims[0] != 32 || xi->dims[1] != 32 || xi->dims[2] != 3)
+      fail(path + ": variable 'X' is " + dims_str(xi.get()) + ", expected 32x32x3xN");
+    check_fits(path, mat.get(), xi.get(), "X", file_size);
+    const int64_t nx = (int64_t)xi->dims[3];
+    const VarPtr yi = read_info(mat.get(), path, "y", "Nx1 labels 1..10");
+    const bool col = yi->rank == 2 && (int64_t)yi->dims[0] == nx && yi->dims[1] == 1;
+    const bool row = yi->rank == 2 && yi->dims[0] == 1 && (int64_t)yi->dims[1] == nx;
+    if (!col && !row) fail(path + ": 'y' is " + dims_str(yi.get()) + " but 'X' has " + std::to_string(nx) +
+                           " images: expected y to be " + std::to_string(nx) + "x1");
+    if (yi->isComplex || yi->class_type < MAT_C_DOUBLE || yi->class_type > MAT_C_UINT64)
+      fail(path + ": variable 'y' must be real numeric (double in the official files), got class id " +
+           std::to_string((int)yi->class_type));
+    check_fits(path, mat.get(), yi.get(), "y", file_size);
+  }
 
   g_mat_log.clear();
   VarPtr X(Mat_VarRead(mat.get(), "X"));

@@ -9,7 +9,9 @@
 //      accepted), integers 1..10, where 10 means the digit 0: label = y mod 10.
 // Refused: a file that is not a .mat or does not read (truncated, corrupt),
 // a missing X or y, X not uint8 or not 32 x 32 x 3 x N, y not N x 1 (or 1 x N)
-// for the same N, or a y value that is not an integer in 1..10.
+// for the same N, or a y value that is not an integer in 1..10. X's and y's
+// class and dimensions are read (Mat_VarReadInfo) and checked, also against
+// what the file's size can hold, before matio allocates anything for them.
 #pragma once
 
 #include <string>

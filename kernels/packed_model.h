@@ -353,6 +353,22 @@ class PackedRunner {
   int64_t calls_one_thread() const { return calls_[0]; }
   int64_t calls_all_threads() const { return calls_[1]; }
 
+  // Per-layer profile, off by default (bench_cnn --profile): while on, the
+  // layer-by-layer path (run_large: every CNN, every batch above kSmallBatch)
+  // adds each layer's CPU seconds of the calling thread (all of its work with
+  // one thread, and not inflated by preemption) to layer_seconds()[i] (the flatten re-pack
+  // of a dense layer after packed maps counts to that dense layer); the
+  // one-region small-batch path is not split by layer. Turning it on clears
+  // the sums. Results do not depend on it.
+  void set_profile(bool on);
+  const std::vector<double>& layer_seconds() const { return prof_; }
+
+  // Reference path for sign-out binary convs (tests, profiles): their sums as
+  // float NCHW planes (packed_conv_forward; pixels8: the pm1 look-up product),
+  // then sign_max_pool_nhwc — instead of integer pixel-major rows pooled and
+  // thresholded along the channels. The logits are the same bits either way.
+  void set_reference_conv(bool on) { ref_conv_ = on; }
+
   // x: n rows of in_features() bytes (pixels), scaled by the model's
   // input_scale; logits: n rows of num_classes() floats.
   void logits_u8(const uint8_t* x, int64_t n, float* logits);
@@ -385,6 +401,9 @@ class PackedRunner {
   };
   PackedModel m_;
   ThreadPolicy policy_ = ThreadPolicy::adaptive;
+  bool profile_ = false;
+  bool ref_conv_ = false;
+  std::vector<double> prof_;  // per layer: seconds (set_profile)
   bool chain_ = false;  // all binary, packed between layers: the one-region path applies
   bool sgemm_ = false;  // some layer is a float product (sgemm): no adaptive thread choice
   Tuner tune_[2];
@@ -403,6 +422,20 @@ class PackedRunner {
   // CNN layers (kernels/packed_conv.h): per layer, the packed conv weights
   // (conv_binary with packed input); scratch for sums, pooled sums, patch rows.
   std::vector<PackedConvWeights> cw_;
+  // conv_binary with a sign epilogue (packed_cnn.cpp sign_conv_layer): the
+  // integer sums go pixel-major (one row of O per output pixel) straight into
+  // the pool / threshold / pack. base[case * O + o] = K minus the zero-padding
+  // correction of border case `case` (pcase[p]: output pixel p's case); for a
+  // pixels8 layer, pm1 = the +-1 weights as int32 [taps x round_up(O, 8)].
+  struct SignConv {
+    std::vector<int32_t> base, pcase, pm1;
+    int64_t opad = 0;
+  };
+  std::vector<SignConv> sc_;
+  std::vector<int32_t> vsum_, itaps_;  // scratch: pixel-major sums, integer patch rows
+  PackedVector patches_;
+  void sign_conv_layer(size_t i, int64_t n, int& fi, int& pi);
+  void prepare_sign_conv(size_t i);
   int64_t max_pwords_ = 0;  // per row: the largest packed activation (dense rows or NHWC maps)
   std::vector<float> sums_, pooled_, rows_, cols_;
   std::vector<int32_t> arg_;

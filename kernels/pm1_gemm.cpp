@@ -53,28 +53,6 @@ struct SignPatterns {
 };
 const SignPatterns kSigns;
 
-inline void build_table(const float a[4], float* tab) {
-  for (int p = 0; p < 16; ++p)
-    tab[p] = (kSigns.s[0][p] * a[0] + kSigns.s[1][p] * a[1]) + (kSigns.s[2][p] * a[2] + kSigns.s[3][p] * a[3]);
-}
-
-// T [I x G x 16] from A (any strides; rows padded with +0 past J).
-void build_tables(int64_t I, int64_t J, const float* A, int64_t a_i, int64_t a_j, float* T) {
-  const int64_t G = (J + 3) / 4;
-#pragma omp parallel for schedule(static) if (I * G > 4096)
-  for (int64_t i = 0; i < I; ++i) {
-    const float* row = A + i * a_i;
-    for (int64_t g = 0; g < G; ++g) {
-      float a[4];
-      for (int r = 0; r < 4; ++r) {
-        const int64_t j = 4 * g + r;
-        a[r] = j < J ? row[j * a_j] : 0.0f;
-      }
-      build_table(a, T + (i * G + g) * 16);
-    }
-  }
-}
-
 // byte b -> 8 bytes, byte q = bit q of b (0 or 1).
 struct SpreadBits {
   uint64_t v[256];
@@ -89,7 +67,8 @@ struct SpreadBits {
 const SpreadBits kSpread;
 
 // nib[g * ldn + k] = bits of S[4g..4g+3][k] from J packed rows; 0 past K.
-void build_nibbles(int64_t J, int64_t K, const uint64_t* S, int64_t ldn, uint8_t* nib) {
+// signed_code: the AVX2 panel's code of each pattern (pm1_signed_code8).
+void build_nibbles(int64_t J, int64_t K, const uint64_t* S, int64_t ldn, uint8_t* nib, bool signed_code) {
   const int64_t G = (J + 3) / 4, W = packed_words(K), used = (K + 63) / 64;
 #pragma omp parallel for schedule(static) if (G * K > (int64_t(1) << 16))
   for (int64_t g = 0; g < G; ++g) {
@@ -100,6 +79,8 @@ void build_nibbles(int64_t J, int64_t K, const uint64_t* S, int64_t ldn, uint8_t
         const uint64_t bits = S[(4 * g + r) * W + w];
         for (int q = 0; q < 8; ++q) bytes[q] |= kSpread.v[(bits >> (8 * q)) & 0xFF] << r;
       }
+      if (signed_code)
+        for (int q = 0; q < 8; ++q) bytes[q] = detail::pm1_signed_code8(bytes[q]);
       std::memcpy(out + 64 * w, bytes, 64);
     }
     std::memset(out + 64 * used, 0, size_t(ldn - 64 * used));
@@ -121,53 +102,94 @@ void add_group_row(float* __restrict pa, const float* const s[4], const float a[
 // The same nibbles from S's columns: K packed rows of J elements; the
 // pattern of group g at column k is bits 4g..4g+3 of packed row k (a group
 // never straddles a word: 64 is a multiple of 4; bits >= J are 0).
-void build_nibbles_cols(int64_t J, int64_t K, const uint64_t* Sc, int64_t ldn, uint8_t* nib) {
+void build_nibbles_cols(int64_t J, int64_t K, const uint64_t* Sc, int64_t ldn, uint8_t* nib, bool signed_code) {
   const int64_t G = (J + 3) / 4, W = packed_words(J);
 #pragma omp parallel for schedule(static) if (G * K > (int64_t(1) << 16))
   for (int64_t g = 0; g < G; ++g) {
     uint8_t* out = nib + g * ldn;
     const int64_t w = g / 16, shift = 4 * (g % 16);
-    for (int64_t k = 0; k < K; ++k) out[k] = uint8_t((Sc[k * W + w] >> shift) & 15u);
+    for (int64_t k = 0; k < K; ++k) {
+      const uint64_t p = (Sc[k * W + w] >> shift) & 15u;
+      out[k] = uint8_t(signed_code ? detail::pm1_signed_code8(p) : p);
+    }
     std::memset(out + K, 0, size_t(ldn - K));
   }
 }
 
-detail::Pm1TilesFn tiles_fn() {
+struct Panel {
+  detail::Pm1PanelFn fn;
+  bool signed_code;  // nibbles in pm1_signed_code8's code
+};
+Panel panel_fn() {
   switch (active_isa()) {
-    case Isa::avx512: return detail::pm1_tiles_avx512;
-    case Isa::avx2: return detail::pm1_tiles_avx2;
+    case Isa::avx512: return {detail::pm1_panel_avx512, false};
+    case Isa::avx2: return {detail::pm1_panel_avx2, true};
     case Isa::scalar: break;
   }
-  return detail::pm1_tiles_scalar;
+  return {detail::pm1_panel_scalar, false};
 }
 
 }  // namespace
 
 namespace detail {
 
-// The scalar variant: the same tables and nibbles, one column at a time.
-void pm1_tiles_scalar(const float* T, int64_t I, int64_t G, const uint8_t* nib, int64_t ldn, int64_t K, float* C,
-                      int64_t ldc, bool accumulate) {
-#pragma omp parallel for schedule(static) if (I * K * G > (int64_t(1) << 18))
-  for (int64_t i = 0; i < I; ++i) {
-    const float* Ti = T + i * G * 16;
-    float* c = C + i * ldc;
-    for (int64_t k = 0; k < K; ++k) {
-      float acc = 0.0f;
-      for (int64_t g = 0; g < G; ++g) acc += Ti[g * 16 + nib[g * ldn + k]];
-      c[k] = accumulate ? c[k] + acc : acc;
+// The scalar variant: the same tables and nibbles, one element at a time.
+void pm1_panel_scalar(const float* T, const int64_t* goff, int64_t ir, int64_t G, const uint8_t* nib, int64_t ldn,
+                      int64_t kw, const float* acc_in, float* out, int64_t ldc, bool add_out) {
+  for (int64_t r = 0; r < ir; ++r)
+    for (int64_t k = 0; k < kw; ++k) {
+      float acc = acc_in ? acc_in[r * ldc + k] : 0.0f;
+      for (int64_t g = 0; g < G; ++g) acc += T[goff[g] + 16 * r + nib[g * ldn + k]];
+      float* o = out + r * ldc + k;
+      *o = add_out ? *o + acc : acc;
     }
-  }
 }
 
 }  // namespace detail
 
 namespace {
 
-// Tables from A, nibbles from S (by `nibbles`), then the tiles of the active ISA.
+constexpr int64_t kRows = 4;            // rows of C per panel (every ISA): one group's 4 tables = 256 B
+constexpr int64_t kChunk = 64;          // groups per chunk: a panel's tables (<= 16 KB without zeros) stay in L1
+constexpr int64_t kParallelWork = int64_t(1) << 18;  // look-ups below which one thread is faster
+
+// The 16 sums of every (slot, row) of one row panel: slot s is group slot_g[s]
+// with the a_r of mask bit r set to +0 (a zero S entry: u = s * 0 = +-0, as
+// 0 * a in the reference). T[s * 64 + 16 r + p].
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void build_panel_tables(const float* A, int64_t lda, int64_t J, int64_t ir, int64_t nslots, const int64_t* slot_g,
+                        const uint8_t* slot_m, float* T) {
+  for (int64_t s = 0; s < nslots; ++s)
+    for (int64_t r = 0; r < ir; ++r) {
+      const float* row = A + r * lda;
+      float a[4];
+      for (int q = 0; q < 4; ++q) {
+        const int64_t j = 4 * slot_g[s] + q;
+        a[q] = j < J && !((slot_m[s] >> q) & 1) ? row[j] : 0.0f;
+      }
+      float* tab = T + s * 64 + 16 * r;
+      for (int p = 0; p < 16; ++p)
+        tab[p] = (kSigns.s[0][p] * a[0] + kSigns.s[1][p] * a[1]) + (kSigns.s[2][p] * a[2] + kSigns.s[3][p] * a[3]);
+    }
+}
+
+// C (=|+=) A · S from the nibbles of S (built by `nibbles`), with the zero
+// entries of `zeros` (column blocks of Kq; nullptr: none, Kq = K).
+//
+// Blocking: threads own disjoint blocks of C (row panels split first, then
+// columns), so no two write the same value and the result does not depend on
+// the thread count. The reduction over G runs in chunks of kChunk groups with
+// the sum carried in C (or a scratch copy when accumulating), which is the
+// same sequential sum as one pass. Per chunk and row panel the tables are
+// built just in time (16 KB, L1) and every column of the thread's block is
+// swept against them; the chunk's nibbles (kChunk x ldn bytes) stay in L2.
+// A group whose taps differ in their zero pattern from block to block gets
+// one table per distinct pattern (a "slot"); goff[q][g] picks it per block.
 template <class BuildNibbles>
 void pm1_drive(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, float* C, int64_t ldc,
-               bool accumulate, const BuildNibbles& nibbles) {
+               bool accumulate, const BuildNibbles& nibbles, int64_t Kq = 0, const uint64_t* zeros = nullptr) {
   if (I == 0 || K == 0) return;
   const int64_t G = (J + 3) / 4;
   if (G == 0) {  // acc = +0
@@ -175,12 +197,12 @@ void pm1_drive(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int
       for (int64_t k = 0; k < K; ++k) C[i * ldc + k] = accumulate ? C[i * ldc + k] + 0.0f : 0.0f;
     return;
   }
-  thread_local std::vector<float, AlignedAllocator<float>> tab_buf, at_buf;
+  thread_local std::vector<float, AlignedAllocator<float>> at_buf, acc_buf;
   thread_local std::vector<uint8_t, AlignedAllocator<uint8_t>> nib_buf;
-  // A transposed in memory (a_j != 1, e.g. g^T): copy it row-major first, so
-  // that the table build reads contiguous rows.
+  // A not row-major (a_j != 1, e.g. g^T): copy it row-major first, so that
+  // the table build reads contiguous rows.
   const float* Ar = A;
-  int64_t ar_i = a_i, ar_j = a_j;
+  int64_t lda = a_i;
   if (a_j != 1 && J > 1) {
     float* At = scratch(at_buf, I * J);
     constexpr int64_t B = 64;  // blocked transpose-copy
@@ -190,15 +212,75 @@ void pm1_drive(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int
         for (int64_t j = j0; j < std::min(J, j0 + B); ++j)
           for (int64_t i = i0; i < std::min(I, i0 + B); ++i) At[i * J + j] = A[i * a_i + j * a_j];
     Ar = At;
-    ar_i = J;
-    ar_j = 1;
+    lda = J;
   }
-  float* T = scratch(tab_buf, I * G * 16);
-  build_tables(I, J, Ar, ar_i, ar_j, T);
+  const Panel panel = panel_fn();
   const int64_t ldn = (K + 16 + 63) / 64 * 64;
   uint8_t* nib = scratch(nib_buf, G * ldn);
-  nibbles(ldn, nib);
-  tiles_fn()(T, I, G, nib, ldn, K, C, ldc, accumulate);
+  nibbles(ldn, nib, panel.signed_code);
+
+  if (!zeros) Kq = K;
+  const int64_t Q = (K + Kq - 1) / Kq, ZW = (Q + 63) / 64;
+  const int64_t chunks = (G + kChunk - 1) / kChunk;
+  // Where the running sum lives between chunks: C itself, unless C's old
+  // value must be added at the end (then a scratch [I x ldc]).
+  float* buf = C;
+  if (accumulate && chunks > 1) buf = scratch(acc_buf, I * ldc);
+
+  const int64_t panels = (I + kRows - 1) / kRows;
+  const int nt = I * K * G > kParallelWork ? omp_get_max_threads() : 1;
+  const int64_t R = std::min<int64_t>(nt, panels), KP = std::max<int64_t>(1, nt / R);
+#pragma omp parallel num_threads(int(R * KP)) if (R * KP > 1)
+  {
+    const int64_t tid = omp_get_thread_num(), rp = tid / KP, cp = tid % KP;
+    const int64_t a0 = panels * rp / R, a1 = panels * (rp + 1) / R;
+    std::vector<int64_t> goff(size_t(Q * kChunk)), slot_g;
+    std::vector<uint8_t> slot_m;
+    std::vector<float, AlignedAllocator<float>> T;
+    int64_t seen[16];
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t g0 = c * kChunk, Gc = std::min(kChunk, G - g0);
+      // Slots of this chunk: one per (group, distinct zero pattern).
+      slot_g.clear();
+      slot_m.clear();
+      for (int64_t gg = 0; gg < Gc; ++gg) {
+        const int64_t g = g0 + gg;
+        std::fill(seen, seen + 16, int64_t(-1));
+        for (int64_t q = 0; q < Q; ++q) {
+          int m = 0;
+          if (zeros)
+            for (int r = 0; r < 4; ++r) {
+              const int64_t j = 4 * g + r;
+              if (j < J && ((zeros[j * ZW + q / 64] >> (q % 64)) & 1)) m |= 1 << r;
+            }
+          if (seen[m] < 0) {
+            seen[m] = int64_t(slot_g.size());
+            slot_g.push_back(g);
+            slot_m.push_back(uint8_t(m));
+          }
+          goff[size_t(q * kChunk + gg)] = seen[m] * 64;
+        }
+      }
+      if ((int64_t)T.size() < (int64_t)slot_g.size() * 64) T.resize(slot_g.size() * 64);
+      const bool last = c + 1 == chunks;
+      const float* acc_in = c == 0 ? nullptr : buf;
+      float* out = last ? C : buf;
+      const bool add_out = last && accumulate;
+      for (int64_t a = a0; a < a1; ++a) {
+        const int64_t i0 = a * kRows, ir = std::min(kRows, I - i0);
+        build_panel_tables(Ar + i0 * lda, lda, J, ir, (int64_t)slot_g.size(), slot_g.data(), slot_m.data(), T.data());
+        for (int64_t q = 0; q < Q; ++q) {
+          // This thread's share of block q's columns (multiples of 16).
+          const int64_t bw = std::min(Kq, K - q * Kq), step = ((bw + KP - 1) / KP + 15) & ~int64_t(15);
+          const int64_t lo = std::min(bw, cp * step), hi = std::min(bw, (cp + 1) * step);
+          if (hi <= lo) continue;
+          const int64_t k0 = q * Kq + lo;
+          panel.fn(T.data(), goff.data() + q * kChunk, ir, Gc, nib + g0 * ldn + k0, ldn, hi - lo,
+                   acc_in ? acc_in + i0 * ldc + k0 : nullptr, out + i0 * ldc + k0, ldc, add_out);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -207,14 +289,24 @@ void pm1_gemm(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int6
               float* C, int64_t ldc, bool accumulate) {
   check_args("pm1_gemm", I, J, K, A, a_i, a_j, S_packed, C, ldc);
   pm1_drive(I, J, K, A, a_i, a_j, C, ldc, accumulate,
-            [&](int64_t ldn, uint8_t* nib) { build_nibbles(J, K, S_packed, ldn, nib); });
+            [&](int64_t ldn, uint8_t* nib, bool sc) { build_nibbles(J, K, S_packed, ldn, nib, sc); });
+}
+
+void pm1_gemm_zeros(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j,
+                    const uint64_t* S_packed, int64_t Kq, const uint64_t* zeros, float* C, int64_t ldc,
+                    bool accumulate) {
+  check_args("pm1_gemm_zeros", I, J, K, A, a_i, a_j, S_packed, C, ldc);
+  if (Kq < 1) throw std::invalid_argument("pm1_gemm_zeros: block width Kq " + std::to_string(Kq) + " < 1");
+  if (J > 0 && K > 0 && zeros == nullptr) throw std::invalid_argument("pm1_gemm_zeros: zeros is null");
+  pm1_drive(I, J, K, A, a_i, a_j, C, ldc, accumulate,
+            [&](int64_t ldn, uint8_t* nib, bool sc) { build_nibbles(J, K, S_packed, ldn, nib, sc); }, Kq, zeros);
 }
 
 void pm1_gemm_cols(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j,
                    const uint64_t* S_cols_packed, float* C, int64_t ldc, bool accumulate) {
   check_args("pm1_gemm_cols", I, J, K, A, a_i, a_j, S_cols_packed, C, ldc);
   pm1_drive(I, J, K, A, a_i, a_j, C, ldc, accumulate,
-            [&](int64_t ldn, uint8_t* nib) { build_nibbles_cols(J, K, S_cols_packed, ldn, nib); });
+            [&](int64_t ldn, uint8_t* nib, bool sc) { build_nibbles_cols(J, K, S_cols_packed, ldn, nib, sc); });
 }
 
 void pm1_gemm_reference(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j, const float* S,

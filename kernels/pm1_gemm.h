@@ -37,7 +37,9 @@
 // S is given as J packed rows of K elements (kernels/bitpack.h: bit 1 = -1,
 // row stride packed_words(K)), which is how binary layers keep sign(W) and
 // sign(x) anyway. C is row-major with row stride ldc >= K.
-// The SIMD variant is kernels/isa.h's choice; OpenMP over tiles of C.
+// The SIMD variant is kernels/isa.h's choice. OpenMP over blocks of C (rows,
+// else columns); a long J is reduced in chunks of groups, so that the tables
+// of a chunk stay in L1 and its nibbles in L2 (see pm1_gemm.cpp).
 #pragma once
 #include <cstdint>
 
@@ -55,6 +57,17 @@ void pm1_gemm(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int6
 void pm1_gemm_cols(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j,
                    const uint64_t* S_cols_packed, float* C, int64_t ldc, bool accumulate);
 
+// The same product with some S entries 0 instead of +-1: the columns fall in
+// blocks of Kq (column k is in block q = k / Kq, Q = ceil(K / Kq) blocks),
+// and S_jk = 0 wherever bit q of row j of `zeros` is set (J rows of
+// ceil(Q / 64) words, bit q % 64 of word q / 64); elsewhere S_jk is the packed sign. A zero entry's
+// term is u = +-0, so the result equals pm1_gemm_reference's with those S
+// entries 0.0f, bit for bit. The weight gradient of a zero-padded binary
+// convolution: a tap (block q) that falls on padding for pixel j is 0.
+void pm1_gemm_zeros(int64_t I, int64_t J, int64_t K, const float* A, int64_t a_i, int64_t a_j,
+                    const uint64_t* S_packed, int64_t Kq, const uint64_t* zeros, float* C, int64_t ldc,
+                    bool accumulate);
+
 // The definition, as plain loops over a float S [J x K] (row stride lds):
 // u = S_jk * A_ij, then the grouping above. For S of +-1 values it equals
 // pm1_gemm bit for bit; for other S it is simply a matrix product with this
@@ -64,14 +77,35 @@ void pm1_gemm_reference(int64_t I, int64_t J, int64_t K, const float* A, int64_t
 
 namespace detail {
 // Internals shared with the SIMD file (not API).
-// Tables: T[(i * G + g) * 16 + p] = t_g for row i and sign pattern p (bit r
-// of p set = s_r is -1). Nibbles: nib[g * ldn + k] = the pattern of
-// S[4g..4g+3][k]; ldn is a multiple of 64 and >= K + 16.
-using Pm1TilesFn = void (*)(const float* T, int64_t I, int64_t G, const uint8_t* nib, int64_t ldn, int64_t K,
-                            float* C, int64_t ldc, bool accumulate);
-void pm1_tiles_scalar(const float*, int64_t, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, bool);
-void pm1_tiles_avx2(const float*, int64_t, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, bool);
-void pm1_tiles_avx512(const float*, int64_t, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t, bool);
+// A PANEL is ir <= 4 rows x kw columns of C, reduced over G groups:
+//   acc[r][k] = (acc_in ? acc_in[r * ldc + k] : +0)
+//   for g < G:  acc[r][k] = acc[r][k] + T[goff[g] + 16 r + code(nib[g * ldn + k])]
+//   out[r * ldc + k] = add_out ? out[r * ldc + k] + acc[r][k] : acc[r][k]
+// so a long reduction can be cut into chunks of groups with the same
+// sequential sum (acc_in = the previous chunk's out). Tables: 16 floats per
+// (group, row), entry p = t_g for sign pattern p (bit r of p set = s_r is -1);
+// a group's 4 row tables are consecutive, at T + goff[g]. Nibbles: the
+// pattern of S[4g..4g+3][k], ldn a multiple of 64 and >= (last column) + 16,
+// so a panel may read 16 bytes past its last column. Pattern codes: the scalar
+// and AVX-512 panels read the 4-bit pattern p; the AVX2 panel reads
+// pm1_signed_code(p) (below), since t_p = -t_{15-p} exactly (every u_r flips
+// sign, and rounding is symmetric; only the sign of a zero t can differ, and
+// a +-0 term never changes a sum that starts at +0 — see the contract).
+using Pm1PanelFn = void (*)(const float* T, const int64_t* goff, int64_t ir, int64_t G, const uint8_t* nib,
+                            int64_t ldn, int64_t kw, const float* acc_in, float* out, int64_t ldc, bool add_out);
+void pm1_panel_scalar(const float*, const int64_t*, int64_t, int64_t, const uint8_t*, int64_t, int64_t,
+                      const float*, float*, int64_t, bool);
+void pm1_panel_avx2(const float*, const int64_t*, int64_t, int64_t, const uint8_t*, int64_t, int64_t,
+                    const float*, float*, int64_t, bool);
+void pm1_panel_avx512(const float*, const int64_t*, int64_t, int64_t, const uint8_t*, int64_t, int64_t,
+                      const float*, float*, int64_t, bool);
+// The AVX2 code of pattern p: p < 8 as is; else 0x80 | (p ^ 7): low 3 bits
+// index the 8-entry half table t_0..t_7 (t_p = -t_{p ^ 15}), bit 7 (the sign
+// of the byte, sign-extended) says "negate". Applied to 8 patterns per word.
+inline uint64_t pm1_signed_code8(uint64_t patterns) {
+  const uint64_t f = (patterns >> 3) & 0x0101010101010101ull;
+  return patterns ^ (f * 0x87u);
+}
 }  // namespace detail
 
 }  // namespace qnn::kernels

@@ -1,7 +1,6 @@
 #include "layers/basic.h"
 
 #include "core/ops.h"
-#include "layers/batchnorm.h"  // run_on_whole_batch
 
 namespace qnn {
 
@@ -19,10 +18,9 @@ Dropout::Dropout(float p, Rng& rng) : p_(p), rng_(rng.split()) {
 }
 
 Tensor Dropout::forward(const Tensor& x) {
-  // Masks are drawn per element index: in data-parallel training the global
-  // batch's (layers/batchnorm.h's run_on_whole_batch).
-  auto op = [&](const Tensor& v) { return dropout(v, p_, training_, rng_); };
-  return training_ && p_ > 0 ? run_on_whole_batch(x, op) : op(x);
+  // Data-parallel training (apps/common/dist.h) re-seeds rng_ per (step,
+  // slice), so a rank's masks are those of the same slice in one process.
+  return dropout(x, p_, training_, rng_);
 }
 
 Tensor Flatten::forward(const Tensor& x) { return qnn::flatten(x); }

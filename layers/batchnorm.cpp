@@ -20,10 +20,10 @@ Tensor BatchNorm::forward(const Tensor& x) {
   QNN_CHECK(x.ndim() == 2 + spatial_dims_ && x.dim(1) == channels_,
             type_name() + "(" + std::to_string(channels_) + "): input is " + shape_str(x.shape()) +
                 (spatial_dims_ ? ", expected [N, C, H, W]" : ", expected [N, C]"));
-  auto op = [&](const Tensor& v) {
-    return batch_norm(v, weight, bias, running_mean, running_var, training_, opt_.momentum, opt_.eps);
-  };
-  return training_ ? run_on_whole_batch(x, op) : op(x);  // batch statistics: the global batch's
+  // Batch statistics are this call's rows: with --micro-batches or --dist mpi
+  // those of one slice (per-rank statistics, as PyTorch DDP without
+  // SyncBatchNorm; apps/common/dist.h).
+  return batch_norm(x, weight, bias, running_mean, running_var, training_, opt_.momentum, opt_.eps);
 }
 
 Shape BatchNorm::output_shape(const Shape& in) const {

@@ -7,26 +7,9 @@
 // (BinaryNet's "alpha = 0.1" is the same number in Lasagne's convention).
 #pragma once
 
-#include <functional>
-
 #include "layers/module.h"
 
 namespace qnn {
-
-// ---- data-parallel training hook ---------------------------------------------
-// A layer whose output row depends on other rows of the batch or on the row's
-// place in it (batch norm in training: batch statistics; dropout: masks drawn
-// per element index) runs its op through run_on_whole_batch. Without a hook
-// (one process) that is op(x). Data-parallel training (apps/common/dist.h)
-// sets the hook for the length of a step: it gathers every process's rows,
-// runs op on the whole global batch and keeps this process's rows, so the
-// numbers are the one-process ones. Layers stay free of any MPI.
-using WholeBatchOp = std::function<Tensor(const Tensor&)>;
-using WholeBatchHook = Tensor (*)(const Tensor& x, const WholeBatchOp& op);
-inline WholeBatchHook whole_batch_hook = nullptr;
-inline Tensor run_on_whole_batch(const Tensor& x, const WholeBatchOp& op) {
-  return whole_batch_hook ? whole_batch_hook(x, op) : op(x);
-}
 
 struct BatchNormOptions {
   float momentum = 0.1f;

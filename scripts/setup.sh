@@ -4,9 +4,19 @@
 # Idempotent: packages already installed are not reinstalled, an existing
 # build/ is reused (ninja rebuilds only what changed). Needs root or sudo for
 # apt-get the first time.
+#
+#   scripts/setup.sh           # what the apps and scripts/test.sh need
+#   scripts/setup.sh --fuzz    # also clang for scripts/fuzz.sh (.ci/run asks for it)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+FUZZ=0
+for a in "$@"; do
+  case "$a" in
+    --fuzz) FUZZ=1 ;;
+    *) echo "setup: unknown argument '$a' (only --fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 # Why each package:
 #   meson ninja-build pkg-config g++   the build
@@ -23,6 +33,12 @@ cd "$ROOT"
 #   gnuplot-nox                        --plot pictures and qnn_plot (SVG / PNG, no X11)
 PKGS=(meson ninja-build pkg-config g++ make libopenblas-openmp-dev doctest-dev zlib1g-dev libstb-dev
       libmatio-dev nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin gnuplot-nox)
+# With --fuzz (scripts/fuzz.sh builds the libFuzzer harnesses with clang; the
+# sanitizer suite, scripts/sanitize.sh, uses g++'s own ASan/UBSan runtimes):
+#   clang              the compiler libFuzzer is part of
+#   libclang-rt-dev    its runtimes: libFuzzer, ASan, UBSan for clang
+#   libomp-dev         OpenMP for clang (g++ uses libgomp)
+[ "$FUZZ" -eq 0 ] || PKGS+=(clang libclang-rt-dev libomp-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -17,7 +17,7 @@ SRC=${2:?usage: install_test.sh BUILD_DIR SOURCE_DIR}
 fail() { echo "install: $*"; exit 1; }
 
 # Headers that are implementation details of .cpp files: not installed.
-INTERNAL="kernels/xnor_internal.h kernels/simd_target.h layers/quant/vec_math.h optim/update_loop.h"
+INTERNAL="kernels/xnor_internal.h kernels/packed_model_internal.h kernels/simd_target.h layers/quant/vec_math.h optim/update_loop.h"
 FOLDERS="kernels core layers layers/quant optim data"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/qnn-install.XXXXXX") || fail "mktemp failed"

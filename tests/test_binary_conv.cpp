@@ -106,6 +106,11 @@ std::vector<Geo> odd_shapes() {
           v.push_back(Geo{2, C, 5, 4, 5, K, stride, pad, false, C % 2 == 1});
           if (pad > 0) v.push_back(Geo{1, C, 3, 5, 3, K, stride, pad, true, C % 2 == 0});
         }
+  // More than one chunk of 256 pixels in dq_W's reduction (pm1_gemm.cpp),
+  // zero padding (the padded-tap bitmap) and one-padding, stride 1 and 2.
+  v.push_back(Geo{3, 65, 12, 11, 9, 3, 1, 1, false, false});
+  v.push_back(Geo{5, 64, 16, 13, 6, 3, 2, 1, false, true});
+  v.push_back(Geo{2, 3, 13, 14, 5, 3, 1, 1, true, false});
   // 1-pixel images (the 3x3 kernel sees only padding but the centre), batch 1.
   for (bool one : {false, true}) {
     v.push_back(Geo{1, 65, 1, 1, 4, 3, 1, 1, one, true});

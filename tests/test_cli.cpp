@@ -110,9 +110,11 @@ TEST_CASE("cli: mnist_mlp refuses every out-of-range flag value, naming the flag
            {"--model", "cnn"},         {"--hidden", "0"},         {"--layers", "-1"},        {"--dropout", "-1"},
            {"--dropout", "1"},         {"--input-dropout", "-1"}, {"--wbits", "17"},         {"--abits", "0"},
            {"--surrogate", "tanh:x"},  {"--weight-surrogate", "x"}, {"--binarize", "random"}, {"--lr-scale", "5"},
-           {"--bn-eps", "-1"},         {"--bn-eps", "0"},         {"--bn-momentum", "2"},    {"--epochs", "1.5"}})
+           {"--bn-eps", "-1"},         {"--bn-eps", "0"},         {"--bn-momentum", "2"},    {"--epochs", "1.5"},
+           {"--micro-batches", "0"},   {"--micro-batches", "1.5"}})
     bad({flag, v}, flag);
   bad({"--model", "qnn", "--wbits", "-1"}, "--wbits");
+  bad({"--batch", "50", "--micro-batches", "3"}, "--micro-batches");  // slices must be equal
   bad({"--eval-only"}, "--eval-only");                           // a random model is no evaluation
   bad({"--patience", "2", "--val", "0"}, "--patience");           // nothing to watch
   bad({"--json", "/proc/qnn-no/run.json", "--epochs", "1"}, "--json");  // unwritable: refused before training
@@ -132,7 +134,8 @@ TEST_CASE("cli: imdb_lstm refuses every out-of-range flag value, naming the flag
            {"--threads", "0"},      {"--kernels", "maybe"},    {"--profile-steps", "-1"}, {"--model", "bnn"},
            {"--wbits", "17"},       {"--abits", "0"},          {"--surrogate", "tanh:x"}, {"--weight-surrogate", "x"},
            {"--vocab", "2"},        {"--maxlen", "0"},         {"--embed", "0"},         {"--hidden", "0"},
-           {"--hidden", "-5"},      {"--epochs", "1.5"}})
+           {"--hidden", "-5"},      {"--epochs", "1.5"},       {"--micro-batches", "0"},  {"--forget-bias", "nan"},
+           {"--forget-bias", "11"}})
     bad({flag, v}, flag);
   bad({"--wbits", "2"}, "--wbits");                       // bits need --model qnn
   bad({"--val", "5"}, "--val");                           // odd: cannot be balanced
@@ -156,7 +159,7 @@ TEST_CASE("cli: cifar_cnn refuses every out-of-range flag value, naming the flag
            {"--width", "17"},         {"--width", "nan"},        {"--fc", "0"},             {"--pad", "two"},
            {"--augment", "maybe"},    {"--normalize", "1"},      {"--wbits", "17"},         {"--abits", "0"},
            {"--surrogate", "tanh:x"}, {"--weight-surrogate", "x"}, {"--lr-scale", "5"},     {"--dropout", "1"},
-           {"--bn-eps", "0"},         {"--bn-momentum", "2"},    {"--epochs", "1.5"}})
+           {"--bn-eps", "0"},         {"--bn-momentum", "2"},    {"--epochs", "1.5"},       {"--micro-batches", "-1"}})
     bad({flag, v}, flag);
   bad({"--model", "bnn", "--wbits", "2"}, "--wbits");          // bnn is 1/1: bits need --model qnn
   bad({"--model", "bnn", "--dropout", "0.2"}, "--dropout");    // fp only

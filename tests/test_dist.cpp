@@ -1,15 +1,12 @@
-// tests/test_dist.cpp — data-parallel training over MPI (apps/common/dist.h),
-// end to end: `mpirun -np 2 mnist_mlp --dist mpi` against one process with
-// the same global batch. Skipped when mpirun, an MPI build or MNIST is absent.
-//
-// What is compared, and why not bit for bit: two ranks compute the global
-// batch's loss and gradient exactly in the mathematical sense (synchronised
-// batch norm, the one-process dropout masks, slices' losses scaled by
-// rows/batch), but a weight gradient summed over the batch is summed per
-// slice and then across ranks, which rounds differently from one GEMM over
-// the whole batch. So: the two-rank model equals the one-process model to a
-// tight relative tolerance, and two two-rank runs are bit-identical (the
-// cross-rank sums have a fixed order).
+// tests/test_dist.cpp — one optimizer step over slices of the global batch
+// (apps/common/dist.h): gradient accumulation (--micro-batches M) and
+// data-parallel training (`mpirun -np P APP --dist mpi`) are the same
+// computation, so `mpirun -np 2 APP --dist mpi --batch B` and
+// `APP --batch B --micro-batches 2` must write the same checkpoint bytes
+// (same --threads per process). The in-process tests check the accumulation
+// itself (gradient sum order, batch-norm running statistics, generators);
+// the mpirun tests are skipped, with the reason, when mpirun, an MPI build
+// or MNIST is absent.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -23,8 +20,16 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
+#include "apps/common/dist.h"
+#include "apps/common/train_loop.h"  // snapshot
+#include "core/ops.h"
+#include "core/rng.h"
 #include "core/serialize.h"
+#include "layers/basic.h"
+#include "layers/batchnorm.h"
+#include "layers/linear.h"
 
 namespace fs = std::filesystem;
 using namespace qnn;
@@ -59,7 +64,7 @@ const std::string kMpirun = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CON
 
 std::string train_args(const std::string& save, const std::string& extra = "") {
   return std::string(QNN_MNIST_MLP_BIN) + " --data " + data_dir() +
-         " --limit-train 600 --val 100 --epochs 1 --hidden 64 --layers 1 --threads 1 --save " + save + " " +
+         " --limit-train 600 --val 100 --epochs 2 --hidden 64 --layers 1 --threads 1 --save " + save + " " +
          extra;
 }
 
@@ -96,46 +101,248 @@ double max_rel_diff(const std::string& a, const std::string& b, bool& same_bits)
   return worst;
 }
 
+// A tiny CIFAR-10 in the official binary layout: DIR/cifar-10-batches-bin/
+// with 5 training batches of 60 images and a test batch of 100; each class
+// has its own colour plus a little per-image texture.
+void write_cifar_batch(const fs::path& p, int64_t n, int64_t first) {
+  std::ofstream f(p, std::ios::binary);
+  REQUIRE(f.good());
+  for (int64_t i = first; i < first + n; ++i) {
+    const int y = (int)(i % 10);
+    std::vector<uint8_t> rec(3073);
+    rec[0] = (uint8_t)y;
+    for (int c = 0; c < 3; ++c)
+      for (int h = 0; h < 32; ++h)
+        for (int w = 0; w < 32; ++w)
+          rec[1 + c * 1024 + h * 32 + w] = (uint8_t)((y * 23 + c * 61 + ((h * 7 + w * 3 + (int)i * 13) % 40)) % 256);
+    f.write((const char*)rec.data(), (std::streamsize)rec.size());
+  }
+  REQUIRE(f.good());
+}
+
+std::string write_cifar(const std::string& root) {
+  const fs::path dir = fs::path(root) / "cifar-10-batches-bin";
+  fs::create_directories(dir);
+  for (int b = 1; b <= 5; ++b) write_cifar_batch(dir / ("data_batch_" + std::to_string(b) + ".bin"), 60, (b - 1) * 60);
+  write_cifar_batch(dir / "test_batch.bin", 100, 1000);
+  return root;
+}
+
+bool same_bytes(const std::string& a, const std::string& b) {
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  std::stringstream sa, sb;
+  sa << fa.rdbuf();
+  sb << fb.rdbuf();
+  return fa.good() && fb.good() && !sa.str().empty() && sa.str() == sb.str();
+}
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = 0; (at = text.find(what, at)) != std::string::npos; ++at) ++n;
+  return n;
+}
+
 }  // namespace
 
-TEST_CASE("dist: mpirun -np 2 --dist mpi trains the model one process trains with the same global batch") {
+// ---- in one process: the accumulation itself ---------------------------------------
+
+namespace {
+std::vector<float> values(const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); }
+std::vector<float> grad_values(const Tensor& t) {
+  return t.has_grad() ? std::vector<float>(t.grad_data(), t.grad_data() + t.numel()) : std::vector<float>{};
+}
+std::shared_ptr<Sequential> linear_bn(uint64_t seed) {
+  Rng r(seed);
+  auto m = std::make_shared<Sequential>();
+  m->add(std::make_shared<Linear>(5, 3, r));
+  m->add(std::make_shared<BatchNorm1d>(3));
+  return m;
+}
+}  // namespace
+
+TEST_CASE("micro-batches: gradient = slice 0's + slice 1's (each from zero, loss x rows/batch); running stats = the slices' mean") {
+  REQUIRE(app::dist::size() == 1);
+  Rng r(7);
+  const Tensor x = Tensor::uniform({8, 5}, -1, 1, r);
+  const std::vector<int32_t> y = {0, 1, 2, 0, 1, 2, 2, 1};
+  auto rows = [&](int64_t b, int64_t e) {
+    return std::make_pair(slice(x, 0, b, e), std::vector<int32_t>(y.begin() + b, y.begin() + e));
+  };
+
+  // Through the accumulator.
+  auto m = linear_bn(3);
+  m->train(true);
+  app::dist::SliceAccumulator acc(*m, 2);
+  acc.start_step(8);
+  for (int k = 0; k < 2; ++k) {
+    const auto [b, e] = acc.slice_rows(k);
+    CHECK(b == 4 * k);
+    CHECK(e == 4 * k + 4);
+    acc.begin_slice(k);
+    const auto [xs, ys] = rows(b, e);
+    const Tensor loss = cross_entropy(m->forward(xs), ys);
+    acc.scale_loss(loss, k).backward();
+    acc.end_slice(k, loss.item(), 0);
+  }
+  const auto t = acc.finish();
+  CHECK(t.rows == 8);
+
+  // By hand, on an identical model: each slice from zero and from the
+  // step's running statistics, summed in slice order.
+  auto h = linear_bn(3);
+  h->train(true);
+  const NamedTensors start = app::snapshot(*h);
+  std::vector<std::vector<float>> g[2], buf[2];
+  double loss_sum = 0;
+  for (int k = 0; k < 2; ++k) {
+    NamedTensors st = h->state();
+    assign_tensors(st, start, "start");
+    h->zero_grad();
+    const auto [xs, ys] = rows(4 * k, 4 * k + 4);
+    const Tensor loss = cross_entropy(h->forward(xs), ys);
+    loss_sum += (double)loss.item() * 4;
+    mul_scalar(loss, 0.5f).backward();
+    for (const Tensor& p : h->parameters()) g[k].push_back(grad_values(p));
+    for (auto& [n, b] : h->named_buffers()) buf[k].push_back(values(b));
+  }
+  CHECK(t.loss == doctest::Approx(loss_sum / 8).epsilon(1e-12));
+  const auto params = m->parameters();
+  REQUIRE(params.size() == g[0].size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::vector<float> got = grad_values(params[i]);
+    REQUIRE(got.size() == g[0][i].size());
+    for (size_t j = 0; j < got.size(); ++j) CHECK(got[j] == g[0][i][j] + g[1][i][j]);  // bit for bit
+  }
+  const auto bufs = m->named_buffers();
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    const std::vector<float> got = values(bufs[i].second);
+    for (size_t j = 0; j < got.size(); ++j)
+      CHECK(got[j] == (float)(((double)buf[0][i][j] + (double)buf[1][i][j]) / 2.0));
+  }
+}
+
+TEST_CASE("micro-batches: without batch norm the summed gradient is the whole batch's; dropout masks differ per slice") {
+  Rng r(11);
+  const Tensor x = Tensor::uniform({6, 5}, -1, 1, r);
+  const std::vector<int32_t> y = {0, 1, 2, 1, 0, 2};
+  Rng ra(5), rb(5);
+  Linear a(5, 3, ra), b(5, 3, rb);
+  // The whole batch at once.
+  cross_entropy(b.forward(x), y).backward();
+  // Three slices of two rows (x 1/3 each).
+  app::dist::SliceAccumulator acc(a, 3);
+  acc.start_step(6);
+  for (int k = 0; k < 3; ++k) {
+    acc.begin_slice(k);
+    const Tensor loss = cross_entropy(a.forward(slice(x, 0, 2 * k, 2 * k + 2)),
+                                      std::vector<int32_t>(y.begin() + 2 * k, y.begin() + 2 * k + 2));
+    acc.scale_loss(loss, k).backward();
+    acc.end_slice(k, loss.item(), 0);
+  }
+  acc.finish();
+  const auto pa = a.parameters(), pb = b.parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    const auto ga = grad_values(pa[i]), gb = grad_values(pb[i]);
+    REQUIRE(ga.size() == gb.size());
+    for (size_t j = 0; j < ga.size(); ++j) CHECK(ga[j] == doctest::Approx(gb[j]).epsilon(1e-5));
+  }
+
+  // Dropout: each slice draws its own mask (the same mask in every slice
+  // would be correlated noise), and the draws repeat from the same state.
+  auto masks = [](uint64_t seed) {
+    Rng rr(seed);
+    Dropout drop(0.5f, rr);
+    drop.train(true);
+    app::dist::SliceAccumulator acc2(drop, 2);
+    acc2.start_step(4);
+    std::vector<std::vector<float>> out;
+    for (int k = 0; k < 2; ++k) {
+      acc2.begin_slice(k);
+      out.push_back(values(drop.forward(Tensor::ones({2, 64}))));
+      acc2.end_slice(k, 0.f, 0);
+    }
+    acc2.finish();
+    out.push_back(values(drop.forward(Tensor::ones({2, 64}))));  // the next step's draw
+    return out;
+  };
+  const auto m1 = masks(9), m2 = masks(9);
+  CHECK(m1[0] != m1[1]);
+  CHECK(m1 == m2);
+}
+
+TEST_CASE("dist: mpirun -np 2 --dist mpi writes the bytes one process writes with --micro-batches 2") {
   std::string why;
   if (skip_reason(why)) {
     MESSAGE("skipped: " << why);
     return;
   }
   const std::string d = tmp_dir();
-  // SGD, not Adam: Adam divides each gradient by its own running size, so a
-  // gradient that is exactly 0 in exact arithmetic but rounding noise in
-  // floats (the weights of the constant border pixels in front of batch
-  // norm) takes full-size steps in a direction the summation order decides.
-  // Those weights then differ between any two summation orders, by about
-  // lr x steps; SGD keeps a noise-sized gradient noise-sized.
-  for (const std::string model : {"fp", "bnn"}) {
+  // Adam (the default) and 2 epochs: Adam divides each gradient by its own
+  // running size, so any difference in rounding (a gradient summed in
+  // another order) grows into visibly different weights; only the same
+  // operations in the same order give the same bytes. fp has dropout
+  // (masks per slice); bnn has batch norm after every layer (statistics
+  // per slice, running statistics averaged over the slices).
+  for (const std::string model : {"bnn", "fp"}) {
     CAPTURE(model);
-    const std::string m = " --batch 50 --optimizer sgd --lr 0.1 --model " + model;
-    const Run one = run(train_args(d + "/one.qnn", m + " --json " + d + "/one.json"));
+    const std::string m = " --batch 50 --model " + model;
+    const Run one = run(train_args(d + "/one.qnn", m + " --micro-batches 2 --json " + d + "/one.json"));
     REQUIRE_MESSAGE(one.status == 0, one.out);
     const Run two = run(kMpirun + train_args(d + "/two.qnn", m + " --dist mpi --json " + d + "/two.json"));
     REQUIRE_MESSAGE(two.status == 0, two.out);
+    CHECK(same_bytes(d + "/one.qnn", d + "/two.qnn"));
     bool same = false;
     const double rel = max_rel_diff(d + "/one.qnn", d + "/two.qnn", same);
-    MESSAGE(model << ": largest relative difference one process vs two ranks: " << rel);
-    // Same arithmetic up to the order of the batch sums: a handful of ulps,
-    // grown by one epoch of Adam steps. A wrong split (per-rank batch-norm
-    // statistics, a missing 1/2, correlated dropout masks) gives ~1e-1.
-    CHECK(rel < 1e-3);
-    // Only rank 0 prints: one test-accuracy line.
-    size_t lines = 0;
-    for (size_t at = 0; (at = two.out.find("test accuracy", at)) != std::string::npos; ++at) ++lines;
-    CHECK(lines == 1);
-    // Reproducible: a second two-rank run gives the same bits.
-    const Run again = run(kMpirun + train_args(d + "/again.qnn", m + " --dist mpi"));
-    REQUIRE_MESSAGE(again.status == 0, again.out);
-    bool again_same = false;
-    max_rel_diff(d + "/two.qnn", d + "/again.qnn", again_same);
-    CHECK(again_same);
+    CHECK_MESSAGE(same, "largest relative difference --micro-batches 2 vs two ranks: " << rel);
+    // Only rank 0 prints: one test-accuracy line, one "# saved".
+    CHECK(count(two.out, "test accuracy") == 1);
+    CHECK(count(two.out, "# saved") == 1);
+    // The slicing is part of the run's config (so --resume checks it), the same in both.
+    std::ifstream j1(d + "/one.json"), j2(d + "/two.json");
+    std::stringstream s1, s2;
+    s1 << j1.rdbuf();
+    s2 << j2.rdbuf();
+    CHECK(s1.str().find("\"batch_slices\": 2") != std::string::npos);
+    CHECK(s2.str().find("\"batch_slices\": 2") != std::string::npos);
   }
+  // Slicing is not a no-op: per-slice batch norm is another model than the
+  // whole batch's (so the equality above is not the trivial one).
+  const std::string m = " --batch 50 --model bnn";
+  const Run whole = run(train_args(d + "/whole.qnn", m));
+  REQUIRE_MESSAGE(whole.status == 0, whole.out);
+  CHECK_FALSE(same_bytes(d + "/whole.qnn", d + "/one.qnn"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("dist: mpirun -np 2 cifar_cnn --dist mpi (augmentation on) equals --micro-batches 2") {
+  std::string why;
+  if (skip_reason(why)) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  const std::string d = tmp_dir();
+  const std::string data = write_cifar(d + "/cifar");
+  const std::string args = std::string(QNN_CIFAR_CNN_BIN) + " --data " + data +
+                           " --width 0.125 --limit-train 200 --val 40 --epochs 2 --batch 40 --threads 1 --model bnn";
+  const Run one = run(args + " --micro-batches 2 --save " + d + "/one.qnn");
+  REQUIRE_MESSAGE(one.status == 0, one.out);
+  const Run two = run(kMpirun + args + " --dist mpi --save " + d + "/two.qnn");
+  REQUIRE_MESSAGE(two.status == 0, two.out);
+  CHECK(same_bytes(d + "/one.qnn", d + "/two.qnn"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("dist: --micro-batches that --batch cannot split evenly is refused, naming both flags") {
+  std::string why;
+  if (skip_reason(why)) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  const std::string d = tmp_dir();
+  const Run r = run(kMpirun + train_args(d + "/x.qnn", "--dist mpi --batch 50 --micro-batches 2"));
+  CHECK(r.status != 0);
+  CHECK_MESSAGE(r.out.find("--batch 50 is not a multiple of the 2 MPI ranks x --micro-batches 2") != std::string::npos,
+                r.out);
   fs::remove_all(d);
 }
 

@@ -20,7 +20,9 @@
 #include "core/ops.h"
 #include "data/dataset.h"
 #include "data/images.h"
+#include "kernels/isa.h"
 #include "kernels/packed_model.h"
+#include "kernels/packed_model_internal.h"
 #include "kernels/sgemm.h"
 #include "layers/basic.h"
 #include "layers/batchnorm.h"
@@ -31,6 +33,7 @@
 #include "layers/quant/quant.h"
 #include "layers/quant/quant_conv.h"
 #include "optim/adam.h"
+#include "tests/isa_util.h"
 
 using namespace qnn;
 namespace k = qnn::kernels;
@@ -390,4 +393,165 @@ TEST_CASE("export cnn: cifar_cnn --export, then the runner on the test set — t
                     framework_logits(*res.model, test.pixels, test.size(), 3, 32), std::string(model) + " test set");
   }
   k::set_num_threads(2);
+}
+
+// ---- the runner's integer sign-conv path (packed_cnn.cpp sign_conv_layer) --------
+
+TEST_CASE("export cnn: threshold_pack and pixel_rows SIMD variants equal scalar, odd shapes") {
+  std::mt19937 g(17);
+  for (int64_t cnt : {1, 3, 7, 8, 63, 64, 65, 130, 200}) {
+    std::vector<int32_t> V((size_t)cnt), T((size_t)cnt);
+    std::vector<uint8_t> F((size_t)cnt);
+    for (int64_t j = 0; j < cnt; ++j) {
+      V[(size_t)j] = (int32_t)(g() % 41) - 20;
+      T[(size_t)j] = j % 9 == 0 ? V[(size_t)j] : (int32_t)(g() % 41) - 20;  // ties: V == T is "+1" unless flipped
+      F[(size_t)j] = (uint8_t)(g() & 1);
+    }
+    const size_t words = (size_t)((cnt + 63) / 64);
+    std::vector<uint64_t> want(words, 7), got(words, 9);
+    k::pmodel::threshold_pack_scalar(V.data(), T.data(), F.data(), cnt, want.data());
+    k::pmodel::threshold_pack_avx2(V.data(), T.data(), F.data(), cnt, got.data());
+    CHECK_MESSAGE(got == want, "threshold_pack cnt=" << cnt);
+    // The scalar reference against the definition, bit by bit.
+    for (int64_t j = 0; j < cnt; ++j) {
+      const bool neg = !((V[(size_t)j] >= T[(size_t)j]) != (F[(size_t)j] != 0));
+      CHECK(((want[(size_t)(j / 64)] >> (j % 64)) & 1u) == (uint64_t)neg);
+    }
+    if (cnt % 64) CHECK((want.back() >> (cnt % 64)) == 0);  // bits >= cnt are 0
+  }
+  for (int64_t O : {1, 3, 8, 33, 63, 64, 65, 130})
+    for (int64_t T : {1, 9, 27, 75}) {
+      const int64_t P = 5, OP = (O + 7) / 8 * 8;
+      std::vector<int32_t> X((size_t)(P * T)), S((size_t)(T * OP), 0), want((size_t)(P * O)), got((size_t)(P * O), -1);
+      for (auto& x : X) x = (int32_t)(g() % 511) - 255;
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t o = 0; o < O; ++o) S[(size_t)(t * OP + o)] = (g() & 1) ? 1 : -1;
+      k::pmodel::pixel_rows_scalar(X.data(), P, T, S.data(), O, OP, want.data());
+      k::pmodel::pixel_rows_avx2(X.data(), P, T, S.data(), O, OP, got.data());
+      CHECK_MESSAGE(got == want, "pixel_rows O=" << O << " T=" << T);
+      int64_t direct = 0;  // one entry against the definition
+      for (int64_t t = 0; t < T; ++t) direct += (int64_t)X[(size_t)t] * S[(size_t)(t * OP + O - 1)];
+      CHECK(want[(size_t)(O - 1)] == direct);
+    }
+}
+
+namespace {
+
+// A random +-1 conv_binary / dense_binary weight block, pad bits 0.
+k::PackedVector random_sign_rows(int64_t rows, int64_t K, std::mt19937& g) {
+  std::vector<float> w((size_t)(rows * K));
+  for (auto& v : w) v = (g() & 1) ? 1.f : -1.f;
+  k::PackedVector p = k::make_packed(rows, K);
+  k::pack_rows(w.data(), rows, K, K, p.data());
+  return p;
+}
+
+void random_sign_epilogue(k::PackedLayer& L, int64_t vmax, std::mt19937& g) {
+  L.sign_out = true;
+  const int64_t ch = L.channels();
+  L.thresh.resize((size_t)ch), L.flip.resize((size_t)ch);
+  for (int64_t o = 0; o < ch; ++o) {
+    const int64_t span = std::max<int64_t>(1, vmax / 3);
+    L.thresh[(size_t)o] = (int32_t)((int64_t)(g() % (uint64_t)(2 * span + 1)) - span);
+    L.flip[(size_t)o] = (uint8_t)(g() % 3 == 0);
+  }
+}
+
+// pixels8 conv (C0 -> C1, 3x3, pad 1, stride 1) -> packed conv (C1 -> O2 with
+// the geometry under test) -> dense_binary 10 logits (float).
+k::PackedModel sign_conv_model(int64_t C0, int64_t H, int64_t W, int64_t C1, int64_t O2, int64_t K2, int64_t st2,
+                               int64_t pad2, bool one2, int64_t pool2, int64_t pools2, std::mt19937& g) {
+  k::PackedModel m;
+  m.input_scale = k::InputScale::odd_over_256;
+  m.input_dims = {C0, H, W};
+  k::PackedLayer a;
+  a.type = k::LayerType::conv_binary;
+  a.input = k::LayerInput::pixels8;
+  a.geom = k::SpatialGeom{C0, H, W, C1, 3, 1, 1, false, 0, 0};
+  a.in = C0 * H * W;
+  a.out = C1 * a.out_h() * a.out_w();
+  a.w_bits = random_sign_rows(C1, a.geom.taps(), g);
+  random_sign_epilogue(a, 255 * a.geom.taps(), g);
+  k::PackedLayer b;
+  b.type = k::LayerType::conv_binary;
+  b.input = k::LayerInput::packed;
+  b.geom = k::SpatialGeom{C1, a.out_h(), a.out_w(), O2, K2, st2, pad2, one2, pool2, pools2};
+  b.in = a.out;
+  b.out = O2 * b.out_h() * b.out_w();
+  b.w_bits = random_sign_rows(O2, b.geom.taps(), g);
+  random_sign_epilogue(b, b.geom.taps(), g);
+  k::PackedLayer d;
+  d.type = k::LayerType::dense_binary;
+  d.input = k::LayerInput::packed;
+  d.in = b.out;
+  d.out = 10;
+  d.w_bits = random_sign_rows(10, d.in, g);
+  m.layers = {a, b, d};
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("export cnn: the integer sign-conv path equals the float reference path (odd shapes, every ISA)") {
+  qnn::test::IsaGuard guard;
+  std::mt19937 g(23);
+  struct Geo {
+    int64_t K, stride, pad;
+    bool one;
+    int64_t pool, pool_s;
+  };
+  const Geo geos[] = {{3, 1, 1, false, 2, 2}, {3, 2, 1, false, 0, 0}, {3, 1, 1, true, 3, 2},
+                      {1, 1, 0, false, 0, 0}, {3, 1, 0, false, 2, 1}, {1, 2, 0, false, 0, 0}};
+  int cases = 0;
+  for (int64_t C1 : {1, 3, 63, 64, 65, 130})
+    for (const Geo& q : geos)
+      for (auto [H, W] : {std::pair<int64_t, int64_t>{5, 7}, {1, 1}}) {
+        const bool fits = H + 2 * q.pad >= q.K && W + 2 * q.pad >= q.K;
+        if (!fits) continue;
+        const int64_t OH = (H + 2 * q.pad - q.K) / q.stride + 1, OW = (W + 2 * q.pad - q.K) / q.stride + 1;
+        if (q.pool > 0 && (OH < q.pool || OW < q.pool)) continue;
+        const int64_t C0 = C1 % 2 ? 3 : 1, O2 = C1 == 64 ? 65 : C1 + 2;
+        const k::PackedModel m = sign_conv_model(C0, H, W, C1, O2, q.K, q.stride, q.pad, q.one, q.pool, q.pool_s, g);
+        REQUIRE_NOTHROW(m.validate());
+        const std::string what = "C1=" + std::to_string(C1) + " O2=" + std::to_string(O2) + " " + std::to_string(H) +
+                                 "x" + std::to_string(W) + " K=" + std::to_string(q.K) + " stride " +
+                                 std::to_string(q.stride) + " pad " + std::to_string(q.pad) + (q.one ? " (one)" : "") +
+                                 " pool " + std::to_string(q.pool);
+        for (int64_t n : {1, 3}) {
+          const std::vector<uint8_t> px = random_pixels(n, m.in_features(), (uint64_t)(cases + 31 * n));
+          k::set_isa(k::Isa::scalar);
+          k::PackedRunner ref(m);
+          ref.set_reference_conv(true);
+          const std::vector<float> want = runner_logits(ref, px, n);
+          for (k::Isa isa : qnn::test::supported_isas()) {
+            k::set_isa(isa);
+            k::PackedRunner r(m);
+            check_same_bits(runner_logits(r, px, n), want, what + " n=" + std::to_string(n) + " isa " + k::isa_name(isa));
+          }
+        }
+        ++cases;
+      }
+  CHECK(cases >= 50);
+}
+
+TEST_CASE("export cnn: the runner's per-layer profile covers every layer and changes no logit") {
+  app::CnnConfig c = tiny_cnn("bnn", "binarynet");
+  Rng rng(9);
+  auto m = app::build_cnn(c, rng);
+  train_a_little(*m, 3, 32, true, 13);
+  k::PackedRunner r(export_model(*m, cnn_export_options(c)));
+  auto px = random_pixels(2, 3 * 32 * 32, 5);
+  const std::vector<float> plain = runner_logits(r, px, 2);
+  r.set_profile(true);
+  const std::vector<float> profiled = runner_logits(r, px, 2);
+  check_same_bits(profiled, plain, "profiled");
+  REQUIRE(r.layer_seconds().size() == r.model().layers.size());
+  double total = 0;
+  for (double t : r.layer_seconds()) {
+    CHECK(t >= 0.0);
+    total += t;
+  }
+  CHECK(total > 0.0);
+  r.set_reference_conv(true);
+  check_same_bits(runner_logits(r, px, 2), plain, "reference conv path");
 }

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -136,4 +138,45 @@ TEST_CASE("e2e imdb_lstm: a malformed reviews.json is refused with the record na
   app::LstmAppOptions o3 = tiny_options(dir, "fp");
   o3.train.val = 3;
   CHECK_THROWS_WITH_AS(app::run_imdb_lstm(o3), doctest::Contains("--val"), Error);
+}
+
+// The recipe's forget-gate bias: the hard forget gate must start inside its
+// linear range. With the smooth LSTM's bias 1, hard_sigmoid(1) = 1 exactly:
+// every cell is a pure accumulator, hardtanh(c) saturates and the quantized
+// model does not learn (apps/common/lstm_train.h, kLstmForgetBiasHard).
+TEST_CASE("imdb_lstm recipe: forget-gate bias per gate kind, overridable, refused when not finite") {
+  for (const std::string model : {"fp", "qnn"}) {
+    INFO("model " << model);
+    app::LstmConfig c;
+    c.model = model;
+    c.vocab = 20;
+    c.embed = 3;
+    c.hidden = 5;
+    app::resolve_lstm_defaults(c);
+    REQUIRE(c.forget_bias);
+    Rng rng(1);
+    auto m = app::build_lstm_classifier(c, rng);
+    auto* rnn = dynamic_cast<LSTMBase*>(&m->rnn());
+    REQUIRE(rnn);
+    const float want = model == "fp" ? 1.0f : 0.5f;
+    for (int64_t j = 0; j < 4 * c.hidden; ++j) {
+      const bool forget = j >= c.hidden && j < 2 * c.hidden;
+      if (forget)
+        CHECK(rnn->bias.data()[j] == want);
+      else
+        CHECK(std::fabs(rnn->bias.data()[j]) <= 1.0f / std::sqrt(5.0f));  // PyTorch's init elsewhere
+    }
+    // The forget gate's initial value: ~0.73 (sigmoid(1)) or 0.75 (hard), below saturation.
+    const float f0 = model == "fp" ? 1.0f / (1.0f + std::exp(-want)) : std::clamp((want + 1.0f) / 2.0f, 0.0f, 1.0f);
+    CHECK(f0 > 0.7f);
+    CHECK(f0 < 0.8f);
+  }
+  app::LstmConfig c;
+  c.model = "qnn";
+  c.forget_bias = 0.25f;  // --forget-bias 0.25 is kept
+  app::resolve_lstm_defaults(c);
+  CHECK(*c.forget_bias == 0.25f);
+  app::LstmConfig bad;
+  bad.forget_bias = std::nanf("");
+  CHECK_THROWS_WITH_AS(app::resolve_lstm_defaults(bad), doctest::Contains("--forget-bias"), Error);
 }

@@ -3,7 +3,9 @@
 // (tests/lstm_reference.h), in-recurrence quantizer plumbing, a 300-step run.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -294,4 +296,96 @@ TEST_CASE("lstm: refuses bad shapes") {
                        doctest::Contains("w_hh"), Error);
   CHECK_THROWS_WITH_AS(lstm(x, Tensor::zeros({16, 3}), Tensor::zeros({16, 4}), Tensor::zeros({15}), nullptr, false),
                        doctest::Contains("bias"), Error);
+}
+
+// =============================================================================
+// the levels product (LstmLevels): kernels on and off give the same bits
+// =============================================================================
+
+namespace {
+
+// A uniform quantizer's forward on `bits` levels of [-a, a] (round to the
+// nearest odd level; 1 bit: sign), hardtanh surrogate: what QuantLSTM hands
+// over, written out here so core's test needs no layers.
+ArrayQuant level_quant(int bits, float a) {
+  const float L = (float)((1 << bits) - 1);
+  return {[bits, a, L](const float* x, float* y, int64_t n) {
+            for (int64_t i = 0; i < n; ++i) {
+              if (bits == 1) {
+                y[i] = x[i] < 0 ? -a : a;
+                continue;
+              }
+              const float c = x[i] < -a ? -a : (x[i] > a ? a : x[i]);
+              const float v = 2.f * std::floor(c * L / (2.f * a)) + 1.f;
+              y[i] = a * std::min(L, v) / L;
+            }
+          },
+          [](const float* x, const float* g, float* gx, int64_t n) {
+            for (int64_t i = 0; i < n; ++i) gx[i] += std::fabs(x[i]) <= 1.f ? g[i] : 0.f;
+          },
+          true};
+}
+
+// w on the levels of Uniform{bits, a}
+Tensor level_weight(const Shape& s, int bits, float a, Rng& rng) {
+  Tensor w = Tensor::uniform(s, -a, a, rng);
+  const ArrayQuant q = level_quant(bits, a);
+  q.forward(w.data(), w.data(), w.numel());
+  w.set_requires_grad(true);
+  return w;
+}
+
+struct LevelsRun {
+  std::vector<float> y, gx, gwih, gwhh, gb;
+};
+
+LevelsRun run_levels(int64_t B, int64_t T, int64_t I, int64_t H, int hbits, int wbits, bool kernels, bool seq,
+                     bool use_levels = true) {
+  Rng rng(1000 + B * 7 + T * 3 + H);
+  const float wa = 0.3f;
+  Tensor x = param({B, T, I}, rng), wih = param({4 * H, I}, rng, -0.3f, 0.3f);
+  Tensor whh = level_weight({4 * H, H}, wbits, wa, rng), b = param({4 * H}, rng, -0.5f, 0.5f);
+  LstmQuant q;
+  q.gates = LstmGates::hard;
+  q.hidden = level_quant(hbits, 1.0f);
+  if (use_levels) q.levels = LstmLevels{hbits, 1.0f, wbits, wa, kernels};
+  Tensor y = lstm(x, wih, whh, b, &q, seq);
+  Tensor gy = Tensor::uniform(y.shape(), -1, 1, rng);
+  y.backward(gy);
+  return {y.to_vector(), x.grad().to_vector(), wih.grad().to_vector(), whh.grad().to_vector(), b.grad().to_vector()};
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("lstm levels: XNOR / bit-serial kernels on and off give the same bits, odd shapes") {
+  struct Shape4 {
+    int64_t B, T, I, H;
+  };
+  for (Shape4 s : {Shape4{1, 1, 3, 37}, Shape4{1, 6, 2, 70}, Shape4{19, 5, 4, 70}, Shape4{9, 1, 1, 130},
+                   Shape4{17, 4, 3, 64}})
+    for (auto [hb, wb] : {std::pair{1, 1}, std::pair{2, 2}, std::pair{1, 3}, std::pair{3, 2}})
+      for (bool seq : {false, true}) {
+        CAPTURE(s.B);
+        CAPTURE(s.T);
+        CAPTURE(s.H);
+        CAPTURE(hb);
+        CAPTURE(wb);
+        CAPTURE(seq);
+        const LevelsRun on = run_levels(s.B, s.T, s.I, s.H, hb, wb, true, seq);
+        const LevelsRun off = run_levels(s.B, s.T, s.I, s.H, hb, wb, false, seq);
+        CHECK(same_bits(on.y, off.y));
+        CHECK(same_bits(on.gx, off.gx));
+        CHECK(same_bits(on.gwih, off.gwih));
+        CHECK(same_bits(on.gwhh, off.gwhh));
+        CHECK(same_bits(on.gb, off.gb));
+        // The levels product is the float product up to rounding (scale after
+        // the exact sum): against the plain op, to float rounding.
+        const LevelsRun plain = run_levels(s.B, s.T, s.I, s.H, hb, wb, true, seq, false);
+        CHECK(max_rel_diff(on.gwih, plain.gwih) < 1e-3);
+        CHECK(max_rel_diff(on.y, plain.y) < 1e-3);
+      }
 }

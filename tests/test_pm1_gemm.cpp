@@ -163,6 +163,71 @@ TEST_CASE("pm1_gemm: large products take the threaded tiles and still agree") {
   }
 }
 
+TEST_CASE("pm1_gemm, pm1_gemm_zeros: long J in chunks, zero entries by column block; bit-exact on every ISA") {
+  IsaGuard guard;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  // J past one chunk of groups (256 values) and ragged; Kq odd, a multiple
+  // of 16, wider than K; I not a multiple of the 4-row panel; accumulate.
+  struct ZCase {
+    int64_t I, J, K, Kq;
+  };
+  for (ZCase c : {ZCase{5, 1031, 37, 5}, ZCase{7, 300, 192, 64}, ZCase{1, 513, 70, 16}, ZCase{9, 257, 33, 100},
+                  ZCase{66, 2000, 130, 64}})
+    for (bool accumulate : {false, true}) {
+      CAPTURE(c.I);
+      CAPTURE(c.J);
+      CAPTURE(c.K);
+      CAPTURE(c.Kq);
+      CAPTURE(accumulate);
+      const int64_t Q = (c.K + c.Kq - 1) / c.Kq, ZW = (Q + 63) / 64;
+      std::vector<float> A(size_t(c.I * c.J)), S(size_t(c.J * c.K)), S0;
+      for (float& v : A) v = nd(rng);
+      A[1] = -0.0f;
+      for (float& v : S) v = (rng() & 1) ? 1.0f : -1.0f;
+      // Zero entries: whole rows of some blocks, in runs (like padded taps).
+      std::vector<uint64_t> zeros(size_t(c.J * ZW), 0);
+      for (int64_t j = 0; j < c.J; ++j)
+        for (int64_t q = 0; q < Q; ++q)
+          if ((j / 3 + q) % 4 == 0 || rng() % 7 == 0) zeros[size_t(j * ZW + q / 64)] |= uint64_t(1) << (q % 64);
+      S0 = S;
+      for (int64_t j = 0; j < c.J; ++j)
+        for (int64_t kk = 0; kk < c.K; ++kk)
+          if ((zeros[size_t(j * ZW + (kk / c.Kq) / 64)] >> ((kk / c.Kq) % 64)) & 1) S0[size_t(j * c.K + kk)] = 0.0f;
+      k::PackedVector Sp = k::make_packed(c.J, c.K);
+      k::pack_rows(S.data(), c.J, c.K, c.K, Sp.data());
+      const int64_t ldc = c.K + 1;
+      std::vector<float> C0(size_t(c.I * ldc));
+      for (float& v : C0) v = nd(rng);
+      std::vector<float> want = C0, want0 = C0;
+      k::pm1_gemm_reference(c.I, c.J, c.K, A.data(), c.J, 1, S.data(), c.K, want.data(), ldc, accumulate);
+      k::pm1_gemm_reference(c.I, c.J, c.K, A.data(), c.J, 1, S0.data(), c.K, want0.data(), ldc, accumulate);
+      CHECK(same_bits(want0[0], accumulate ? C0[0] + by_formula(A, S0, c.J, c.K, 0, 0) : by_formula(A, S0, c.J, c.K, 0, 0)));
+      for (k::Isa isa : isas()) {
+        CAPTURE(std::string(k::isa_name(isa)));
+        k::set_isa(isa);
+        std::vector<float> got = C0, got0 = C0;
+        k::pm1_gemm(c.I, c.J, c.K, A.data(), c.J, 1, Sp.data(), got.data(), ldc, accumulate);
+        k::pm1_gemm_zeros(c.I, c.J, c.K, A.data(), c.J, 1, Sp.data(), c.Kq, zeros.data(), got0.data(), ldc,
+                          accumulate);
+        int64_t bad = 0, bad0 = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          bad += !same_bits(got[i], want[i]);
+          bad0 += !same_bits(got0[i], want0[i]);
+        }
+        CHECK(bad == 0);
+        CHECK(bad0 == 0);
+      }
+    }
+  std::vector<float> A(4, 1.0f), C(4);
+  k::PackedVector Sp = k::make_packed(2, 2);
+  uint64_t z = 0;
+  CHECK_THROWS_AS(k::pm1_gemm_zeros(1, 2, 2, A.data(), 2, 1, Sp.data(), 0, &z, C.data(), 2, false),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(k::pm1_gemm_zeros(1, 2, 2, A.data(), 2, 1, Sp.data(), 1, nullptr, C.data(), 2, false),
+                  std::invalid_argument);
+}
+
 TEST_CASE("pm1_gemm: empty shapes, J = 0, argument errors") {
   IsaGuard guard;
   std::vector<float> A(8, 1.0f), C(8, 5.0f);

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <string>
 #include <vector>
@@ -242,4 +243,50 @@ TEST_CASE("SequenceClassifier: learns a toy sequence task (a QuantLSTM trains)")
   }
   CHECK(first > 0.6f);
   CHECK(last < 0.5f * first);
+}
+
+TEST_CASE("QuantLSTM: --kernels on and off train bit-identically (2 steps, 1-bit and 2-bit), levels path taken") {
+  for (int bits : {1, 2}) {
+    CAPTURE(bits);
+    std::vector<std::vector<float>> result[2];
+    for (int k = 0; k < 2; ++k) {
+      Rng rng(21);
+      QuantLSTMOptions o;
+      const float a = 0.1f;  // lstm_weight_scale(100): the IMDB recipe's levels
+      o.weight_quantizer = make_quantizer("uniform", bits, {}, nullptr, a);
+      o.hidden_quantizer = quantizer_for_bits(bits, {});
+      o.weight_constraint = Clip{-a, a};
+      QuantLSTM m(5, 70, rng, o);  // H = 70: not a multiple of 64
+      m.set_kernels(k == 0);
+      REQUIRE(m.kernels_enabled() == (k == 0));
+      const LstmQuant rq = m.recurrence_quant();
+      CHECK(rq.levels.h_bits == bits);  // the levels product is used
+      CHECK(rq.levels.w_bits == bits);
+      CHECK(rq.levels.w_alpha == a);
+      CHECK(rq.levels.kernels == (k == 0));
+      Tensor x = Tensor::uniform({3, 4, 5}, -1, 1, rng);
+      for (int step = 0; step < 2; ++step) {
+        for (Tensor* p : {&m.weight_ih, &m.weight_hh, &m.bias}) p->zero_grad();
+        Tensor y = m.forward(x);
+        sum(mul(y, y)).backward();
+        for (Tensor* p : {&m.weight_ih, &m.weight_hh, &m.bias}) {
+          result[k].push_back(p->grad().to_vector());
+          float* w = p->data();
+          const float* g = p->grad().data();
+          for (int64_t i = 0; i < p->numel(); ++i) w[i] -= 0.05f * g[i];  // plain SGD
+        }
+        result[k].push_back(y.to_vector());
+      }
+      for (Tensor* p : {&m.weight_ih, &m.weight_hh, &m.bias}) result[k].push_back(p->to_vector());
+    }
+    REQUIRE(result[0].size() == result[1].size());
+    for (size_t i = 0; i < result[0].size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(result[0][i].size() == result[1][i].size());
+      CHECK(std::memcmp(result[0][i].data(), result[1][i].data(), result[0][i].size() * sizeof(float)) == 0);
+    }
+  }
+  // Real-valued h (no hidden quantizer): no levels product.
+  CHECK(recurrent_levels(nullptr, std::make_shared<Sign>(), true).h_bits == 0);
+  CHECK(recurrent_levels(std::make_shared<Sign>(), std::make_shared<Uniform>(2, 0.5f), true).w_alpha == 0.5f);
 }

@@ -10,9 +10,7 @@
 #include <cstring>
 #include <limits>
 
-#include "core/autograd.h"
 #include "core/ops.h"
-#include "layers/batchnorm.h"  // whole_batch_hook
 
 #ifdef QNN_HAVE_MPI
 #include <mpi.h>
@@ -36,103 +34,42 @@ void at_exit() {
   MPI_Finalize();
 }
 
-template <class T>
-MPI_Datatype mpi_type();
-template <>
-MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
-template <>
-MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
-
 int to_count(int64_t n, const char* what) {
   QNN_CHECK(n >= 0 && n <= std::numeric_limits<int>::max(),
             std::string("--dist mpi: ") + what + " of " + std::to_string(n) + " values is too large for one MPI message");
   return (int)n;
 }
 
-// v[i] = sum over ranks of v[i], the same bits on every rank and in every run.
-// Two ranks: one addition per element, which is commutative, so
-// MPI_Allreduce is exact-order already. More: gather to rank 0, add in rank
-// order, broadcast (MPI_Allreduce may associate differently run to run).
-template <class T>
-void ordered_sum(T* v, int64_t n) {
+// v[i] = sum over ranks of v[i], added in rank order (rank 0's + rank 1's +
+// ...), the same bits on every rank and in every run. Two ranks: one
+// addition per element, which is commutative, so MPI_Allreduce is exact.
+// More: every rank gathers every v and adds in rank order (MPI_Allreduce
+// may associate differently run to run). `all` is scratch space.
+void ordered_sum(float* v, int64_t n, std::vector<float>& all) {
   if (g_size == 1 || n == 0) return;
   const int cnt = to_count(n, "a reduction");
   if (g_size == 2) {
-    MPI_Allreduce(MPI_IN_PLACE, v, cnt, mpi_type<T>(), MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, v, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     return;
   }
-  std::vector<T> all(g_rank == 0 ? (size_t)n * g_size : 0);
-  MPI_Gather(v, cnt, mpi_type<T>(), all.data(), cnt, mpi_type<T>(), 0, MPI_COMM_WORLD);
-  if (g_rank == 0)
-    for (int q = 1; q < g_size; ++q) {
-      const T* src = all.data() + (size_t)q * n;
-      for (int64_t i = 0; i < n; ++i) v[i] += src[i];  // v: rank 0's own values
-    }
-  MPI_Bcast(v, cnt, mpi_type<T>(), 0, MPI_COMM_WORLD);
+  to_count(n * g_size, "a gather");
+  all.resize((size_t)n * g_size);
+  MPI_Allgather(v, cnt, MPI_FLOAT, all.data(), cnt, MPI_FLOAT, MPI_COMM_WORLD);
+  std::memcpy(v, all.data(), sizeof(float) * n);
+  for (int q = 1; q < g_size; ++q) {
+    const float* src = all.data() + (size_t)q * n;
+    for (int64_t i = 0; i < n; ++i) v[i] += src[i];
+  }
 }
 #endif
 
+#ifndef QNN_HAVE_MPI
 [[noreturn]] void no_mpi() {
   fail("--dist mpi: this build has no MPI: install libopenmpi-dev and rebuild (scripts/setup.sh installs it; "
        "then meson setup --reconfigure build && ninja -C build)");
 }
-
-// The gather behind gather_rows; `begin` receives this rank's first row.
-Tensor gather_impl(const Tensor& x, int64_t* begin) {
-#ifndef QNN_HAVE_MPI
-  (void)x, (void)begin;
-  no_mpi();
-#else
-  QNN_CHECK(x.defined() && x.ndim() >= 1, "gather_rows: need a tensor with a batch dimension");
-  const int64_t rows = x.dim(0);
-  const int64_t row_numel = rows > 0 ? x.numel() / rows : shape_numel(Shape(x.shape().begin() + 1, x.shape().end()));
-  std::vector<int64_t> counts(g_size);
-  MPI_Allgather(&rows, 1, MPI_INT64_T, counts.data(), 1, MPI_INT64_T, MPI_COMM_WORLD);
-  std::vector<int> cnt(g_size), off(g_size);
-  int64_t total = 0, mine = 0;
-  for (int q = 0; q < g_size; ++q) {
-    if (q == g_rank) mine = total;
-    cnt[q] = to_count(counts[q] * row_numel, "a row gather");
-    off[q] = to_count(total * row_numel, "a row gather");
-    total += counts[q];
-  }
-  to_count(total * row_numel, "a row gather");
-  if (begin) *begin = mine;
-  Shape s = x.shape();
-  s[0] = total;
-  Tensor out = Tensor::empty(s);
-  MPI_Allgatherv(x.data(), cnt[g_rank], MPI_FLOAT, out.data(), cnt.data(), off.data(), MPI_FLOAT, MPI_COMM_WORLD);
-  if (needs_grad(x)) {
-    // gout [total, ...]: this rank's graph's gradient for EVERY rank's rows.
-    // Rank q's rows get the sum over ranks p of p's gradient for them, added
-    // in rank order p = 0, 1, ... (an all-to-all, then a fixed-order sum).
-    record(out, "dist_gather_rows", {x}, [x, cnt, off, rank = g_rank, size = g_size](const Tensor& gout) {
-      const int n = cnt[rank];
-      std::vector<float> recv((size_t)n * size);
-      std::vector<int> rcnt(size, n), roff(size);
-      for (int p = 0; p < size; ++p) roff[p] = p * n;
-      MPI_Alltoallv(gout.data(), cnt.data(), off.data(), MPI_FLOAT, recv.data(), rcnt.data(), roff.data(), MPI_FLOAT,
-                    MPI_COMM_WORLD);
-      float* gx = x.grad_data();
-      for (int i = 0; i < n; ++i) {
-        float s = recv[i];
-        for (int p = 1; p < size; ++p) s += recv[(size_t)p * n + i];
-        gx[i] += s;
-      }
-    });
-  }
-  return out;
 #endif
-}
 
-// layers/batchnorm.h's hook: the op on the global batch, this rank's rows back.
-Tensor whole_batch(const Tensor& x, const WholeBatchOp& op) {
-  int64_t begin = 0;
-  Tensor full = gather_impl(x, &begin);
-  Tensor y = op(full);
-  QNN_CHECK(y.ndim() >= 1 && y.dim(0) == full.dim(0), "--dist mpi: a whole-batch layer changed the batch size");
-  return slice(y, 0, begin, begin + x.dim(0));
-}
 }  // namespace
 
 void init(const std::string& mode) {
@@ -176,73 +113,172 @@ bool have_mpi() {
 #endif
 }
 
-std::pair<int64_t, int64_t> my_rows(int64_t n) {
-  const int64_t base = n / g_size, extra = n % g_size;
-  const int64_t b = g_rank * base + std::min<int64_t>(g_rank, extra);
-  return {b, b + base + (g_rank < extra ? 1 : 0)};
+
+std::pair<int64_t, int64_t> split_rows(int64_t n, int parts, int part) {
+  const int64_t base = n / parts, extra = n % parts;
+  const int64_t b = part * base + std::min<int64_t>(part, extra);
+  return {b, b + base + (part < extra ? 1 : 0)};
 }
 
-void check_batch(int64_t batch) {
-  if (g_size <= 1 || batch % g_size == 0) return;
-  const int64_t up = (batch / g_size + 1) * g_size;
-  fail("--batch " + std::to_string(batch) + " is not a multiple of the " + std::to_string(g_size) +
-       " MPI ranks: each rank takes an equal slice of every global batch (use e.g. --batch " + std::to_string(up) + ")");
+std::pair<int64_t, int64_t> my_rows(int64_t n) { return split_rows(n, g_size, g_rank); }
+
+void check_batch(int64_t batch, int micro) {
+  if (micro > 1 && batch % micro != 0)
+    fail("--batch " + std::to_string(batch) + " is not a multiple of --micro-batches " + std::to_string(micro) +
+         ": every micro-batch takes an equal slice of the batch (use e.g. --batch " +
+         std::to_string((batch / micro + 1) * micro) + ")");
+  const int64_t k = (int64_t)g_size * micro;
+  if (g_size <= 1 || batch % k == 0) return;
+  const int64_t up = (batch / k + 1) * k;
+  fail("--batch " + std::to_string(batch) + " is not a multiple of the " + std::to_string(g_size) + " MPI ranks" +
+       (micro > 1 ? " x --micro-batches " + std::to_string(micro) : std::string()) +
+       ": each rank takes an equal slice of every global batch (use e.g. --batch " + std::to_string(up) + ")");
 }
 
-Tensor gather_rows(const Tensor& x) {
-  if (g_size == 1) return x;
-  return gather_impl(x, nullptr);
+// ---- SliceAccumulator ------------------------------------------------------------
+
+namespace {
+// The generator state of slice k (k >= 1) or after the step (k = 0): a pure
+// function of the step's start state and k.
+Rng::State derived_state(const Rng::State& start, int64_t k) {
+  Rng r;
+  r.set_state(start);
+  const uint64_t base = r.next_u64();
+  return Rng(base ^ ((uint64_t)k * 0x9e3779b97f4a7c15ULL)).state();
+}
+}  // namespace
+
+SliceAccumulator::SliceAccumulator(Module& model, int micro) : micro_(micro), slices_(g_size * micro) {
+  QNN_CHECK(micro >= 1, "--micro-batches must be >= 1");
+  params_ = model.parameters();
+  for (auto& [n, t] : model.named_buffers()) buffers_.push_back(t);
+  for (auto& [n, r] : model.named_rngs()) rngs_.push_back(r);
+  for (const Tensor& p : params_) grad_n_ += p.numel();
+  for (const Tensor& b : buffers_) buf_n_ += b.numel();
+  bucket_.assign((size_t)(grad_n_ + (int64_t)params_.size() + slices_ * slot_n()), 0.f);
+  start_buffers_.resize((size_t)buf_n_);
 }
 
-Step::Step(int64_t global_rows, int64_t local_rows) : global_(global_rows), local_(local_rows) {
-  QNN_CHECK(local_rows > 0, "--dist mpi: a batch of " + std::to_string(global_rows) + " rows gives rank " +
-                                std::to_string(g_rank) + " no rows; use a --batch / data size with at least " +
-                                std::to_string(g_size) + " rows in every batch");
-  if (g_size > 1) {
-    whole_batch_hook = &whole_batch;
-    hooked_ = true;
-  }
-}
-
-Step::~Step() {
-  if (hooked_) whole_batch_hook = nullptr;
-}
-
-Tensor Step::scale_loss(const Tensor& loss) const {
-  if (global_ == local_) return loss;
-  // Two ranks: x 0.5, exact.
-  return mul_scalar(loss, (float)((double)local_ / (double)global_));
-}
-
-void Step::reduce_gradients(const std::vector<Tensor>& params) {
-#ifdef QNN_HAVE_MPI
-  if (g_size == 1) return;
-  if (hooked_) whole_batch_hook = nullptr, hooked_ = false;
-  int64_t n = 0;
-  for (const Tensor& p : params) n += p.numel();
-  std::vector<float> buf((size_t)n);  // one flat bucket: one collective per step
+void SliceAccumulator::start_step(int64_t global_rows) {
+  global_ = global_rows;
+  const auto [b, e] = my_rows(global_rows);
+  local_begin_ = b;
+  local_rows_ = e - b;
+  QNN_CHECK(global_rows >= slices_,
+            "a batch of " + std::to_string(global_rows) + " rows cannot be cut into " + std::to_string(slices_) +
+                " slices (" + std::to_string(g_size) + " MPI rank(s) x --micro-batches " + std::to_string(micro_) +
+                "): use a --batch / --limit-train / --val that leaves at least " + std::to_string(slices_) +
+                " rows in every batch");
+  std::fill(bucket_.begin() + grad_n_, bucket_.end(), 0.f);  // flags and every slot: other ranks' stay 0
   int64_t at = 0;
-  for (const Tensor& p : params) {
-    std::memcpy(buf.data() + at, p.grad_data(), sizeof(float) * p.numel());
-    at += p.numel();
+  for (const Tensor& t : buffers_) {
+    std::memcpy(start_buffers_.data() + at, t.data(), sizeof(float) * t.numel());
+    at += t.numel();
   }
-  ordered_sum(buf.data(), n);
-  at = 0;
-  for (const Tensor& p : params) {
-    std::memcpy(p.grad_data(), buf.data() + at, sizeof(float) * p.numel());
-    at += p.numel();
-  }
-#else
-  (void)params;
-#endif
+  rng_start_.clear();
+  for (Rng* r : rngs_) rng_start_.push_back(r->state());
 }
 
-std::pair<double, int64_t> Step::reduce_stats(double loss_times_rows, int64_t correct) {
-  double v[2] = {loss_times_rows, (double)correct};
+std::pair<int64_t, int64_t> SliceAccumulator::slice_rows(int m) const {
+  // The global slice rank*M + m, in this rank's rows. Its rows within the
+  // global batch are split_rows(global, K, k) when the split is even (what
+  // check_batch asks of --batch).
+  return split_rows(local_rows_, micro_, m);
+}
+
+void SliceAccumulator::begin_slice(int m) {
+  const int64_t k = (int64_t)g_rank * micro_ + m;
+  if (m > 0) {  // every slice starts from the step's running statistics
+    int64_t at = 0;
+    for (Tensor& t : buffers_) {
+      std::memcpy(t.data(), start_buffers_.data() + at, sizeof(float) * t.numel());
+      at += t.numel();
+    }
+  }
+  for (size_t i = 0; i < rngs_.size(); ++i) rngs_[i]->set_state(derived_state(rng_start_[i], k + 1));
+  for (Tensor& p : params_) p.zero_grad();  // each slice's gradient from zero, as on its own rank
+}
+
+Tensor SliceAccumulator::scale_loss(const Tensor& loss, int m) const {
+  const auto [b, e] = slice_rows(m);
+  if (e - b == global_) return loss;
+  // Two slices: x 0.5, exact. The same float in every process.
+  return mul_scalar(loss, (float)((double)(e - b) / (double)global_));
+}
+
+void SliceAccumulator::end_slice(int m, float slice_loss, int64_t correct) {
+  float* acc = bucket_.data();
+  float* flags = acc + grad_n_;
+  int64_t at = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    const int64_t n = p.numel();
+    if (p.has_grad()) {
+      flags[i] = 1.f;
+      const float* g = p.grad_data();
+      if (m == 0)
+        std::memcpy(acc + at, g, sizeof(float) * n);
+      else
+        for (int64_t j = 0; j < n; ++j) acc[at + j] += g[j];  // slice order: ((g0 + g1) + g2) ...
+    } else if (m == 0) {
+      std::fill(acc + at, acc + at + n, 0.f);
+    }
+    at += n;
+  }
+  const int64_t k = (int64_t)g_rank * micro_ + m;
+  float* slot = flags + params_.size() + k * slot_n();
+  at = 0;
+  for (const Tensor& t : buffers_) {
+    std::memcpy(slot + at, t.data(), sizeof(float) * t.numel());
+    at += t.numel();
+  }
+  const auto [b, e] = slice_rows(m);
+  slot[buf_n_] = slice_loss;
+  slot[buf_n_ + 1] = (float)(e - b);  // <= 2^24 (--batch's range): exact
+  slot[buf_n_ + 2] = (float)correct;
+}
+
+SliceAccumulator::StepTotals SliceAccumulator::finish() {
 #ifdef QNN_HAVE_MPI
-  ordered_sum(v, 2);
+  ordered_sum(bucket_.data(), (int64_t)bucket_.size(), gathered_);  // the step's one collective
 #endif
-  return {v[0], (int64_t)v[1]};
+  const float* acc = bucket_.data();
+  const float* flags = acc + grad_n_;
+  int64_t at = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    const int64_t n = p.numel();
+    if (flags[i] > 0)
+      std::memcpy(p.grad_data(), acc + at, sizeof(float) * n);
+    else
+      p.zero_grad();  // reached by no slice: the optimizer leaves it alone, as in one pass
+    at += n;
+  }
+  // Each slot holds one slice's values (the other ranks added zeros). The
+  // step's running statistics: the mean over the slices, summed in slice
+  // order in double (a buffer no slice changed keeps its exact value).
+  const float* slots = flags + params_.size();
+  StepTotals t;
+  double loss_sum = 0;
+  for (int64_t k = 0; k < slices_; ++k) {
+    const float* s = slots + k * slot_n();
+    loss_sum += (double)s[buf_n_] * (double)s[buf_n_ + 1];
+    t.rows += (int64_t)s[buf_n_ + 1];
+    t.correct += (int64_t)s[buf_n_ + 2];
+  }
+  t.loss = t.rows ? loss_sum / (double)t.rows : 0;
+  at = 0;
+  for (Tensor& buf : buffers_) {
+    float* d = buf.data();
+    for (int64_t j = 0; j < buf.numel(); ++j) {
+      double s = 0;
+      for (int64_t k = 0; k < slices_; ++k) s += (double)slots[k * slot_n() + at + j];
+      d[j] = (float)(s / (double)slices_);
+    }
+    at += buf.numel();
+  }
+  for (size_t i = 0; i < rngs_.size(); ++i) rngs_[i]->set_state(derived_state(rng_start_[i], 0));
+  return t;
 }
 
 }  // namespace qnn::app::dist

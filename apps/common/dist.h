@@ -1,40 +1,51 @@
-// apps/common/dist.h — data-parallel training over MPI (--dist mpi).
+// apps/common/dist.h — one optimizer step over slices of the global batch:
+// gradient accumulation (--micro-batches M) and data-parallel training over
+// MPI (--dist mpi), which are the same computation.
 //
 //   mpirun -np 2 build/apps/mnist_mlp --dist mpi --batch 100 ...
+//   build/apps/mnist_mlp --batch 100 --micro-batches 2 ...   # the same model, bit for bit
 //
-// Every process (rank) holds the whole model and sees the same sequence of
-// global batches (--batch rows each, same seed, same order). In a training
-// step rank r keeps only its slice of the batch, rows [r*B/P, (r+1)*B/P), and
-// the step computes the gradient of the GLOBAL batch's loss:
+// A global batch of n rows (--batch) is cut into K equal consecutive slices
+// (split_rows). One process with --micro-batches K runs the slices one after
+// the other; P MPI ranks each run one slice (rank r: slice r); P ranks with
+// --micro-batches M run K = P*M slices, M per rank. A slice is a complete
+// forward and backward pass on its rows alone:
 //
-//  * the loss of a slice is its mean scaled by rows/B, so the slices' losses
-//    add up to the global mean and their gradients to the global gradient;
-//  * layers whose output row depends on other rows or on the row's place in
-//    the batch — batch norm in training (batch statistics) and dropout (masks
-//    drawn per element index) — run on the whole global batch: the slices are
-//    gathered in rank order (layers/batchnorm.h's whole_batch hook), the layer
-//    runs on the gathered rows exactly as in one process, and each rank keeps
-//    its own rows. The gather's backward sums the ranks' gradients for each
-//    row in rank order. So batch-norm statistics and running averages are
-//    those of the global batch (synchronised batch norm), and dropout masks
-//    are the one-process masks;
-//  * after backward, the parameter gradients (one flat buffer) are summed
-//    over the ranks in a fixed order (two ranks: MPI_Allreduce, whose single
-//    addition per element is order-free; more: gathered to rank 0, summed in
-//    rank order, broadcast), so runs are reproducible bit for bit.
+//  * its mean loss is scaled by rows/n, so the slices' gradients add up to
+//    the gradient of the global batch's mean loss;
+//  * batch norm in training normalises with the SLICE's statistics (as
+//    PyTorch's DistributedDataParallel without SyncBatchNorm): per-slice
+//    batch statistics, no communication inside the forward pass. With 50
+//    rows per slice (--batch 100, two slices) they are a little noisier
+//    than the whole batch's; use a larger --batch to keep the rows per
+//    slice. The running mean / variance of the step are the mean over the
+//    slices of what each slice's update gave (summed in slice order in
+//    double), the same in every process;
+//  * every generator of the model (dropout masks, stochastic quantizers) is
+//    set, before slice k, to a state derived from (its state at the start of
+//    the step, k), and after the step to one derived from (that state, 0):
+//    a draw is a function of the step and the slice, never of the rank or
+//    of how many processes run the slices. Shuffling and augmentation belong
+//    to the global batch (every rank loads the same global batch and keeps
+//    its rows).
 //
-// Every rank then takes the same optimizer step, so the replicas stay equal.
-// What is NOT bit-identical to one process: a weight gradient summed over the
-// batch is summed per slice and then across ranks, which rounds differently
-// from one GEMM over the whole batch (float addition is not associative). The
-// final model agrees with the one-process run to ~1e-6 relative (tested).
+// The slices' gradients are each computed from zero and summed in slice
+// order (slice 0 + slice 1 + ...). One process does that in a buffer; ranks
+// do it with ONE collective per step over one flat bucket (gradients,
+// per-slice buffers, per-slice loss / correct counts): two ranks use
+// MPI_Allreduce, whose single addition per element is order-free; more
+// ranks gather every bucket and add in rank order on each rank. So
+// `mpirun -np P ... --dist mpi` and `... --micro-batches P` give the same
+// checkpoint bytes (tested with P = 2); with --micro-batches M > 1 under
+// MPI, each rank first sums its own M slices, so that run equals no
+// one-process run exactly (it is the same mathematics, rounded in another
+// order). Every rank then takes the same optimizer step: the replicas stay
+// bit-identical.
 //
 // Evaluation (validation / test) runs on every rank over the whole set: the
 // numbers are the one-process numbers. Only rank 0 prints (the other ranks'
-// stdout goes to /dev/null) and writes files (--json, --save, --export).
-//
-// Not handled: stochastic quantizers (--binarize stoch) draw per slice
-// position, so their noise is not the one-process noise.
+// stdout goes to /dev/null) and writes files (--json, --save, --export,
+// --checkpoint, --plot).
 #pragma once
 
 #include <cstdint>
@@ -42,7 +53,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "core/rng.h"
+#include "layers/module.h"
 
 namespace qnn::app::dist {
 
@@ -62,39 +74,59 @@ bool have_mpi();    // this build was compiled with MPI
 // The run finished: at exit MPI_Finalize, not MPI_Abort.
 void mark_done();
 
-// This rank's rows [begin, end) of a global batch of n rows (even split; the
-// first ranks get one row more when P does not divide n).
+// Rows [begin, end) of part `part` of n rows cut into `parts` consecutive
+// parts (the first n % parts parts get one row more).
+std::pair<int64_t, int64_t> split_rows(int64_t n, int parts, int part);
+// This rank's rows of a global batch of n rows: split_rows(n, size(), rank()).
 std::pair<int64_t, int64_t> my_rows(int64_t n);
 
-// Throws qnn::Error naming --batch when it is not a multiple of the rank
-// count (the last, smaller batch of an epoch is split as evenly as it can be).
-void check_batch(int64_t batch);
+// Throws qnn::Error naming --batch (or --micro-batches) when --batch is not
+// a multiple of ranks x micro-batches (the last, smaller batch of an epoch
+// is split as evenly as it can be).
+void check_batch(int64_t batch, int micro_batches = 1);
 
-// One training step's distributed parts, RAII: while alive, layers that need
-// the whole batch run on the gathered batch (layers/batchnorm.h's hook).
-class Step {
+// One optimizer step as K = size() * micro slices, M = micro of them in this
+// process (global slices rank()*M ... rank()*M + M - 1). Build once per
+// epoch (it keeps its buffers); per step:
+//
+//   acc.start_step(n);                       // n: rows of the global batch
+//   for (int m = 0; m < micro; ++m) {
+//     auto [b, e] = acc.slice_rows(m);       // rows of the LOCAL batch (this rank's rows)
+//     acc.begin_slice(m);                    // generators, buffers, zeroed gradients
+//     loss = ...forward rows [b, e)...;
+//     acc.scale_loss(loss).backward();
+//     acc.end_slice(m, loss value, rows, correct);
+//   }
+//   StepTotals t = acc.finish();             // every parameter's .grad = the global gradient
+//   opt.step();
+class SliceAccumulator {
  public:
-  // global_rows: rows of the global batch; local_rows: this rank's slice.
-  Step(int64_t global_rows, int64_t local_rows);
-  ~Step();
-  Step(const Step&) = delete;
-  Step& operator=(const Step&) = delete;
-  // The slice's mean loss times local/global rows (a differentiable scalar).
-  Tensor scale_loss(const Tensor& local_mean_loss) const;
-  // Call after the backward, outside the hook: sums every parameter's
-  // gradient over the ranks (fixed order).
-  void reduce_gradients(const std::vector<Tensor>& params);
-  // Sums of per-step numbers over the ranks (fixed order): {loss*rows, correct}.
-  std::pair<double, int64_t> reduce_stats(double loss_times_rows, int64_t correct);
+  SliceAccumulator(Module& model, int micro);
+  void start_step(int64_t global_rows);
+  // Rows [begin, end) of local slice m within this process's part of the batch.
+  std::pair<int64_t, int64_t> slice_rows(int m) const;
+  void begin_slice(int m);
+  // The slice's mean loss times its rows / global rows (differentiable).
+  Tensor scale_loss(const Tensor& slice_mean_loss, int m) const;
+  void end_slice(int m, float slice_loss, int64_t correct);
+  struct StepTotals {
+    double loss = 0;  // the global batch's mean loss (NaN / Inf if any slice's was)
+    int64_t correct = 0, rows = 0;
+  };
+  // Combines the slices (and ranks): gradients, buffers, generators.
+  StepTotals finish();
 
  private:
-  int64_t global_, local_;
-  bool hooked_ = false;
+  int micro_, slices_;
+  int64_t global_ = 0, local_begin_ = 0, local_rows_ = 0;
+  std::vector<Tensor> params_, buffers_;
+  std::vector<Rng*> rngs_;
+  std::vector<Rng::State> rng_start_;
+  int64_t grad_n_ = 0, buf_n_ = 0;
+  // The bucket: [gradients (grad_n_) | has-gradient flags (params) |
+  // K slots of (buffers (buf_n_), loss, rows, correct)].
+  std::vector<float> bucket_, start_buffers_, gathered_;
+  int64_t slot_n() const { return buf_n_ + 3; }
 };
-
-// Rows of `x` (dim 0) of every rank, concatenated in rank order (same shape
-// beyond dim 0 on every rank). Differentiable: the backward gives each rank
-// the sum over ranks (in rank order) of the gradients of its own rows.
-Tensor gather_rows(const Tensor& x);
 
 }  // namespace qnn::app::dist

@@ -61,7 +61,7 @@ const std::vector<std::string>& training_flag_names() {
   static const std::vector<std::string> names = {
       "--epochs", "--batch", "--optimizer", "--lr",   "--lr-end", "--schedule", "--loss",   "--val",
       "--limit-train", "--patience", "--seed", "--threads", "--json", "--save", "--load", "--eval-only",
-      "--kernels", "--export", "--profile-steps", "--checkpoint", "--resume", "--plot", "--dist"};
+      "--kernels", "--export", "--profile-steps", "--checkpoint", "--resume", "--plot", "--dist", "--micro-batches"};
   return names;
 }
 
@@ -147,6 +147,13 @@ void add_training_flags(CLI::App& cli, TrainFlags& f, const std::vector<std::str
                    "--batch (mpirun -np P PROGRAM --dist mpi ...)")
         ->capture_default_str()
         ->check(one_of({"none", "mpi"}));
+  if (want("--micro-batches"))
+    cli.add_option("--micro-batches", f.micro_batches,
+                   "gradient accumulation: run every --batch as M equal slices (forward + backward each, batch-norm "
+                   "statistics per slice), sum their gradients, take one step; the same model as M MPI ranks "
+                   "(1..65536; --batch must be a multiple)")
+        ->capture_default_str()
+        ->check(integer_in(1, 65536, "an integer in 1..65536"));
 }
 
 void resolve_training_flags(TrainFlags& f) {
@@ -157,7 +164,7 @@ void resolve_training_flags(TrainFlags& f) {
   QNN_CHECK(f.resume_path.empty() || !f.eval_only, "--resume continues training; it cannot go with --eval-only");
   if (!f.resume_path.empty() && f.checkpoint_path.empty()) f.checkpoint_path = f.resume_path;
   dist::init(f.dist);  // --dist mpi: MPI_Init (an error if the build has no MPI)
-  if (!f.eval_only) dist::check_batch(f.batch);
+  if (!f.eval_only) dist::check_batch(f.batch, f.micro_batches);
   // Default threads: the cores, shared by the ranks on this host.
   if (!f.threads) f.threads = (int)std::max(1u, std::thread::hardware_concurrency() / (unsigned)dist::local_size());
   kernels::set_num_threads(*f.threads);

@@ -73,6 +73,7 @@ struct TrainFlags {
   std::string checkpoint_path, resume_path;
   std::string plot_path;                    // --plot FILE.svg|png: loss and accuracy per epoch (gnuplot)
   std::string dist = "none";                // --dist none|mpi: data-parallel training (apps/common/dist.h)
+  int micro_batches = 1;                    // --micro-batches M >= 1: gradient accumulation over M slices per batch
 };
 
 // The flag names add_training_flags knows, in registration order.

@@ -31,6 +31,8 @@ void resolve_lstm_defaults(LstmConfig& c) {
   QNN_CHECK(c.vocab >= 3, "--vocab must be >= 3 (padding, out-of-vocabulary and one word), got " +
                               std::to_string(c.vocab));
   QNN_CHECK(c.embed >= 1 && c.hidden >= 1, "--embed and --hidden must be >= 1");
+  if (!c.forget_bias) c.forget_bias = c.model == "fp" ? kLstmForgetBiasSmooth : kLstmForgetBiasHard;
+  QNN_CHECK(std::isfinite(*c.forget_bias), "--forget-bias must be a finite number");
   parse_surrogate(c.surrogate);  // throws naming the problem
   parse_surrogate(c.weight_surrogate);
 }
@@ -38,7 +40,7 @@ void resolve_lstm_defaults(LstmConfig& c) {
 float lstm_weight_scale(int64_t hidden) { return 1.0f / std::sqrt((float)hidden); }
 
 std::shared_ptr<SequenceClassifier> build_lstm_classifier(const LstmConfig& c, Rng& rng) {
-  QNN_CHECK(c.wbits && c.abits, "LstmConfig: call resolve_lstm_defaults before build_lstm_classifier");
+  QNN_CHECK(c.wbits && c.abits && c.forget_bias, "LstmConfig: call resolve_lstm_defaults before build_lstm_classifier");
   auto emb = std::make_shared<Embedding>(c.vocab, c.embed, rng);
   std::shared_ptr<Module> rnn;
   if (c.model == "fp") {
@@ -58,6 +60,10 @@ std::shared_ptr<SequenceClassifier> build_lstm_classifier(const LstmConfig& c, R
     q.hidden_quantizer = quantizer_for_bits(*c.abits, parse_surrogate(c.surrogate));
     rnn = std::make_shared<QuantLSTM>(c.embed, c.hidden, rng, std::move(q));
   }
+  // The forget-gate bias (lstm_train.h: kLstmForgetBias*): the layer's init
+  // puts 1 there; overwrite with the resolved value for these gates.
+  auto* base = dynamic_cast<LSTMBase*>(rnn.get());
+  for (int64_t j = c.hidden; j < 2 * c.hidden; ++j) base->bias.data()[j] = *c.forget_bias;
   auto head = std::make_shared<Linear>(c.hidden, 2, rng, LinearOptions{true, "glorot"});
   return std::make_shared<SequenceClassifier>(emb, rnn, head);
 }
@@ -99,6 +105,7 @@ json lstm_config_json(const LstmAppOptions& o, float lr_decay) {
          {"embed", c.embed}, {"hidden", c.hidden}, {"wbits", c.wbits.value_or(32)}, {"abits", c.abits.value_or(32)},
          {"gates", c.model == "fp" ? "sigmoid/tanh" : "hard_sigmoid/hardtanh"}, {"surrogate", c.surrogate},
          {"weight_surrogate", c.weight_surrogate},
+         {"forget_bias", c.forget_bias ? json(f2d(*c.forget_bias)) : json(nullptr)},
          {"weight_scale", c.model == "qnn" && c.wbits.value_or(32) < 32 ? json(f2d(lstm_weight_scale(c.hidden))) : json(nullptr)},
          {"head", "linear fp32"}, {"epochs", t.epochs}, {"batch", t.batch},
          {"optimizer", t.optimizer}, {"lr", t.lr ? json(f2d(*t.lr)) : json(nullptr)},
@@ -200,9 +207,11 @@ TrainResult run_imdb_lstm(LstmAppOptions& o, const ImdbData* data, const LstmRun
   TrainJob job;
   job.flags = &t;
   const LstmConfig c = o.lstm;
-  job.build = [c, seed = t.seed] {
+  job.build = [c, seed = t.seed, kern = t.kernels] {
     Rng rng(seed);
-    return std::shared_ptr<Module>(build_lstm_classifier(c, rng));
+    auto net = build_lstm_classifier(c, rng);
+    if (auto* q = dynamic_cast<QuantLSTM*>(&net->rnn()); q && kern) q->set_kernels(*kern);  // --kernels on|off
+    return std::shared_ptr<Module>(net);
   };
   if (train_src) job.data.train = sequence_feed(*train_src);
   if (val_src) job.data.val = sequence_feed(*val_src);

@@ -95,47 +95,58 @@ std::pair<Dataset, Dataset> split_validation(const Dataset& train_full, const Tr
 // ---- one epoch, one evaluation ------------------------------------------------
 
 EpochStats train_epoch(Module& model, Optimizer& opt, Feed& feed, int64_t epoch, LossKind loss_kind,
-                       const std::function<void(int64_t, int64_t, double)>& progress) {
+                       const std::function<void(int64_t, int64_t, double)>& progress, int micro_batches) {
   model.train(true);
   EpochStats st;
   const double t0 = now_seconds();
   double loss_sum = 0;
   int64_t correct = 0, seen = 0;
-  // --dist mpi with several ranks: this rank trains on its slice of every
-  // batch, and the step computes the global batch's gradient (dist.h).
+  auto diverged = [&](double lv, int64_t step) {
+    throw Diverged("training diverged: the loss is " + std::string(std::isnan(lv) ? "NaN" : "infinite") +
+                   " at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
+                   " (try a lower --lr)");
+  };
+  // --dist mpi with several ranks and / or --micro-batches: every step runs
+  // as slices of the global batch whose gradients are summed (dist.h).
+  QNN_CHECK(micro_batches >= 1, "--micro-batches must be >= 1, got " + std::to_string(micro_batches));
   const bool dp = dist::size() > 1;
   if (dp)
     QNN_CHECK(feed.slice_rows(&dist::my_rows), "--dist mpi: this program's training batches cannot be split over ranks");
+  std::optional<dist::SliceAccumulator> acc;
+  if (dp || micro_batches > 1) acc.emplace(model, micro_batches);
   feed.start_epoch(epoch);
   const int64_t total = feed.num_batches();
   for (int64_t step = 0; step < total; ++step) {
     feed.load(step);
-    std::optional<dist::Step> ds;
-    if (dp) ds.emplace(feed.global_rows(), (int64_t)feed.labels().size());
+    if (acc) {
+      acc->start_step(feed.global_rows());
+      for (int m = 0; m < micro_batches; ++m) {
+        const auto [b, e] = acc->slice_rows(m);
+        if (micro_batches > 1)
+          QNN_CHECK(feed.select_rows(b, e), "--micro-batches: this program's training batches cannot be split");
+        acc->begin_slice(m);
+        Tensor logits = feed.forward(model);
+        const std::vector<int32_t>& y = feed.labels();
+        Tensor loss = compute_loss(loss_kind, logits, y);
+        const float lv = loss.item();
+        acc->scale_loss(loss, m).backward();
+        acc->end_slice(m, lv, count_correct(logits, y));
+      }
+      // Every rank sees the global loss, so all ranks stop together.
+      const dist::SliceAccumulator::StepTotals t = acc->finish();
+      if (!std::isfinite(t.loss)) diverged(t.loss, step);
+      opt.step();
+      correct += t.correct;
+      loss_sum += t.loss * (double)t.rows;
+      seen += t.rows;
+      if (progress) progress(step + 1, total, loss_sum / seen);
+      continue;
+    }
     Tensor logits = feed.forward(model);
     const std::vector<int32_t>& y = feed.labels();
     Tensor loss = compute_loss(loss_kind, logits, y);
-    float lv = loss.item();
-    if (dp) {  // the global batch's loss and correct count, on every rank (so all ranks stop together)
-      const auto [ls, c] = ds->reduce_stats((double)lv * (double)y.size(), count_correct(logits, y));
-      lv = (float)(ls / (double)feed.global_rows());
-      const int64_t b = feed.global_rows();
-      if (std::isfinite(lv)) {
-        correct += c;
-        opt.zero_grad();
-        ds->scale_loss(loss).backward();
-        ds->reduce_gradients(model.parameters());
-        opt.step();
-        loss_sum += ls;
-        seen += b;
-        if (progress) progress(step + 1, total, loss_sum / seen);
-        continue;
-      }
-    }
-    if (!std::isfinite(lv))
-      throw Diverged("training diverged: the loss is " + std::string(std::isnan(lv) ? "NaN" : "infinite") +
-                     " at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
-                     " (try a lower --lr)");
+    const float lv = loss.item();
+    if (!std::isfinite(lv)) diverged(lv, step);
     correct += count_correct(logits, y);
     opt.zero_grad();
     loss.backward();
@@ -312,6 +323,11 @@ TrainResult run_training(TrainJob& job) {
             "run_training: training and --profile-steps need a training feed");
   QNN_CHECK(f.lr && f.lr_end && f.loss, "run_training: --lr, --lr-end and --loss must be resolved by the app");
   if (dist::is_root()) check_output_paths(f);  // fail now, not after hours of training (--dist: rank 0 writes)
+  // Slicing a batch (ranks x micro-batches) changes the batch-norm statistics
+  // and the random draws, so it is part of what a run is (--resume checks
+  // it); 2 ranks and --micro-batches 2 are the same run. Absent for 1, as
+  // before the flag existed.
+  if (const int k = dist::size() * f.micro_batches; k > 1 && !f.eval_only) job.config["batch_slices"] = k;
   std::optional<RunState> resumed;  // --resume: read and checked before any work
   if (!f.resume_path.empty()) {
     resumed = load_run_state(f.resume_path);
@@ -379,10 +395,12 @@ TrainResult run_training(TrainJob& job) {
         const float lr = sched->lr_at(e);
         opt->set_lr(lr);
         Progress prog(job.progress_prefix + "epoch " + std::to_string(e + 1) + "/" + std::to_string(f.epochs));
-        const EpochStats st = train_epoch(*model, *opt, *job.data.train, e, loss_kind,
-                                          [&](int64_t d, int64_t t, double l) {
-                                            if (dist::is_root()) prog.update(d, t, l);
-                                          });
+        const EpochStats st = train_epoch(
+            *model, *opt, *job.data.train, e, loss_kind,
+            [&](int64_t d, int64_t t, double l) {
+              if (dist::is_root()) prog.update(d, t, l);
+            },
+            f.micro_batches);
         std::optional<EvalStats> vs;
         if (job.data.val) vs = evaluate(*model, *job.data.val, loss_kind);
         if (job.epoch_lines) {

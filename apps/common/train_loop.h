@@ -74,6 +74,11 @@ class Feed {
   // its batches returns false (the loop then refuses --dist).
   virtual bool slice_rows(std::function<std::pair<int64_t, int64_t>(int64_t)> rows) { return false; }
   virtual int64_t global_rows() const { return (int64_t)labels().size(); }
+  // Gradient accumulation (--micro-batches): narrow the loaded batch (this
+  // rank's rows) to its rows [begin, end) for the next forward / labels();
+  // the next load() undoes it. A feed that cannot returns false (the loop
+  // then refuses --micro-batches).
+  virtual bool select_rows(int64_t begin, int64_t end) { return false; }
 };
 
 // Rows [begin, end) of a batch: image batches (x [B, ...], y) and token
@@ -108,6 +113,7 @@ class LoaderFeed final : public Feed {
   }
   int64_t num_batches() const override { return ep_ ? (int64_t)ep_->size() : 0; }
   void load(int64_t i) override {
+    sel_.reset();
     cur_.reset();
     cur_.emplace(ep_->batch(i));
     global_ = (int64_t)labels_(*cur_).size();
@@ -117,21 +123,30 @@ class LoaderFeed final : public Feed {
         cur_.emplace(slice_batch(BatchT(*cur_), b, e));
       }
   }
-  Tensor forward(Module& model) override { return fwd_(model, *cur_); }
-  const std::vector<int32_t>& labels() const override { return labels_(*cur_); }
+  Tensor forward(Module& model) override { return fwd_(model, sel_ ? *sel_ : *cur_); }
+  const std::vector<int32_t>& labels() const override { return labels_(sel_ ? *sel_ : *cur_); }
   bool slice_rows(std::function<std::pair<int64_t, int64_t>(int64_t)> rows) override {
     if constexpr (!kSliceableBatch<BatchT>) return false;
     rows_ = std::move(rows);
     return true;
   }
   int64_t global_rows() const override { return global_; }
+  bool select_rows(int64_t begin, int64_t end) override {
+    if constexpr (!kSliceableBatch<BatchT>) return false;
+    else {
+      sel_.reset();
+      sel_.emplace(slice_batch(*cur_, begin, end));
+      return true;
+    }
+  }
 
  private:
   const Loader* loader_;
   Forward fwd_;
   Labels labels_;
   std::optional<EpochT> ep_;
-  std::optional<BatchT> cur_;
+  std::optional<BatchT> cur_;  // the loaded batch (this rank's rows)
+  std::optional<BatchT> sel_;  // select_rows: a micro-batch of it
   std::function<std::pair<int64_t, int64_t>(int64_t)> rows_;  // --dist: this rank's rows
   int64_t global_ = 0;
 };
@@ -170,8 +185,11 @@ struct EpochStats {
 // One pass over epoch `epoch` of the feed: forward, loss, backward, step.
 // `progress(done, total, running_loss)` is called after every batch.
 // Throws Diverged if the loss becomes NaN/Inf, naming the epoch and step.
+// micro_batches > 1 (--micro-batches): each batch runs as that many equal
+// consecutive slices, their gradients summed, then one optimizer step
+// (apps/common/dist.h; the same computation as that many MPI ranks).
 EpochStats train_epoch(Module& model, Optimizer& opt, Feed& feed, int64_t epoch, LossKind loss,
-                       const std::function<void(int64_t, int64_t, double)>& progress = {});
+                       const std::function<void(int64_t, int64_t, double)>& progress = {}, int micro_batches = 1);
 EpochStats train_epoch(Module& model, Optimizer& opt, const DataLoader& loader, int64_t epoch, LossKind loss,
                        const std::function<void(int64_t, int64_t, double)>& progress = {});
 

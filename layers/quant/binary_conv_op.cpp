@@ -186,51 +186,34 @@ Tensor binary_conv2d(const Tensor& x, const Tensor& W, const Tensor& b, const Bi
       Tensor dq = Tensor::empty({O, CKK});
       float* pdq = dq.data();
       const int64_t KK = g.KH * g.KW;
+      // One product over the packed patches, K' = KK*CW*64 columns in (ky,
+      // kx, c) order. Every tap is a sign bit (+1 pads are 0 bits), except
+      // with zero padding: there a padded tap is 0, which pm1_gemm_zeros
+      // takes from a bitmap (pixel m, tap t) over column blocks of CW*64 —
+      // the same grouped sums over m as the reference's 0 * g terms.
+      const int64_t Kp = KK * CW * 64;
+      Tensor ct = Tensor::empty({O, Kp});
       if (spec.one_padding || g.pad == 0) {
-        // Every tap is a sign bit (+1 pads are 0 bits): one product over the
-        // packed patches, K' = KK*CW*64 columns in (ky, kx, c) order.
-        const int64_t Kp = KK * CW * 64;
-        Tensor ct = Tensor::empty({O, Kp});
         kernels::pm1_gemm(O, M, Kp, pt, M, 1, patches.data(), ct.data(), Kp, false);
-        const float* pc = ct.data();
-        for (int64_t o = 0; o < O; ++o)
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t t = 0; t < KK; ++t) pdq[o * CKK + c * KK + t] = pc[o * Kp + t * CW * 64 + c];
       } else {
-        // Zero padding: per tap (ky, kx), the patch words of that tap as S
-        // [M x C], and A = gT with the pixels whose tap falls on padding set
-        // to 0 (their term is +-0, as 0 * g in the reference).
-        const int64_t PWc = kernels::packed_words(C);
-        Words st(M * PWc);
-        Tensor at = gT.clone();
-        float* pa = at.data();
-        Tensor ct = Tensor::empty({O, C});
-        const float* pc = ct.data();
-        std::vector<int64_t> pads;
-        for (int64_t ky = 0; ky < g.KH; ++ky)
-          for (int64_t kx = 0; kx < g.KW; ++kx) {
-            const int64_t t = ky * g.KW + kx;
-            uint64_t* ps = st.data();
-            const uint64_t* pp = patches.data();
-#pragma omp parallel for schedule(static) if (M * CW > kParallelMin)
-            for (int64_t m = 0; m < M; ++m) std::memcpy(ps + m * PWc, pp + m * RW + t * CW, size_t(CW) * 8);
-            pads.clear();
-            for (int64_t oy = 0; oy < g.OH; ++oy)
-              for (int64_t ox = 0; ox < g.OW; ++ox) {
-                const int64_t iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
-                if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) pads.push_back(oy * g.OW + ox);
+        const int64_t ZW = (KK + 63) / 64;
+        std::vector<uint64_t> zeros(size_t(M * ZW), 0);
+        for (int64_t oy = 0; oy < g.OH; ++oy)
+          for (int64_t ox = 0; ox < g.OW; ++ox)
+            for (int64_t ky = 0; ky < g.KH; ++ky)
+              for (int64_t kx = 0; kx < g.KW; ++kx) {
+                const int64_t iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx, t = ky * g.KW + kx;
+                if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
+                  zeros[size_t((oy * g.OW + ox) * ZW + t / 64)] |= uint64_t(1) << (t % 64);
               }
-            for (int64_t o = 0; o < O; ++o)
-              for (int64_t n = 0; n < N; ++n)
-                for (int64_t p : pads) pa[o * M + n * P + p] = 0.0f;
-            kernels::pm1_gemm(O, M, C, pa, M, 1, st.data(), ct.data(), C, false);
-            for (int64_t o = 0; o < O; ++o)
-              for (int64_t n = 0; n < N; ++n)
-                for (int64_t p : pads) pa[o * M + n * P + p] = pt[o * M + n * P + p];
-            for (int64_t o = 0; o < O; ++o)
-              for (int64_t c = 0; c < C; ++c) pdq[o * CKK + c * KK + t] = pc[o * C + c];
-          }
+        for (int64_t n = 1; n < N; ++n)  // the same taps are padded in every image
+          std::memcpy(zeros.data() + n * P * ZW, zeros.data(), size_t(P * ZW) * 8);
+        kernels::pm1_gemm_zeros(O, M, Kp, pt, M, 1, patches.data(), CW * 64, zeros.data(), ct.data(), Kp, false);
       }
+      const float* pc = ct.data();
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t t = 0; t < KK; ++t) pdq[o * CKK + c * KK + t] = pc[o * Kp + t * CW * 64 + c];
       surrogate_add(W, spec.quantize_weight, spec.weight_surrogate, wm.get(), O, CKK, pdq);
     }
   });

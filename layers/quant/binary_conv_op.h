@@ -20,8 +20,8 @@
 //               dW  += S'_W(W) * dq_W
 //               db  += sum over pixels of g
 //     For zero padding the padded taps of `rows` are 0, which no sign bit
-//     says: dq_W is then computed one tap (ky, kx) at a time, with the
-//     columns of g_rows^T that fall on padding set to 0 for that tap.
+//     says: dq_W is then kernels::pm1_gemm_zeros, the same product with a
+//     bitmap of the (pixel, tap) pairs that fall on padding (their S = 0).
 //
 //   binary_conv2d_reference(xq, wq, b, stride, pad, pad_value)
 //     The kernels-off twin, the plain composition over float im2col rows:

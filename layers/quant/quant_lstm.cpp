@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/autograd.h"
+#include "layers/quant/binary_linear_op.h"  // quant_kernels_default
 
 namespace qnn {
 
@@ -43,8 +44,27 @@ void QuantLSTM::train(bool on) {
     if (*q) (*q)->train(on);
 }
 
+LstmLevels recurrent_levels(const std::shared_ptr<Quantizer>& qh, const std::shared_ptr<Quantizer>& qw, bool kernels) {
+  // Every output of these is a level alpha * v / L (a stochastic sign's too:
+  // +-1, whatever it drew).
+  auto on_levels = [](const std::shared_ptr<Quantizer>& q) {
+    return q && q->bits() <= 16 && (q->name() == "sign" || q->name() == "stochastic_sign" || q->name() == "uniform");
+  };
+  LstmLevels l;
+  if (!on_levels(qh) || !on_levels(qw)) return l;
+  l.h_bits = qh->bits();
+  l.h_alpha = qh->scale();
+  l.w_bits = qw->bits();
+  l.w_alpha = qw->scale();
+  l.kernels = kernels;
+  return l;
+}
+
+bool QuantLSTM::kernels_enabled() const { return kernels_ < 0 ? quant_kernels_default() : kernels_ == 1; }
+
 LstmQuant QuantLSTM::recurrence_quant() const {
   LstmQuant q;
+  q.levels = recurrent_levels(opt_.hidden_quantizer, opt_.weight_quantizer, kernels_enabled());
   q.gates = opt_.gates;
   q.hidden = array_quant(opt_.hidden_quantizer);
   q.cell = array_quant(opt_.cell_quantizer);

@@ -28,7 +28,11 @@
 // recurrent product's input; 32 when h is not quantized).
 //
 // The products live in ONE place, compute() (and, per step, core/ops_rnn.cpp's
-// recurrent_forward/backward), where XNOR-popcount kernels can plug in.
+// recurrent_forward/backward). When h_t and W_hh are both on quantizer levels
+// (Sign / StochasticSign / Uniform, 1..16 bits: recurrent_levels) the
+// recurrent product is the exact integer sum times one scale (LstmLevels),
+// with kernels on by XNOR-popcount (1 x 1 bit) or bit-serial GEMM, with
+// kernels off by float FMAs on the integer levels: bit-identical.
 #pragma once
 
 #include <memory>
@@ -71,8 +75,13 @@ class QuantLSTM : public LSTMBase {
 
   const QuantLSTMOptions& options() const { return opt_; }
   bool quantizes_weights() const { return opt_.weight_quantizer && !opt_.weight_quantizer->is_identity(); }
-  // The LstmQuant the fused op receives (gates + in-recurrence quantizers).
+  // The LstmQuant the fused op receives (gates + in-recurrence quantizers +
+  // the levels product).
   LstmQuant recurrence_quant() const;
+  // The bit-packed recurrent product (QuantProduct's switch): default
+  // quant_kernels_default() (env QNN_QUANT_KERNELS); results identical.
+  void set_kernels(bool on) { kernels_ = on ? 1 : 0; }
+  bool kernels_enabled() const;
 
   // weight_ih, weight_hh, bias (LSTMBase): latent weights; bias undefined when opt.bias == false
 
@@ -82,6 +91,11 @@ class QuantLSTM : public LSTMBase {
 
  private:
   QuantLSTMOptions opt_;
+  int kernels_ = -1;  // -1: quant_kernels_default()
 };
+
+// The levels product for hidden quantizer qh and weight quantizer qw (empty
+// LstmLevels, h_bits 0, unless both output quantizer levels).
+LstmLevels recurrent_levels(const std::shared_ptr<Quantizer>& qh, const std::shared_ptr<Quantizer>& qw, bool kernels);
 
 }  // namespace qnn

@@ -194,10 +194,8 @@ Tensor ShiftBatchNorm::forward(const Tensor& x) {
   QNN_CHECK(x.ndim() == 2 + spatial_dims_ && x.dim(1) == channels_,
             type_name() + "(" + std::to_string(channels_) + "): input is " + shape_str(x.shape()) + ", expected [N, " +
                 std::to_string(channels_) + (spatial_dims_ ? ", H, W]" : "]"));
-  auto op = [&](const Tensor& v) {
-    return shift_batch_norm(v, weight, bias, running_mean, running_var, training_, opt_.momentum, opt_.eps, ap2_);
-  };
-  return training_ ? run_on_whole_batch(x, op) : op(x);  // batch statistics: the global batch's
+  // Batch statistics: this call's rows (one slice under --micro-batches / --dist mpi).
+  return shift_batch_norm(x, weight, bias, running_mean, running_var, training_, opt_.momentum, opt_.eps, ap2_);
 }
 
 }  // namespace qnn

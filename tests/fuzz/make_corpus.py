@@ -15,7 +15,6 @@ Check that the valid seeds are accepted with QNN_FUZZ_VERBOSE=1:
 import gzip
 import json
 import os
-import shutil
 import struct
 import zlib
 
@@ -262,6 +261,16 @@ def make_images():
     tga = struct.pack("<BBBHHBHHHHBB", 0, 0, 2, 0, 0, 0, 0, 0, 2, 2, 24, 0) + bytes(range(12))
     put(t, "rgb.tga", tga)
     put(t, "truncated.png", png(4, 3, 0, [bytes(4)] * 3)[:40])
+    # A Huffman table of 257 codes (stb_image 2.27 overruns its tables) and
+    # headers claiming far more pixels than their bytes can code.
+    counts = bytes([0] * 8 + [200, 57] + [0] * 6)
+    j = jpeg(1)
+    at = j.index(b"\xff\xc4\x00\x14\x10")
+    put(t, "dht_257_codes.jpg", j[:at] + b"\xff\xc4" + struct.pack(">H", 2 + 17 + 257) + b"\x10" + counts
+        + bytes(257) + j[at + 2 + 0x14:])
+    put(t, "lying_size.png", png(16384, 16384, 2, [])[:33] + png(1, 1, 0, [b"\x00"])[33:])
+    put(t, "lying_size.bmp", bmp24(1, 1, lambda x, y: (0, 0, 0))[:18] + struct.pack("<ii", 20000, 20000)
+        + bmp24(1, 1, lambda x, y: (0, 0, 0))[26:])
     put(t, "empty", b"")
 
 
@@ -308,11 +317,18 @@ def make_svhn():
     put(t, "fraction_label.mat", svhn(1, [2.5]))
     put(t, "truncated.mat", svhn(1, [4.0])[:2000])
     put(t, "header_only.mat", mat_header())
+    # y claims 704643073 x 1 doubles (5.6 GB) in a 3 KB file: refused from its header.
+    put(t, "lying_y_dims.mat", mat_header() + matrix(b"X", MX_UINT8, [32, 32, 3, 1], MI_UINT8, bytes(3072))
+        + matrix(b"y", MX_DOUBLE, [704643073, 1], MI_DOUBLE, struct.pack("<d", 1.0)))
 
 
 if __name__ == "__main__":
-    if os.path.isdir(OUT):
-        shutil.rmtree(OUT)
+    # Inputs the fuzzers found (corpus/<target>/finding-*, copied from
+    # fuzz-findings/ once fixed) are kept; everything else is rewritten.
+    for d, _, names in os.walk(OUT):
+        for n in names:
+            if not n.startswith("finding-"):
+                os.remove(os.path.join(d, n))
     make_idx()
     make_checkpoint()
     make_qnnx()
