@@ -337,6 +337,13 @@ void PackedModel::validate(const std::string& what) const {
       if (!L.w_f32.empty()) lbad("has float weights");
       check_pads(L.w_bits, L.out, [&](int64_t r) { return "packed weight row " + std::to_string(r); });
     }
+    // A NaN or infinity in a stored float is a damaged file, never a model:
+    // it would flow into the level quantizers' float-to-int steps (UB).
+    for (auto [arr, name] : {std::pair{&L.w_f32, "weight"}, std::pair{&L.bias, "bias"},
+                             std::pair{&L.center, "center"}, std::pair{&L.scale, "scale"},
+                             std::pair{&L.shift, "shift"}})
+      for (size_t j = 0; j < arr->size(); ++j)
+        if (!std::isfinite((*arr)[j])) lbad(std::string(name) + " entry " + std::to_string(j) + " is not finite");
     const size_t n = static_cast<size_t>(L.channels());
     if (L.type == LayerType::max_pool && (L.sign_out || !L.bias.empty() || L.affine || L.relu))
       lbad("a max_pool layer has no epilogue (no sign, bias, affine or relu)");

@@ -1026,6 +1026,11 @@ TEST_CASE("export: damaged k-bit files are refused with the problem named") {
   has(invalid([](k::PackedModel& q) { q.layers[1].w_f32.assign(33 * 29, 0.f); }), "has float or 1-bit packed weights");
   has(invalid([](k::PackedModel& q) { q.layers[0].type = k::LayerType::dense_f32; }), "k-bit weight fields");
   has(invalid([](k::PackedModel& q) { q.layers[2].input = k::LayerInput::real; }), "real input but input quantizer");
+  // Non-finite stored floats (a fuzzer's find: a NaN reached the level quantizer's float-to-int step).
+  REQUIRE(!pm.layers[0].scale.empty());
+  has(invalid([](k::PackedModel& q) { q.layers[0].scale[3] = NAN; }), "scale entry 3 is not finite");
+  has(invalid([](k::PackedModel& q) { q.layers[0].shift[0] = INFINITY; }), "shift entry 0 is not finite");
+  has(invalid([](k::PackedModel& q) { q.layers[0].center[1] = -INFINITY; }), "center entry 1 is not finite");
 }
 
 // ---- metadata (format version 3) ------------------------------------------------------

@@ -234,11 +234,17 @@ bool all_ones(const uint64_t* m, int64_t rows, int64_t K) {
 // sgemm) are zeroed with streaming stores: no read-for-ownership, and the
 // sgemm that follows reads them once anyway.
 #if QNN_X86
-QNN_TARGET_AVX2 void zero_stream_avx2(float* p, int64_t n) {
+// One thread's share, n a multiple of 8. (No OpenMP inside: clang outlines a
+// parallel region into a function without this target attribute.)
+QNN_TARGET_AVX2 void zero_stream_avx2_chunk(float* p, int64_t n) {
   const __m256 z = _mm256_setzero_ps();
-#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i += 8) _mm256_stream_ps(p + i, z);
   _mm_sfence();
+}
+void zero_stream_avx2(float* p, int64_t n) {
+  const int64_t chunk = int64_t(1) << 16;  // floats, a multiple of 8
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < n; c += chunk) zero_stream_avx2_chunk(p + c, std::min(chunk, n - c));
 }
 #endif
 
