@@ -84,25 +84,40 @@ template <class U32>
 void check_matrix_head(const std::string& path, int64_t pos, const unsigned char* m, size_t avail, int64_t len,
                        U32 u32) {
   size_t at = 0;
-  auto element = [&](const char* what, uint32_t max_bytes) {
-    if (avail - at < 8) return;  // short: matio reports the cut-off matrix itself
+  // Returns the offset of the element's data in m (or avail when cut off).
+  auto element = [&](const char* what, uint32_t max_bytes) -> size_t {
+    if (avail - at < 8) return avail;  // short: matio reports the cut-off matrix itself
     const uint32_t word = u32(m + at);
     uint32_t n;
-    size_t size;
+    size_t size, data;
     if (word >> 16) {  // small data element: byte count in the upper 16 bits, data in the tag
       n = word >> 16;
       size = 8;
+      data = at + 4;
     } else {
       n = u32(m + at + 4);
       size = 8 + ((size_t)n + 7) / 8 * 8;
+      data = at + 8;
     }
     if (n > max_bytes || (int64_t)(at + 8) + (int64_t)n > len)
       fail(path + ": the variable at byte " + std::to_string(pos) + " declares " + std::to_string(n) +
            " bytes of " + what + " (at most " + std::to_string(max_bytes) + " in a matrix of " + std::to_string(len) +
            " bytes): corrupt file?");
     at = std::min(avail, at + size);
+    return std::min(avail, data);
   };
-  element("array flags", 16);
+  const size_t flags = element("array flags", 16);
+  // SVHN's X and y are numeric arrays (classes 6..15: double, single,
+  // int8..uint64). A cell, struct, object, char or sparse array is not
+  // SVHN, and matio sizes a cell's or struct's element table from its
+  // dimensions while reading the header (a 506-byte file asked for 3.2 GB:
+  // fuzz_svhn_mat), so refuse it before matio looks.
+  if (flags + 4 <= avail) {
+    const uint32_t cls = u32(m + flags) & 0xFF;
+    if (cls < 6 || cls > 15)
+      fail(path + ": the variable at byte " + std::to_string(pos) + " is of MATLAB class " + std::to_string(cls) +
+           " (SVHN's X and y are numeric arrays, classes 6 to 15): not an SVHN file, or corrupt");
+  }
   element("dimensions", 4 * 32);
   element("name", 64);
 }

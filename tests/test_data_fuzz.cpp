@@ -164,6 +164,19 @@ TEST_CASE("fuzz findings: SVHN .mat dimensions are checked against the file befo
                           mat_matrix("y", 6, {1, 1}, 9, label_one()) +
                           mat_matrix("z", 6, {0xFFFFFFFFu, 0xFFFFFFFFu}, 9, label_one())));
   CHECK(err().empty());  // a variable we never read is not allocated either
+  // What a 10-minute fuzz_svhn_mat run found (tests/fuzz/corpus/fuzz_svhn_mat/
+  // finding-cell_dims.mat): a compressed variable of a non-numeric class, whose
+  // header alone made matio ask for 3.2 GB. Here: X as a cell array (class 1).
+  write_bytes(p, mat_file(mat_matrix("X", 1, {32, 32, 3, 1}, 2, one_image()) + mat_matrix("y", 6, {1, 1}, 9, label_one())));
+  msg = err();
+  CHECK(contains(msg, p.string()));
+  CHECK(contains(msg, "of MATLAB class 1"));
+  const fs::path finding = fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_svhn_mat/finding-cell_dims.mat";
+  REQUIRE(fs::exists(finding));
+  fs::copy_file(finding, p, fs::copy_options::overwrite_existing);
+  msg = err();
+  CHECK(contains(msg, p.string()));
+  CHECK(contains(msg, "of MATLAB class"));
 }
 
 TEST_CASE("fuzz findings: hostile JPEG, PNG and BMP headers are refused before stb_image allocates or overruns") {
