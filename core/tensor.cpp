@@ -21,11 +21,16 @@ std::string shape_str(const Shape& s) {
 }
 
 int64_t shape_numel(const Shape& s) {
-  int64_t n = 1;
+  // A zero dimension makes the shape empty whatever the others are (a file
+  // may say [2^34, 2^34, 0]: the product of the first two must not overflow
+  // on the way; fuzz_checkpoint found that).
   for (int64_t d : s) {
     QNN_CHECK(d >= 0, "negative dimension in shape " + shape_str(s));
-    n *= d;
+    if (d == 0) return 0;
   }
+  int64_t n = 1;
+  for (int64_t d : s)
+    QNN_CHECK(!__builtin_mul_overflow(n, d, &n), "shape " + shape_str(s) + " has more elements than int64 can count");
   return n;
 }
 

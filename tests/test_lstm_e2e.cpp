@@ -39,7 +39,10 @@ std::string tiny_reviews(int n) {
   for (int s = 0; s < 2; ++s)
     for (int k = 0; k < n; ++k) {
       std::string t = "this film was";
-      for (int w = 0; w < 4; ++w) t += std::string(" ") + (s ? pos : neg)[(k + w) % 5];
+      // Through a pointer: GCC's -fsanitize=bounds misreads an index into
+      // "(s ? pos : neg)[i]" as an index into one of the two arrays.
+      const char* const* words = s ? pos : neg;
+      for (int w = 0; w < 4; ++w) t += std::string(" ") + words[(k + w) % 5];
       t += k % 3 ? " <br /> the plot" : " and the actors";
       a.push_back({{"t", t}, {"s", s}});
     }

@@ -27,6 +27,14 @@ TEST_CASE("tensor creation and inspection") {
   CHECK_THROWS_AS(z.dim(2), Error);
   Tensor e = Tensor::zeros({0, 5});
   CHECK(e.numel() == 0);
+  // Element counts: a zero dimension anywhere is empty, even after huge ones
+  // (fuzz_checkpoint: [2^34, 2^34, 0] overflowed int64 on the way); a count
+  // int64 cannot hold is refused, not wrapped.
+  const int64_t big = int64_t(1) << 34;
+  CHECK(shape_numel({big, big, 0}) == 0);
+  CHECK(Tensor::empty({big, big, 0}).numel() == 0);
+  CHECK_THROWS_WITH_AS(shape_numel({big, big, 2}), doctest::Contains("more elements than int64"), Error);
+  CHECK(shape_numel({big, 4}) == big * 4);
 }
 
 TEST_CASE("seeded random tensors are reproducible and have the right moments") {
