@@ -27,6 +27,7 @@
 #include "data/dataloader.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "tests/data_test_util.h"
 #include "data/image_folder.h"
 #include "data/images.h"
 #include "data/svhn.h"
@@ -36,44 +37,19 @@ using namespace qnn;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("qnn_test_images_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string str() const { return path.string(); }
+// This file's scratch directories.
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("qnn_test_images") {}
 };
-
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  fs::create_directories(path.parent_path());
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), (std::streamsize)bytes.size());
-}
+using test::contains;
+using test::error_of;
+using test::write_bytes;
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A deterministic pixel of sample i, channel c, row h, column w.
 uint8_t px_of(int64_t i, int64_t c, int64_t h, int64_t w) { return (uint8_t)((i * 37 + c * 101 + h * 7 + w * 3) % 256); }
