@@ -50,8 +50,8 @@ void Adam::update(const ParamUpdate& u) {
   const float inv_sqrt_bc2 = (float)(1.0 / std::sqrt(1.0 - std::pow((double)opt_.beta2, t)));
   const float b1 = opt_.beta1, c1 = 1.0f - opt_.beta1;
   const float b2 = opt_.beta2, c2 = 1.0f - opt_.beta2;
-  float* m = slot(u.index, "exp_avg");
-  float* v = slot(u.index, "exp_avg_sq");
+  float* m = slot(u, "exp_avg");
+  float* v = slot(u, "exp_avg_sq");
   auto loop = u.clip ? adam_loop<true> : adam_loop<false>;
   loop(u.p, u.g, m, v, u.n, step_size, inv_sqrt_bc2, b1, c1, b2, c2, opt_.eps, opt_.weight_decay, u.clip_lo,
        u.clip_hi);

@@ -35,6 +35,7 @@ class Adam : public Optimizer {
   Adam(std::vector<Tensor> params, float lr, Options opt);
   Adam(std::vector<Tensor> params, float lr = 1e-3f) : Adam(std::move(params), lr, Options{}) {}
   std::string name() const override { return "adam"; }
+  bool elementwise() const override { return true; }
   const Options& options() const { return opt_; }
 
  protected:

@@ -21,8 +21,8 @@ AdaMax::AdaMax(std::vector<Tensor> params, float lr, Options opt) : Optimizer(st
 void AdaMax::update(const ParamUpdate& u) {
   float* __restrict p = u.p;
   const float* __restrict g = u.g;
-  float* __restrict m = slot(u.index, "exp_avg");
-  float* __restrict w = slot(u.index, "exp_inf");
+  float* __restrict m = slot(u, "exp_avg");
+  float* __restrict w = slot(u, "exp_inf");
   const int64_t n = u.n;
   const float step_size = (float)(u.lr / (1.0 - std::pow((double)opt_.beta1, (double)u.t)));
   const float b1 = opt_.beta1, c1 = 1.0f - opt_.beta1, b2 = opt_.beta2;
@@ -47,8 +47,8 @@ ShiftAdaMax::ShiftAdaMax(std::vector<Tensor> params, float lr, Options opt)
 void ShiftAdaMax::update(const ParamUpdate& u) {
   float* __restrict p = u.p;
   const float* __restrict g = u.g;
-  float* __restrict m = slot(u.index, "exp_avg");
-  float* __restrict w = slot(u.index, "exp_inf");
+  float* __restrict m = slot(u, "exp_avg");
+  float* __restrict w = slot(u, "exp_inf");
   const int64_t n = u.n;
   // Power-of-two step size from the base lr (see header), then the
   // unrounded per-layer scale, as Torch7 applies its GLRvec.

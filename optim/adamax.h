@@ -64,6 +64,7 @@ class AdaMax : public Optimizer {
   AdaMax(std::vector<Tensor> params, float lr, Options opt);
   AdaMax(std::vector<Tensor> params, float lr = 2e-3f) : AdaMax(std::move(params), lr, Options{}) {}
   std::string name() const override { return "adamax"; }
+  bool elementwise() const override { return true; }
   const Options& options() const { return opt_; }
 
  protected:
@@ -85,6 +86,7 @@ class ShiftAdaMax : public Optimizer {
   ShiftAdaMax(std::vector<Tensor> params, float lr, Options opt);
   ShiftAdaMax(std::vector<Tensor> params, float lr = 0x1p-10f) : ShiftAdaMax(std::move(params), lr, Options{}) {}
   std::string name() const override { return "adamax-shift"; }
+  bool elementwise() const override { return true; }
   const Options& options() const { return opt_; }
 
  protected:

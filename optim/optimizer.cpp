@@ -1,6 +1,7 @@
 // optim/optimizer.cpp — the shared step loop, state export, and the factory.
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <set>
@@ -24,10 +25,36 @@ Optimizer::Optimizer(std::vector<Tensor> params, float lr)
   }
 }
 
+void Optimizer::set_shard(int64_t begin, int64_t end) {
+  QNN_CHECK(can_shard(), name() + ": set_shard needs an elementwise update rule and elementwise constraints");
+  QNN_CHECK(0 <= begin && begin <= end, name() + ": set_shard: bad range [" + std::to_string(begin) + ", " +
+                                            std::to_string(end) + ")");
+  shard_ = true;
+  shard_begin_ = begin;
+  shard_end_ = end;
+}
+
+bool Optimizer::can_shard() const {
+  if (!elementwise()) return false;
+  for (const Tensor& p : params_) {
+    const ParamAttrs* a = p.param_attrs_if();
+    if (a && a->constraint && !as_clip(a->constraint)) return false;
+  }
+  return true;
+}
+
 void Optimizer::step() {
   ++step_count_;
+  int64_t base = 0;  // first element of parameter i, the parameters laid end to end
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
+    const int64_t numel = p.numel();
+    int64_t lo = 0, hi = numel;  // this process's elements of p
+    if (shard_) {
+      lo = std::clamp(shard_begin_ - base, int64_t(0), numel);
+      hi = std::clamp(shard_end_ - base, lo, numel);
+    }
+    base += numel;
     if (!p.has_grad()) continue;  // not reached by backward (yet): leave it alone
     Tensor g = p.grad();
     QNN_CHECK(g.numel() == p.numel(), name() + ": gradient of parameter " + std::to_string(i) + " has shape " +
@@ -35,9 +62,10 @@ void Optimizer::step() {
     const ParamAttrs* attrs = p.param_attrs_if();
     ParamUpdate u;
     u.index = i;
-    u.p = p.data();
-    u.g = g.data();
-    u.n = p.numel();
+    u.offset = lo;
+    u.p = p.data() + lo;
+    u.g = g.data() + lo;
+    u.n = hi - lo;  // 0 when the shard misses p: update() still allocates its state
     u.base_lr = lr_;
     u.lr_scale = attrs ? attrs->lr_scale : 1.0f;
     u.lr = lr_ * u.lr_scale;
@@ -51,8 +79,9 @@ void Optimizer::step() {
     if (fused) u.clip_lo = fused->lo, u.clip_hi = fused->hi;
     update(u);
     // Any other constraint runs after the update, once per tensor, on the
-    // whole buffer (it may be elementwise or not, e.g. a max-norm).
-    if (attrs && attrs->constraint && !u.clip) attrs->constraint(u.p, u.n);
+    // whole buffer (it may be elementwise or not, e.g. a max-norm; sharded,
+    // it is a Clip: can_shard).
+    if (attrs && attrs->constraint && !u.clip && u.n > 0) attrs->constraint(u.p, u.n);
   }
 }
 

@@ -54,6 +54,10 @@ struct ParamUpdate {
   // (layers/quant/constraints.h as_clip) and the optimizer fuses_clip().
   bool clip = false;
   float clip_lo = 0.0f, clip_hi = 0.0f;
+  // First element of this update within the parameter: p and g already
+  // point at it; per-parameter state must too (slot(u, name) does that).
+  // 0 unless the optimizer is sharded (set_shard), when n may even be 0.
+  int64_t offset = 0;
 };
 
 class Optimizer {
@@ -67,6 +71,21 @@ class Optimizer {
   virtual void step();
   // Drop every parameter's gradient (the next backward starts from zero).
   void zero_grad();
+
+  // Sharded update (data-parallel training, as ZeRO's stage 1): step()
+  // updates only elements [begin, end) of the parameters laid end to end in
+  // list order; every parameter's step count still advances. Each rank of a
+  // data-parallel run updates its own shard, then the ranks exchange the
+  // updated values: the same bits as every rank updating everything, for
+  // half (1/P) of the memory traffic. Needs can_shard(). clear_shard()
+  // returns to whole-parameter updates.
+  void set_shard(int64_t begin, int64_t end);
+  void clear_shard() { shard_ = false; }
+  bool sharded() const { return shard_; }
+  // True when the update rule is elementwise (elementwise()) and every
+  // parameter's constraint is absent or the library's Clip (elementwise);
+  // a user's constraint may look at the whole tensor (a max-norm).
+  bool can_shard() const;
 
   void set_lr(float lr);
   float lr() const { return lr_; }
@@ -89,15 +108,25 @@ class Optimizer {
   // constraint of an optimizer that does not fuse, is called by step() after
   // the update, as given.
   virtual bool fuses_clip() const { return false; }
+  // True if update() treats every element on its own (element i of p, its
+  // gradient and its state, nothing else) and uses slot(u, name): the rule
+  // may then run on a slice of the parameter (set_shard). The library's
+  // optimizers are; a user's optimizer is assumed not to be.
+  virtual bool elementwise() const { return false; }
   // The names of the per-parameter buffers this optimizer keeps (for load_state).
   virtual std::vector<std::string> slot_names() const = 0;
   // A per-parameter state buffer, zero-initialised on first use.
   float* slot(size_t index, const std::string& name);
+  // The same buffer at the update's first element (u.offset): what update()
+  // indexes with [0, u.n).
+  float* slot(const ParamUpdate& u, const std::string& name) { return slot(u.index, name) + u.offset; }
 
  private:
   std::vector<Tensor> params_;
   float lr_;
   int64_t step_count_ = 0;
+  bool shard_ = false;
+  int64_t shard_begin_ = 0, shard_end_ = 0;
   std::vector<int64_t> param_steps_;
   std::vector<std::map<std::string, Tensor>> slots_;
 };

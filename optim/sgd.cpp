@@ -27,7 +27,7 @@ void SGD::update(const ParamUpdate& u) {
     for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
     return;
   }
-  float* __restrict buf = slot(u.index, "momentum_buffer");
+  float* __restrict buf = slot(u, "momentum_buffer");
   // First update: buf = g exactly (PyTorch), i.e. keep = 0 and take = 1.
   const float keep = u.t == 1 ? 0.0f : mom;
   const float take = u.t == 1 ? 1.0f : 1.0f - opt_.dampening;

@@ -24,6 +24,7 @@ class SGD : public Optimizer {
   SGD(std::vector<Tensor> params, float lr, Options opt);
   SGD(std::vector<Tensor> params, float lr) : SGD(std::move(params), lr, Options{}) {}
   std::string name() const override { return "sgd"; }
+  bool elementwise() const override { return true; }
   const Options& options() const { return opt_; }
 
  protected:

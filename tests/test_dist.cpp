@@ -314,6 +314,40 @@ TEST_CASE("dist: mpirun -np 2 --dist mpi writes the bytes one process writes wit
   fs::remove_all(d);
 }
 
+TEST_CASE("dist: two ranks on one host (shared memory, sharded optimizer) equal the collective path, optimizer state included") {
+  std::string why;
+  if (skip_reason(why)) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  const std::string d = tmp_dir();
+  // The default on one host: every rank sums and updates half of the
+  // parameters, then they swap halves. QNN_DIST_SHM=0: MPI_Allreduce and a
+  // whole update on every rank. Same model; and the run-state checkpoint
+  // of rank 0 must hold the whole optimizer state (its moments completed by
+  // the other rank at the end of each epoch), else a resumed run differs.
+  const std::string m = " --batch 50 --model bnn --dist mpi";
+  const Run shm = run(kMpirun + train_args(d + "/shm.qnn", m + " --checkpoint " + d + "/shm.ckpt"));
+  REQUIRE_MESSAGE(shm.status == 0, shm.out);
+  CHECK_MESSAGE(shm.out.find("optimizer step sharded") != std::string::npos, shm.out);
+  const Run col = run("QNN_DIST_SHM=0 " + kMpirun + train_args(d + "/col.qnn", m + " --checkpoint " + d + "/col.ckpt"));
+  REQUIRE_MESSAGE(col.status == 0, col.out);
+  CHECK_MESSAGE(col.out.find("MPI_Allreduce") != std::string::npos, col.out);
+  CHECK(same_bytes(d + "/shm.qnn", d + "/col.qnn"));
+  const NamedTensors a = load_tensors(d + "/shm.ckpt"), b = load_tensors(d + "/col.ckpt");
+  REQUIRE(a.size() == b.size());
+  int moments = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    CAPTURE(a[i].first);
+    REQUIRE(a[i].first == b[i].first);
+    REQUIRE(a[i].second.numel() == b[i].second.numel());
+    CHECK(std::equal(a[i].second.data(), a[i].second.data() + a[i].second.numel(), b[i].second.data()));
+    moments += a[i].first.find("exp_avg_sq") != std::string::npos;
+  }
+  CHECK(moments >= 2);  // Adam's moments are in the file, and were compared
+  fs::remove_all(d);
+}
+
 TEST_CASE("dist: mpirun -np 2 cifar_cnn --dist mpi (augmentation on) equals --micro-batches 2") {
   std::string why;
   if (skip_reason(why)) {

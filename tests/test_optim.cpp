@@ -753,3 +753,79 @@ TEST_CASE("constraints: Clip assigned directly to ParamAttrs is fused and equals
   CHECK(*std::max_element(direct.data(), direct.data() + n) == 0.2f);
   CHECK(*std::min_element(direct.data(), direct.data() + n) == -0.25f);
 }
+
+// ---- sharded updates (data-parallel training, apps/common/dist.h) ----------------
+
+TEST_CASE("base: sharded steps on two replicas, then exchanged, equal unsharded steps bit for bit") {
+  // Two "ranks" each hold the whole model (parameters of 7, 13 and 5
+  // elements laid end to end: 25) and update only their shard, [0, 11) and
+  // [11, 25) — a cut inside the second parameter — then copy each other's
+  // shard. Every optimizer, with a clipped parameter and one that gets no
+  // gradient, must give the bits of one optimizer updating everything.
+  for (const std::string name : {"sgd", "adam", "adamax", "adamax-shift"}) {
+    CAPTURE(name);
+    Rng rng(11);
+    std::vector<std::vector<float>> w0 = {std::vector<float>(7), std::vector<float>(13), std::vector<float>(5)};
+    for (auto& w : w0)
+      for (auto& v : w) v = rng.uniform(-1.2f, 1.2f);
+    auto replica = [&] {
+      std::vector<Tensor> ps;
+      for (auto& w : w0) ps.push_back(param(w));
+      Clip{-1.f, 1.f}.attach(ps[1]);
+      return ps;
+    };
+    std::vector<Tensor> full = replica(), r0 = replica(), r1 = replica();
+    OptimizerConfig cfg;
+    if (name == "sgd") cfg.momentum = 0.9f;
+    auto of = make_optimizer(name, full, 0.05f, cfg), o0 = make_optimizer(name, r0, 0.05f, cfg),
+         o1 = make_optimizer(name, r1, 0.05f, cfg);
+    REQUIRE(o0->can_shard());
+    o0->set_shard(0, 11);
+    o1->set_shard(11, 25);
+    CHECK(o0->sharded());
+    int64_t base = 0;
+    std::vector<int64_t> first;
+    for (auto& w : w0) first.push_back(base), base += (int64_t)w.size();
+    for (int step = 0; step < 5; ++step) {
+      for (size_t i = 0; i < 2; ++i) {  // parameter 2 never gets a gradient
+        std::vector<float> g(w0[i].size());
+        for (auto& v : g) v = rng.uniform(-1.f, 1.f);
+        set_grad(full[i], g);
+        set_grad(r0[i], g);
+        set_grad(r1[i], g);
+      }
+      of->step();
+      o0->step();
+      o1->step();
+      for (size_t i = 0; i < 3; ++i)  // the exchange: element e comes from its shard's owner
+        for (int64_t j = 0; j < full[i].numel(); ++j) {
+          const int64_t e = first[i] + j;
+          (e < 11 ? r1 : r0)[i].data()[j] = (e < 11 ? r0 : r1)[i].data()[j];
+        }
+    }
+    for (size_t i = 0; i < 3; ++i) {
+      CHECK(std::memcmp(full[i].data(), r0[i].data(), sizeof(float) * full[i].numel()) == 0);
+      CHECK(std::memcmp(full[i].data(), r1[i].data(), sizeof(float) * full[i].numel()) == 0);
+    }
+    bool moved = false;
+    for (int64_t j = 0; j < 13; ++j) moved = moved || full[1].data()[j] != w0[1][j];
+    CHECK(moved);  // the test compares updated values, not untouched ones
+    // Step counts advance on both replicas for every parameter with a gradient.
+    CHECK(state_entry(*o0, "1.step").item() == 5.f);
+    CHECK(state_entry(*o1, "0.step").item() == 5.f);
+    o0->clear_shard();
+    CHECK(!o0->sharded());
+  }
+}
+
+TEST_CASE("base: set_shard refuses a constraint that may look at the whole tensor") {
+  Tensor p = param({0.5f, -0.5f, 2.0f});
+  p.param_attrs().constraint = [](float* w, int64_t n) { clip_pm1(w, n); };  // opaque: maybe a max-norm
+  Adam a({p}, 0.1f);
+  CHECK(!a.can_shard());
+  CHECK_THROWS_WITH_AS(a.set_shard(0, 2), doctest::Contains("elementwise"), Error);
+  Tensor q = param({0.5f});
+  Adam b({q}, 0.1f);
+  CHECK(b.can_shard());
+  CHECK_THROWS_AS(b.set_shard(2, 1), Error);
+}

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -148,15 +149,110 @@ Rng::State derived_state(const Rng::State& start, int64_t k) {
 }
 }  // namespace
 
-SliceAccumulator::SliceAccumulator(Module& model, int micro) : micro_(micro), slices_(g_size * micro) {
+// ---- the shared-memory window (ranks on one host) -------------------------------
+
+struct SliceAccumulator::Shm {
+#ifdef QNN_HAVE_MPI
+  MPI_Comm comm = MPI_COMM_NULL;  // the ranks of this host: all of them, in rank order
+  MPI_Win win = MPI_WIN_NULL;
+#endif
+  std::vector<const float*> buckets;  // every rank's bucket, in rank order
+  float* staging = nullptr;           // grad_n_ floats (rank 0's segment): parameters / optimizer state
+  // Every rank's writes before, every rank's reads after.
+  void sync() {
+#ifdef QNN_HAVE_MPI
+    MPI_Win_sync(win);
+    MPI_Barrier(comm);
+    MPI_Win_sync(win);
+#endif
+  }
+};
+
+namespace {
+bool shm_wanted() {
+  const char* e = std::getenv("QNN_DIST_SHM");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+}  // namespace
+
+SliceAccumulator::SliceAccumulator(Module& model, int micro, Optimizer* opt)
+    : micro_(micro), slices_(g_size * micro), opt_(opt) {
   QNN_CHECK(micro >= 1, "--micro-batches must be >= 1");
   params_ = model.parameters();
   for (auto& [n, t] : model.named_buffers()) buffers_.push_back(t);
   for (auto& [n, r] : model.named_rngs()) rngs_.push_back(r);
-  for (const Tensor& p : params_) grad_n_ += p.numel();
+  for (const Tensor& p : params_) first_.push_back(grad_n_), grad_n_ += p.numel();
   for (const Tensor& b : buffers_) buf_n_ += b.numel();
-  bucket_.assign((size_t)(grad_n_ + (int64_t)params_.size() + slices_ * slot_n()), 0.f);
+  bucket_n_ = grad_n_ + (int64_t)params_.size() + slices_ * slot_n();
   start_buffers_.resize((size_t)buf_n_);
+#ifdef QNN_HAVE_MPI
+  if (g_size > 1 && g_local == g_size && shm_wanted()) {
+    auto shm = std::make_unique<Shm>();
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &shm->comm);
+    int n = 0;
+    MPI_Comm_size(shm->comm, &n);
+    if (n == g_size) {
+      const int64_t mine = bucket_n_ + (g_rank == 0 ? grad_n_ : 0);
+      float* base = nullptr;
+      MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * mine), (int)sizeof(float), MPI_INFO_NULL, shm->comm, &base,
+                              &shm->win);
+      MPI_Win_lock_all(MPI_MODE_NOCHECK, shm->win);
+      for (int q = 0; q < g_size; ++q) {
+        MPI_Aint bytes = 0;
+        int unit = 0;
+        float* b = nullptr;
+        MPI_Win_shared_query(shm->win, q, &bytes, &unit, &b);
+        shm->buckets.push_back(b);
+        if (q == 0) shm->staging = b + bucket_n_;
+      }
+      bucket_ = base;
+      std::fill(bucket_, bucket_ + bucket_n_, 0.f);
+      tail_sum_.resize((size_t)(bucket_n_ - grad_n_));
+      sharded_ = opt_ && opt_->can_shard();
+      if (sharded_) {
+        const auto [b, e] = shard_of(g_rank);
+        opt_->set_shard(b, e);
+      }
+      shm_ = std::move(shm);
+      shm_->sync();  // every bucket zeroed before anyone writes or reads
+    } else {
+      MPI_Comm_free(&shm->comm);
+    }
+  }
+#endif
+  if (!bucket_) {
+    own_bucket_.assign((size_t)bucket_n_, 0.f);
+    bucket_ = own_bucket_.data();
+  }
+}
+
+SliceAccumulator::~SliceAccumulator() {
+  if (sharded_ && opt_) opt_->clear_shard();
+#ifdef QNN_HAVE_MPI
+  // Freeing the window is collective: only when every rank gets here (not
+  // while an error unwinds one rank; it exits and MPI_Abort ends the job).
+  if (shm_ && std::uncaught_exceptions() == 0) {
+    MPI_Win_unlock_all(shm_->win);
+    MPI_Win_free(&shm_->win);
+    MPI_Comm_free(&shm_->comm);
+  }
+#endif
+}
+
+std::string SliceAccumulator::describe() const {
+  const std::string ranks = std::to_string(g_size) + " ranks";
+  if (g_size == 1) return std::to_string(slices_) + " micro-batches per step, gradients summed in slice order";
+  if (shm_)
+    return ranks + " on one host: gradients summed in shared memory" +
+           (sharded_ ? ", optimizer step sharded (1/" + std::to_string(g_size) + " of the parameters per rank)"
+                     : " (whole optimizer step on every rank: the optimizer or a constraint is not elementwise)");
+  return ranks + ": one " + (g_size == 2 ? "MPI_Allreduce" : "MPI_Allgather") + " of the gradients per step";
+}
+
+std::pair<int64_t, int64_t> SliceAccumulator::shard_of(int q) const {
+  const int64_t per = ((grad_n_ + g_size - 1) / g_size + 15) / 16 * 16;
+  const int64_t b = std::min<int64_t>(grad_n_, (int64_t)q * per);
+  return {b, std::min<int64_t>(grad_n_, b + per)};
 }
 
 void SliceAccumulator::start_step(int64_t global_rows) {
@@ -169,7 +265,7 @@ void SliceAccumulator::start_step(int64_t global_rows) {
                 " slices (" + std::to_string(g_size) + " MPI rank(s) x --micro-batches " + std::to_string(micro_) +
                 "): use a --batch / --limit-train / --val that leaves at least " + std::to_string(slices_) +
                 " rows in every batch");
-  std::fill(bucket_.begin() + grad_n_, bucket_.end(), 0.f);  // flags and every slot: other ranks' stay 0
+  std::fill(bucket_ + grad_n_, bucket_ + bucket_n_, 0.f);  // flags and every slot: other ranks' stay 0
   int64_t at = 0;
   for (const Tensor& t : buffers_) {
     std::memcpy(start_buffers_.data() + at, t.data(), sizeof(float) * t.numel());
@@ -207,7 +303,7 @@ Tensor SliceAccumulator::scale_loss(const Tensor& loss, int m) const {
 }
 
 void SliceAccumulator::end_slice(int m, float slice_loss, int64_t correct) {
-  float* acc = bucket_.data();
+  float* acc = bucket_;
   float* flags = acc + grad_n_;
   int64_t at = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -238,21 +334,133 @@ void SliceAccumulator::end_slice(int m, float slice_loss, int64_t correct) {
   slot[buf_n_ + 2] = (float)correct;
 }
 
-SliceAccumulator::StepTotals SliceAccumulator::finish() {
-#ifdef QNN_HAVE_MPI
-  ordered_sum(bucket_.data(), (int64_t)bucket_.size(), gathered_);  // the step's one collective
-#endif
-  const float* acc = bucket_.data();
-  const float* flags = acc + grad_n_;
-  int64_t at = 0;
+// Ranks on one host: the small tail of every bucket (flags, slots) summed
+// in rank order into `tail`; the gradient elements this rank needs (its
+// shard, or all when the optimizer is not sharded) summed in rank order
+// straight into the parameters' gradients.
+void SliceAccumulator::shm_sum(float* tail) {
+  shm_->sync();  // every rank's bucket complete
+  const int64_t tn = bucket_n_ - grad_n_;
+  std::memcpy(tail, shm_->buckets[0] + grad_n_, sizeof(float) * tn);
+  for (int q = 1; q < g_size; ++q) {
+    const float* src = shm_->buckets[q] + grad_n_;
+    for (int64_t j = 0; j < tn; ++j) tail[j] += src[j];
+  }
+  const auto [lo, hi] = sharded_ ? shard_of(g_rank) : std::pair<int64_t, int64_t>{0, grad_n_};
+  const std::vector<const float*>& bk = shm_->buckets;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
-    const int64_t n = p.numel();
-    if (flags[i] > 0)
-      std::memcpy(p.grad_data(), acc + at, sizeof(float) * n);
-    else
+    if (!(tail[i] > 0)) {
       p.zero_grad();  // reached by no slice: the optimizer leaves it alone, as in one pass
-    at += n;
+      continue;
+    }
+    const int64_t b = std::max(lo, first_[i]), e = std::min(hi, first_[i] + p.numel());
+    float* g = p.grad_data();  // created if this rank's slices did not reach p
+    const int64_t n = e - b, off = b - first_[i];
+    if (n <= 0) continue;
+    float* __restrict d = g + off;
+    const float* __restrict s0 = bk[0] + b;
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 16))
+    for (int64_t j = 0; j < n; ++j) d[j] = s0[j];
+    for (int q = 1; q < g_size; ++q) {
+      const float* __restrict sq = bk[q] + b;
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 16))
+      for (int64_t j = 0; j < n; ++j) d[j] += sq[j];
+    }
+  }
+}
+
+// Sharded: copy parameter elements between the model and the staging area:
+// this rank's shard to it (to_staging), or every other rank's from it.
+void SliceAccumulator::copy_params(bool to_staging, int owner) {
+  const auto [lo, hi] = shard_of(owner);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const int64_t b = std::max(lo, first_[i]), e = std::min(hi, first_[i] + params_[i].numel());
+    if (e <= b) continue;
+    float* p = params_[i].data() + (b - first_[i]);
+    float* st = shm_->staging + b;
+    if (to_staging)
+      std::memcpy(st, p, sizeof(float) * (e - b));
+    else
+      std::memcpy(p, st, sizeof(float) * (e - b));
+  }
+}
+
+void SliceAccumulator::after_step() {
+  if (!shm_) return;
+  if (!sharded_) {  // nobody may write its bucket again while another still reads it
+    shm_->sync();
+    return;
+  }
+  copy_params(true, g_rank);
+  shm_->sync();
+  for (int q = 0; q < g_size; ++q)
+    if (q != g_rank) copy_params(false, q);
+  // The staging area is written again only after the next finish()'s
+  // barrier, which every rank reaches after these reads.
+}
+
+void SliceAccumulator::end_epoch() {
+  if (!sharded_) return;
+  // Each optimizer slot ("<i>.exp_avg", ...) is complete only in its
+  // owner's shard: complete them, one slot name at a time, through the
+  // staging area, so rank 0's checkpoint holds the whole state.
+  std::vector<std::pair<std::string, Tensor>> st = opt_->state();
+  std::vector<std::string> fields;
+  for (const auto& [key, t] : st) {
+    const size_t dot = key.find('.');
+    if (dot == std::string::npos) continue;
+    const std::string f = key.substr(dot + 1);
+    if (f != "step" && std::find(fields.begin(), fields.end(), f) == fields.end()) fields.push_back(f);
+  }
+  for (const std::string& f : fields) {
+    auto each = [&](auto&& fn) {  // fn(slot data, parameter index) for every "<i>.f"
+      for (auto& [key, t] : st) {
+        const size_t dot = key.find('.');
+        if (dot == std::string::npos || key.substr(dot + 1) != f) continue;
+        const size_t i = (size_t)std::stoul(key.substr(0, dot));
+        if (i < params_.size() && t.numel() == params_[i].numel()) fn(t.data(), i);
+      }
+    };
+    auto copy = [&](bool to_staging, int owner) {
+      const auto [lo, hi] = shard_of(owner);
+      each([&](float* d, size_t i) {
+        const int64_t b = std::max(lo, first_[i]), e = std::min(hi, first_[i] + params_[i].numel());
+        if (e <= b) return;
+        if (to_staging)
+          std::memcpy(shm_->staging + b, d + (b - first_[i]), sizeof(float) * (e - b));
+        else
+          std::memcpy(d + (b - first_[i]), shm_->staging + b, sizeof(float) * (e - b));
+      });
+    };
+    copy(true, g_rank);
+    shm_->sync();
+    for (int q = 0; q < g_size; ++q)
+      if (q != g_rank) copy(false, q);
+    shm_->sync();  // read before the next slot name overwrites the staging area
+  }
+}
+
+SliceAccumulator::StepTotals SliceAccumulator::finish() {
+  const float* acc = bucket_;
+  const float* flags = acc + grad_n_;
+  if (shm_) {
+    shm_sum(tail_sum_.data());  // gradients into the parameters
+    flags = tail_sum_.data();
+  } else {
+#ifdef QNN_HAVE_MPI
+    ordered_sum(bucket_, bucket_n_, gathered_);  // the step's one collective
+#endif
+    int64_t at = 0;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Tensor& p = params_[i];
+      const int64_t n = p.numel();
+      if (flags[i] > 0)
+        std::memcpy(p.grad_data(), acc + at, sizeof(float) * n);
+      else
+        p.zero_grad();  // reached by no slice: the optimizer leaves it alone, as in one pass
+      at += n;
+    }
   }
   // Each slot holds one slice's values (the other ranks added zeros). The
   // step's running statistics: the mean over the slices, summed in slice
@@ -267,7 +475,7 @@ SliceAccumulator::StepTotals SliceAccumulator::finish() {
     t.correct += (int64_t)s[buf_n_ + 2];
   }
   t.loss = t.rows ? loss_sum / (double)t.rows : 0;
-  at = 0;
+  int64_t at = 0;
   for (Tensor& buf : buffers_) {
     float* d = buf.data();
     for (int64_t j = 0; j < buf.numel(); ++j) {

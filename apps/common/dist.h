@@ -42,6 +42,20 @@
 // order). Every rank then takes the same optimizer step: the replicas stay
 // bit-identical.
 //
+// Ranks on one host (mpirun -np P on one machine) skip the network
+// collective: every rank's bucket lives in one MPI shared-memory window,
+// and the optimizer step is sharded (ZeRO stage 1): rank r sums, in rank
+// order, only its 1/P of the gradient elements, straight into its
+// parameters' gradients, updates only those elements (Optimizer::set_shard)
+// and the ranks then copy each other's updated elements. The same sums in
+// the same order and the same elementwise update, so the same bits as the
+// collective; each rank reads and writes 1/P of what an all-reduce plus a
+// whole update would. (A user's optimizer that is not elementwise, or a
+// constraint that is not a Clip, keeps whole updates: every rank sums
+// everything.) At the end of the epoch the ranks complete each other's
+// optimizer state, so a checkpoint of rank 0 holds all of it.
+// QNN_DIST_SHM=0 turns this off (the collective path, e.g. to compare).
+//
 // Evaluation (validation / test) runs on every rank over the whole set: the
 // numbers are the one-process numbers. Only rank 0 prints (the other ranks'
 // stdout goes to /dev/null) and writes files (--json, --save, --export,
@@ -49,12 +63,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/rng.h"
 #include "layers/module.h"
+#include "optim/optimizer.h"
 
 namespace qnn::app::dist {
 
@@ -98,10 +114,18 @@ void check_batch(int64_t batch, int micro_batches = 1);
 //     acc.end_slice(m, loss value, rows, correct);
 //   }
 //   StepTotals t = acc.finish();             // every parameter's .grad = the global gradient
-//   opt.step();
+//   opt.step();                              // (sharded: this rank's elements only)
+//   acc.after_step();                        // sharded: the ranks exchange updated elements
+// and after the epoch's last step
+//   acc.end_epoch();                         // sharded: every rank's optimizer state complete
 class SliceAccumulator {
  public:
-  SliceAccumulator(Module& model, int micro);
+  // opt (optional): the optimizer whose step follows finish(); shared only
+  // to shard it (see above). It must outlive the accumulator.
+  SliceAccumulator(Module& model, int micro, Optimizer* opt = nullptr);
+  ~SliceAccumulator();
+  SliceAccumulator(const SliceAccumulator&) = delete;
+  SliceAccumulator& operator=(const SliceAccumulator&) = delete;
   void start_step(int64_t global_rows);
   // Rows [begin, end) of local slice m within this process's part of the batch.
   std::pair<int64_t, int64_t> slice_rows(int m) const;
@@ -114,10 +138,24 @@ class SliceAccumulator {
     int64_t correct = 0, rows = 0;
   };
   // Combines the slices (and ranks): gradients, buffers, generators.
+  // Sharded, only this rank's elements of the gradients are the global sum.
   StepTotals finish();
+  void after_step();
+  void end_epoch();
+  // The optimizer updates only this rank's elements (ranks on one host).
+  bool sharded() const { return sharded_; }
+  // One line for the log: how the ranks combine their slices.
+  std::string describe() const;
 
  private:
+  struct Shm;  // the shared-memory window (dist.cpp)
+  void shm_sum(float* tail);
+  void copy_params(bool to_staging, int owner);
   int micro_, slices_;
+  Optimizer* opt_ = nullptr;
+  std::unique_ptr<Shm> shm_;
+  bool sharded_ = false;
+  std::vector<int64_t> first_;  // first element of each parameter, laid end to end
   int64_t global_ = 0, local_begin_ = 0, local_rows_ = 0;
   std::vector<Tensor> params_, buffers_;
   std::vector<Rng*> rngs_;
@@ -125,8 +163,13 @@ class SliceAccumulator {
   int64_t grad_n_ = 0, buf_n_ = 0;
   // The bucket: [gradients (grad_n_) | has-gradient flags (params) |
   // K slots of (buffers (buf_n_), loss, rows, correct)].
-  std::vector<float> bucket_, start_buffers_, gathered_;
+  // Its storage: own_bucket_, or this rank's segment of the shared window.
+  float* bucket_ = nullptr;
+  int64_t bucket_n_ = 0;
+  std::vector<float> own_bucket_, start_buffers_, gathered_, tail_sum_;
   int64_t slot_n() const { return buf_n_ + 3; }
+  // Shard q of the gradient elements [0, grad_n_) (64-byte aligned cuts).
+  std::pair<int64_t, int64_t> shard_of(int q) const;
 };
 
 }  // namespace qnn::app::dist

@@ -113,7 +113,12 @@ EpochStats train_epoch(Module& model, Optimizer& opt, Feed& feed, int64_t epoch,
   if (dp)
     QNN_CHECK(feed.slice_rows(&dist::my_rows), "--dist mpi: this program's training batches cannot be split over ranks");
   std::optional<dist::SliceAccumulator> acc;
-  if (dp || micro_batches > 1) acc.emplace(model, micro_batches);
+  if (dp || micro_batches > 1) {
+    acc.emplace(model, micro_batches, &opt);
+    static bool told = false;  // once per process
+    if (!told && dist::is_root()) std::printf("# slices: %s\n", acc->describe().c_str());
+    told = true;
+  }
   feed.start_epoch(epoch);
   const int64_t total = feed.num_batches();
   for (int64_t step = 0; step < total; ++step) {
@@ -136,6 +141,7 @@ EpochStats train_epoch(Module& model, Optimizer& opt, Feed& feed, int64_t epoch,
       const dist::SliceAccumulator::StepTotals t = acc->finish();
       if (!std::isfinite(t.loss)) diverged(t.loss, step);
       opt.step();
+      acc->after_step();  // ranks on one host: each updated its shard; exchange them
       correct += t.correct;
       loss_sum += t.loss * (double)t.rows;
       seen += t.rows;
@@ -156,6 +162,7 @@ EpochStats train_epoch(Module& model, Optimizer& opt, Feed& feed, int64_t epoch,
     seen += b;
     if (progress) progress(step + 1, total, loss_sum / seen);
   }
+  if (acc) acc->end_epoch();  // the optimizer's state complete on every rank (checkpoints)
   st.seconds = now_seconds() - t0;
   st.images = seen;
   st.loss = seen ? loss_sum / seen : 0;
@@ -208,15 +215,19 @@ NamedTensors snapshot(const Module& m) {
 Progress::Progress(std::string label) : label_(std::move(label)), t0_(now_seconds()), tty_(isatty(2)) {}
 
 void Progress::update(int64_t done, int64_t total, double loss) {
+  // A terminal gets one line redrawn twice a second; a log file (nohup, CI)
+  // gets a plain line a minute, so a long epoch is never silent there.
   const double t = now_seconds();
-  if (done < total && t - last_ < 0.5) return;
+  const double every = tty_ ? 0.5 : 60.0;
+  if (last_ < 0) last_ = t0_;
+  if (done < total && t - last_ < every) return;
   last_ = t;
-  if (!tty_ && done < total) return;
   const double el = t - t0_;
   const double eta = done > 0 ? el * (total - done) / done : 0;
-  std::fprintf(stderr, "\r%s %5.1f%% [%lld/%lld] loss %.4f  %.0fs elapsed, eta %.0fs   ", label_.c_str(),
-               100.0 * done / std::max<int64_t>(total, 1), (long long)done, (long long)total, loss, el, eta);
-  if (done >= total) std::fprintf(stderr, "\n");
+  std::fprintf(stderr, "%s%s %5.1f%% [%lld/%lld] loss %.4f  %.0fs elapsed, eta %.0fs%s", tty_ ? "\r" : "",
+               label_.c_str(), 100.0 * done / std::max<int64_t>(total, 1), (long long)done, (long long)total, loss,
+               el, eta, tty_ ? "   " : "\n");
+  if (tty_ && done >= total) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }
 

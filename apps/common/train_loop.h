@@ -203,8 +203,8 @@ EvalStats evaluate(Module& model, const Dataset& ds, LossKind loss, int64_t batc
 // A copy of a model's state, to come back to (the best-validation epoch).
 NamedTensors snapshot(const Module& m);
 
-// A progress line on stderr, redrawn at most every 0.5 s (no output when
-// stderr is not a terminal, except the final line).
+// A progress line on stderr, redrawn at most every 0.5 s on a terminal;
+// when stderr is a file (nohup, CI), a plain line a minute and the final one.
 class Progress {
  public:
   explicit Progress(std::string label);
