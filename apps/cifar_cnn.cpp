@@ -43,9 +43,14 @@
 //     per-channel normalisation (training-split statistics).
 //   - padding: zero (BinaryNet's). --pad one pads quantized inputs with +1
 //     (Larq's pad_values = 1).
-// The full recipe has not been run on this machine yet (a shared test
-// session cannot hold a 2-hour run): 82 % / 87 % are its targets, not
-// measured results.
+// Not yet reached: 82 % / 87 % are the targets, not measured results.
+// The one long bnn run so far (17 epochs, seed 1, session 6, stopped after
+// epoch 8) validated 48.9 / 56.6 / 61.8 / 64.8 / 67.8 / 69.6 / 71.9 /
+// 72.4 % after epochs 1-8 at 340-450 s per epoch on an otherwise idle
+// machine (the host's speed varies), with the training accuracy BELOW the
+// validation accuracy all along: in so few epochs the augmented half-width
+// net under-fits. docs/results.md "Session 6" has the figures and what to
+// try next (no augmentation, a larger learning rate).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 

@@ -39,7 +39,7 @@ namespace qnn::app {
 // ---- the recipe: values of flags the user did not give (apps/cifar_cnn.cpp
 // explains the choice) --------------------------------------------------------
 inline constexpr float kCnnWidth = 0.5f;   // --width
-inline constexpr int kCnnEpochs = 17;      // --epochs
+inline constexpr int kCnnEpochs = 15;      // --epochs
 inline constexpr int64_t kCnnBatch = 50;   // --batch (BinaryNet's)
 inline constexpr int64_t kCnnVal = 5000;   // --val (BinaryNet's 45k / 5k split)
 

@@ -397,7 +397,7 @@ void SliceAccumulator::after_step() {
   for (int q = 0; q < g_size; ++q)
     if (q != g_rank) copy_params(false, q);
   // The staging area is written again only after the next finish()'s
-  // barrier, which every rank reaches after these reads.
+  // barrier (or end_epoch()'s), which every rank reaches after these reads.
 }
 
 void SliceAccumulator::end_epoch() {
@@ -405,6 +405,9 @@ void SliceAccumulator::end_epoch() {
   // Each optimizer slot ("<i>.exp_avg", ...) is complete only in its
   // owner's shard: complete them, one slot name at a time, through the
   // staging area, so rank 0's checkpoint holds the whole state.
+  // Another rank may still be reading parameters from the staging area
+  // (the last after_step): wait for everyone before overwriting it.
+  shm_->sync();
   std::vector<std::pair<std::string, Tensor>> st = opt_->state();
   std::vector<std::string> fields;
   for (const auto& [key, t] : st) {
