@@ -7,6 +7,7 @@
 #include <cmath>
 #include <algorithm>
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -85,7 +86,11 @@ void check_matrix_head(const std::string& path, int64_t pos, const unsigned char
                        U32 u32) {
   size_t at = 0;
   // Returns the offset of the element's data in m (or avail when cut off).
-  auto element = [&](const char* what, uint32_t max_bytes) -> size_t {
+  // The format fixes each element's data type (array flags miUINT32 = 6,
+  // dimensions miINT32 = 5, name miINT8 = 1); matio reads another type's
+  // bytes as dimensions all the same (fuzz_svhn_mat: a dimension list of
+  // type 104 became a 3.2 GB allocation), so anything else is refused here.
+  auto element = [&](const char* what, uint32_t max_bytes, uint32_t type) -> size_t {
     if (avail - at < 8) return avail;  // short: matio reports the cut-off matrix itself
     const uint32_t word = u32(m + at);
     uint32_t n;
@@ -99,6 +104,9 @@ void check_matrix_head(const std::string& path, int64_t pos, const unsigned char
       size = 8 + ((size_t)n + 7) / 8 * 8;
       data = at + 8;
     }
+    if ((word & 0xFFFF) != type)
+      fail(path + ": the variable at byte " + std::to_string(pos) + " stores its " + what + " as data type " +
+           std::to_string(word & 0xFFFF) + " (the format says " + std::to_string(type) + "): corrupt file?");
     if (n > max_bytes || (int64_t)(at + 8) + (int64_t)n > len)
       fail(path + ": the variable at byte " + std::to_string(pos) + " declares " + std::to_string(n) +
            " bytes of " + what + " (at most " + std::to_string(max_bytes) + " in a matrix of " + std::to_string(len) +
@@ -106,7 +114,7 @@ void check_matrix_head(const std::string& path, int64_t pos, const unsigned char
     at = std::min(avail, at + size);
     return std::min(avail, data);
   };
-  const size_t flags = element("array flags", 16);
+  const size_t flags = element("array flags", 16, 6);
   // SVHN's X and y are numeric arrays (classes 6..15: double, single,
   // int8..uint64). A cell, struct, object, char or sparse array is not
   // SVHN, and matio sizes a cell's or struct's element table from its
@@ -118,8 +126,8 @@ void check_matrix_head(const std::string& path, int64_t pos, const unsigned char
       fail(path + ": the variable at byte " + std::to_string(pos) + " is of MATLAB class " + std::to_string(cls) +
            " (SVHN's X and y are numeric arrays, classes 6 to 15): not an SVHN file, or corrupt");
   }
-  element("dimensions", 4 * 32);
-  element("name", 64);
+  element("dimensions", 4 * 32, 5);
+  element("name", 64, 1);
 }
 
 // matio does not notice every cut-off file (an uncompressed variable that
@@ -143,7 +151,15 @@ int64_t check_v5_layout(const std::string& path) {
   else if (head[126] == 'M' && head[127] == 'I') swap = true;   // big-endian
   else fail(path + ": not a MATLAB .mat file (no endian indicator in its 128-byte header)");
   const unsigned version = swap ? (head[124] << 8 | head[125]) : (head[125] << 8 | head[124]);
-  if (version != 0x0100) return size;  // 0x0200: v7.3 (HDF5)
+  // Only the two versions MATLAB writes with this header. Anything else sends
+  // matio down its fallback readers, one of which zeroes a buffer sized by
+  // the file's first bytes (fuzz_svhn_mat: 2 s on a 128-byte file).
+  if (version != 0x0100 && version != 0x0200) {
+    char v[8];
+    std::snprintf(v, sizeof v, "0x%04x", version);
+    fail(path + ": MATLAB .mat header version " + v + " is neither 5 (0x0100) nor 7.3 (0x0200): corrupt file?");
+  }
+  if (version != 0x0100) return size;  // 0x0200: v7.3 (HDF5), matio's own reader
   auto u32 = [&](const unsigned char* b) {
     return swap ? ((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3])
                 : ((uint32_t)b[3] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[1] << 8 | b[0]);

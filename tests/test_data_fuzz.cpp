@@ -155,6 +155,37 @@ TEST_CASE("fuzz findings: SVHN .mat dimensions are checked against the file befo
   msg = err();
   CHECK(contains(msg, p.string()));
   CHECK(contains(msg, "of MATLAB class"));
+  // What the session-6 10-minute run found (finding-bad_version.mat): a
+  // 128-byte header whose version field is neither 5 nor 7.3; matio's
+  // fallback reader spent seconds zeroing a buffer sized from its first bytes.
+  std::string header = mat_file("");
+  REQUIRE(header.size() == 128);
+  header.replace(124, 2, "WW");
+  write_bytes(p, header);
+  msg = err();
+  CHECK(contains(msg, p.string()));
+  CHECK(contains(msg, "header version 0x5757"));
+  const fs::path version_finding = fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_svhn_mat/finding-bad_version.mat";
+  REQUIRE(fs::exists(version_finding));
+  fs::copy_file(version_finding, p, fs::copy_options::overwrite_existing);
+  msg = err();
+  CHECK(contains(msg, "header version"));
+  // And the next (finding-dims_type.mat): y's dimension list stored with
+  // data type 104 instead of miINT32 (5); matio read its bytes as
+  // dimensions anyway and asked for 3.2 GB. Byte 152 of the control file is
+  // the type of X's dimensions element.
+  std::string typed = mat_file(mat_matrix("X", 9, {32, 32, 3, 1}, 2, one_image()) + mat_matrix("y", 6, {1, 1}, 9, label_one()));
+  REQUIRE(typed.substr(152, 4) == le32(5));
+  typed.replace(152, 4, le32(104));
+  write_bytes(p, typed);
+  msg = err();
+  CHECK(contains(msg, p.string()));
+  CHECK(contains(msg, "stores its dimensions as data type 104 (the format says 5)"));
+  const fs::path type_finding = fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_svhn_mat/finding-dims_type.mat";
+  REQUIRE(fs::exists(type_finding));
+  fs::copy_file(type_finding, p, fs::copy_options::overwrite_existing);
+  msg = err();
+  CHECK(contains(msg, "stores its dimensions as data type 104"));
 }
 
 TEST_CASE("fuzz findings: hostile JPEG, PNG and BMP headers are refused before stb_image allocates or overruns") {
