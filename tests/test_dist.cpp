@@ -314,7 +314,7 @@ TEST_CASE("dist: mpirun -np 2 --dist mpi writes the bytes one process writes wit
   fs::remove_all(d);
 }
 
-TEST_CASE("dist: two ranks on one host (shared memory, sharded optimizer) equal the collective path, optimizer state included") {
+TEST_CASE("dist: mpirun -np 2 on one host (shared memory, sharded optimizer) equals the collective path, optimizer state included") {
   std::string why;
   if (skip_reason(why)) {
     MESSAGE("skipped: " << why);
