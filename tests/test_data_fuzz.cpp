@@ -108,6 +108,13 @@ TEST_CASE("fuzz findings: SVHN .mat dimensions are checked against the file befo
   const fs::path p = d.path / "train_32x32.mat";
   const std::string dir = d.path.string();
   auto err = [&] { return error_of([&] { load_svhn(dir, "train"); }); };
+  // A kept fuzz input (tests/fuzz/corpus/fuzz_svhn_mat/NAME) as the file: its message.
+  auto finding_error = [&](const std::string& name) {
+    const fs::path f = fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_svhn_mat" / name;
+    REQUIRE(fs::exists(f));
+    fs::copy_file(f, p, fs::copy_options::overwrite_existing);
+    return err();
+  };
   // The control: one image, one label, read fine.
   write_bytes(p, mat_file(mat_matrix("X", 9, {32, 32, 3, 1}, 2, one_image()) + mat_matrix("y", 6, {1, 1}, 9, label_one())));
   CHECK(err().empty());
@@ -149,10 +156,7 @@ TEST_CASE("fuzz findings: SVHN .mat dimensions are checked against the file befo
   msg = err();
   CHECK(contains(msg, p.string()));
   CHECK(contains(msg, "of MATLAB class 1"));
-  const fs::path finding = fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_svhn_mat/finding-cell_dims.mat";
-  REQUIRE(fs::exists(finding));
-  fs::copy_file(finding, p, fs::copy_options::overwrite_existing);
-  msg = err();
+  msg = finding_error("finding-cell_dims.mat");
   CHECK(contains(msg, p.string()));
   CHECK(contains(msg, "of MATLAB class"));
   // What the session-6 10-minute run found (finding-bad_version.mat): a
@@ -165,11 +169,7 @@ TEST_CASE("fuzz findings: SVHN .mat dimensions are checked against the file befo
   msg = err();
   CHECK(contains(msg, p.string()));
   CHECK(contains(msg, "header version 0x5757"));
-  const fs::path version_finding = fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_svhn_mat/finding-bad_version.mat";
-  REQUIRE(fs::exists(version_finding));
-  fs::copy_file(version_finding, p, fs::copy_options::overwrite_existing);
-  msg = err();
-  CHECK(contains(msg, "header version"));
+  CHECK(contains(finding_error("finding-bad_version.mat"), "header version"));
   // And the next (finding-dims_type.mat): y's dimension list stored with
   // data type 104 instead of miINT32 (5); matio read its bytes as
   // dimensions anyway and asked for 3.2 GB. Byte 152 of the control file is
@@ -181,11 +181,7 @@ TEST_CASE("fuzz findings: SVHN .mat dimensions are checked against the file befo
   msg = err();
   CHECK(contains(msg, p.string()));
   CHECK(contains(msg, "stores its dimensions as data type 104 (the format says 5)"));
-  const fs::path type_finding = fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_svhn_mat/finding-dims_type.mat";
-  REQUIRE(fs::exists(type_finding));
-  fs::copy_file(type_finding, p, fs::copy_options::overwrite_existing);
-  msg = err();
-  CHECK(contains(msg, "stores its dimensions as data type 104"));
+  CHECK(contains(finding_error("finding-dims_type.mat"), "stores its dimensions as data type 104"));
 }
 
 TEST_CASE("fuzz findings: hostile JPEG, PNG and BMP headers are refused before stb_image allocates or overruns") {

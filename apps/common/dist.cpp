@@ -370,20 +370,25 @@ void SliceAccumulator::shm_sum(float* tail) {
   }
 }
 
-// Sharded: copy parameter elements between the model and the staging area:
-// this rank's shard to it (to_staging), or every other rank's from it.
-void SliceAccumulator::copy_params(bool to_staging, int owner) {
+// Copies the elements of `owner`'s shard that parameter i holds between
+// `data` (parameter i's values, or one of its optimizer slots) and the
+// staging area, where they sit at their end-to-end positions.
+void SliceAccumulator::copy_shard(float* data, size_t i, bool to_staging, int owner) {
   const auto [lo, hi] = shard_of(owner);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const int64_t b = std::max(lo, first_[i]), e = std::min(hi, first_[i] + params_[i].numel());
-    if (e <= b) continue;
-    float* p = params_[i].data() + (b - first_[i]);
-    float* st = shm_->staging + b;
-    if (to_staging)
-      std::memcpy(st, p, sizeof(float) * (e - b));
-    else
-      std::memcpy(p, st, sizeof(float) * (e - b));
-  }
+  const int64_t b = std::max(lo, first_[i]), e = std::min(hi, first_[i] + params_[i].numel());
+  if (e <= b) return;
+  float* d = data + (b - first_[i]);
+  float* st = shm_->staging + b;
+  if (to_staging)
+    std::memcpy(st, d, sizeof(float) * (e - b));
+  else
+    std::memcpy(d, st, sizeof(float) * (e - b));
+}
+
+// Sharded: this rank's shard of the parameters to the staging area
+// (to_staging), or another rank's from it.
+void SliceAccumulator::copy_params(bool to_staging, int owner) {
+  for (size_t i = 0; i < params_.size(); ++i) copy_shard(params_[i].data(), i, to_staging, owner);
 }
 
 void SliceAccumulator::after_step() {
@@ -426,15 +431,7 @@ void SliceAccumulator::end_epoch() {
       }
     };
     auto copy = [&](bool to_staging, int owner) {
-      const auto [lo, hi] = shard_of(owner);
-      each([&](float* d, size_t i) {
-        const int64_t b = std::max(lo, first_[i]), e = std::min(hi, first_[i] + params_[i].numel());
-        if (e <= b) return;
-        if (to_staging)
-          std::memcpy(shm_->staging + b, d + (b - first_[i]), sizeof(float) * (e - b));
-        else
-          std::memcpy(d + (b - first_[i]), shm_->staging + b, sizeof(float) * (e - b));
-      });
+      each([&](float* d, size_t i) { copy_shard(d, i, to_staging, owner); });
     };
     copy(true, g_rank);
     shm_->sync();

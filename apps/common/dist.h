@@ -150,6 +150,7 @@ class SliceAccumulator {
  private:
   struct Shm;  // the shared-memory window (dist.cpp)
   void shm_sum(float* tail);
+  void copy_shard(float* data, size_t i, bool to_staging, int owner);
   void copy_params(bool to_staging, int owner);
   int micro_, slices_;
   Optimizer* opt_ = nullptr;
