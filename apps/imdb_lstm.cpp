@@ -50,11 +50,12 @@
 //     weights clipped there with BinaryNet's clipped straight-through
 //     estimator; --surrogate (default hardtanh) shapes h_t's pseudo-gradient
 //     (the report's study: tanh:4 etc.).
-//   - 1 bit (h_t = sign(o hardtanh(c)) = sign(c)) is still an open problem:
-//     with the bias fixed, short runs stay near 50-57 % whatever we tried
-//     (h levels +-0.25 / +-0.1 to quiet the recurrence, weight levels x0.25,
-//     stochastic sign, tanh:4 surrogate, lr 5e-4); 2-bit h learns (60.6 %
-//     in the short run). docs/bnn-training.md, "Quantizing an LSTM", says why.
+//   - qnn: a learned scale per gate row of the recurrent product, started
+//     at 0.01 (--recurrent-scale; apps/common/lstm_train.h). Without it
+//     1/1 bits do not learn at all (+-s weights times a +-1 state give each
+//     gate a recurrent input of fixed spread that nothing can turn down);
+//     with it they do (docs/bnn-training.md, "Quantizing an LSTM", has the
+//     short-run table; docs/results.md the full runs).
 // `sweep --app imdb_lstm` reproduces the whole table in one command and
 // records each run's command-equivalent config.
 #include <CLI/CLI.hpp>
@@ -94,6 +95,15 @@ int main(int argc, char** argv) {
                  "initial forget-gate bias (default: fp 1, sigmoid(1) = 0.73; qnn 0.5, hard_sigmoid(0.5) = 0.75 -- "
                  "with 1 the hard forget gate starts at exactly 1, the cell saturates and the model stays at 50 %), -10..10")
       ->check(app::number_in(-10, 10, false, false, "a number in -10..10"));
+  std::optional<float> recurrent_scale;
+  cli.add_option("--recurrent-scale", recurrent_scale,
+                 "qnn: learn a scale per gate row of the recurrent product, starting at this value (default 0.01; "
+                 "0: none -- a 1-bit LSTM then does not learn), 0..100")
+      ->check(app::number_in(0, 100, false, false, "a number in 0..100"));
+  cli.add_option("--dropout", c.dropout,
+                 "dropout of the embedded input and of the last hidden state, training only, in [0, 1)")
+      ->capture_default_str()
+      ->check(app::number_in(0, 1, false, true, "in [0, 1)"));
   cli.add_option("--vocab", c.vocab, "vocabulary size incl. padding and out-of-vocabulary, 3..1000000")
       ->capture_default_str()
       ->check(app::integer_in(3, 1000000, "an integer in 3..1000000"));
@@ -122,6 +132,7 @@ int main(int argc, char** argv) {
     if (wbits) c.wbits = *wbits;
     if (abits) c.abits = *abits;
     if (forget_bias) c.forget_bias = *forget_bias;
+    if (recurrent_scale) c.recurrent_scale = *recurrent_scale;
     app::run_imdb_lstm(o);
     return 0;
   });

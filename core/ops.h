@@ -194,8 +194,14 @@ struct LstmQuant {
 // Returns h_{T-1} [B, H], or every h_t as [B, T, H] if return_sequence.
 // Weight quantization happens outside (the caller passes q_w(W)); the
 // in-recurrence quantizers come in q.
+// recurrent_scale s [4H] (optional, learnable): each gate row's recurrent
+// product is scaled, z_t = x_t w_ih^T + s * (h_{t-1} w_hh^T) + b. With
+// binary h and w_hh the product's spread is fixed (every term is +-1 times
+// one scale); s lets training turn each gate's recurrence down or up
+// (layers/quant/quant_lstm.h). On the levels product it multiplies the
+// exact integer sum, so kernels on and off still give the same bits.
 Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b, const LstmQuant* q,
-            bool return_sequence);
+            bool return_sequence, const Tensor& recurrent_scale = Tensor());
 
 // ---- metrics (no gradient) ---------------------------------------------------------
 std::vector<int32_t> argmax_rows(const Tensor& x);        // [N, C] -> N labels

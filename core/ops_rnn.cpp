@@ -111,25 +111,43 @@ bool levels_usable(const LstmLevels& lv, int64_t H) {
   return (double)H * Lh * Lw < 16777216.0;  // every partial sum an exact float (and int32)
 }
 
+// rows [G, H] of w, row j times s[j] (the recurrent scale folded into a
+// float product's weights).
+std::vector<float> scale_rows(const float* w, const float* s, int64_t G, int64_t H) {
+  std::vector<float> out((size_t)(G * H));
+  for (int64_t j = 0; j < G; ++j)
+    for (int64_t k = 0; k < H; ++k) out[(size_t)(j * H + k)] = s[j] * w[j * H + k];
+  return out;
+}
+
 // w_hh prepared for the forward steps.
 struct RecurrentForward {
   int64_t H = 0;
   bool levels = false, kernels = false, xnor = false;
   LstmLevels lv;
-  float scale = 1.f;             // (h_alpha / L_h) * (w_alpha / L_w)
-  kernels::SmallGemmB wt;        // float: w_hh^T [H x 4H]; levels without kernels: v_w^T
+  std::vector<float> scale;      // levels: per gate row, (h_alpha / L_h) * (w_alpha / L_w) [* s_j]
+  kernels::SmallGemmB wt;        // float: (s *) w_hh^T [H x 4H]; levels without kernels: v_w^T
   kernels::PackedVector wpack;   // levels with kernels: v_w packed (xnor: pack_rows; else planes)
 
-  RecurrentForward(const float* w_hh, int64_t H_, const LstmLevels& l) : H(H_), lv(l) {
+  // rscale: the recurrent scale s [4H] or nullptr.
+  RecurrentForward(const float* w_hh, int64_t H_, const LstmLevels& l, const float* rscale) : H(H_), lv(l) {
     const int64_t G = 4 * H;
     levels = levels_usable(lv, H);
     if (!levels) {
-      kernels::pack_small_b(w_hh, H, G, H, true, wt);
+      if (rscale) {
+        const std::vector<float> ws = scale_rows(w_hh, rscale, G, H);
+        kernels::pack_small_b(ws.data(), H, G, H, true, wt);
+      } else {
+        kernels::pack_small_b(w_hh, H, G, H, true, wt);
+      }
       return;
     }
     kernels = lv.kernels;
     xnor = lv.h_bits == 1 && lv.w_bits == 1;
-    scale = (lv.h_alpha / (float)((1 << lv.h_bits) - 1)) * (lv.w_alpha / (float)((1 << lv.w_bits) - 1));
+    const float s = (lv.h_alpha / (float)((1 << lv.h_bits) - 1)) * (lv.w_alpha / (float)((1 << lv.w_bits) - 1));
+    scale.assign((size_t)G, s);
+    if (rscale)
+      for (int64_t j = 0; j < G; ++j) scale[(size_t)j] = s * rscale[j];
     if (kernels) {
       // Already-quantized values pack to their own levels (a sign for 1 bit).
       wpack.assign((size_t)kernels::plane_packed_words(G, H, xnor ? 1 : lv.w_bits), 0);
@@ -167,7 +185,7 @@ void recurrent_forward(const RecurrentForward& rf, RecurrentScratch& sc, const f
   const int64_t H = rf.H, G = 4 * H;
   if (!rf.levels) return kernels::small_gemm(h, H, R, rf.wt, z, G, true);
   const LstmLevels& lv = rf.lv;
-  const float s = rf.scale;
+  const float* s = rf.scale.data();  // one multiply per sum, the same in both branches: the same bits
   if (rf.kernels) {
     int32_t* d = sc.doti.data();
     if (rf.xnor) {
@@ -177,12 +195,14 @@ void recurrent_forward(const RecurrentForward& rf, RecurrentScratch& sc, const f
       kernels::quantize_pack_planes(h, R, H, H, lv.h_bits, lv.h_alpha, sc.hpack.data());
       kernels::bitserial_gemm_i32(sc.hpack.data(), lv.h_bits, rf.wpack.data(), lv.w_bits, R, G, H, d, G);
     }
-    for (int64_t k = 0; k < R * G; ++k) z[k] = z[k] + s * (float)d[k];
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < G; ++j) z[r * G + j] = z[r * G + j] + s[j] * (float)d[r * G + j];
   } else {
     kernels::uniform_levels(h, R * H, lv.h_bits, lv.h_alpha, sc.hv.data());
     float* d = sc.dotf.data();
     kernels::small_gemm(sc.hv.data(), H, R, rf.wt, d, G, false);  // integer sums, exact in float
-    for (int64_t k = 0; k < R * G; ++k) z[k] = z[k] + s * d[k];
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < G; ++j) z[r * G + j] = z[r * G + j] + s[j] * d[r * G + j];
   }
 }
 
@@ -473,7 +493,7 @@ struct LstmSaved {
 // quantizers on those rows too, or on whole blocks between barriers
 // (quant_point).
 Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b, const LstmQuant* q,
-            bool return_sequence) {
+            bool return_sequence, const Tensor& recurrent_scale) {
   QNN_CHECK(x.defined() && x.ndim() == 3,
             "lstm: x must be [B, T, I], got " + (x.defined() ? shape_str(x.shape()) : "undefined"));
   QNN_CHECK(w_ih.defined() && w_hh.defined() && w_ih.ndim() == 2 && w_hh.ndim() == 2,
@@ -488,6 +508,10 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
   if (b.defined())
     QNN_CHECK(b.ndim() == 1 && b.dim(0) == G,
               "lstm: bias is " + shape_str(b.shape()) + ", expected [" + std::to_string(G) + "]");
+  const Tensor& rs = recurrent_scale;
+  if (rs.defined())
+    QNN_CHECK(rs.numel() == G, "lstm: recurrent_scale is " + shape_str(rs.shape()) + ", expected [" +
+                                   std::to_string(G) + "] (one per gate row)");
   const LstmQuant opt = q ? *q : LstmQuant{};
   const bool hard = opt.gates == LstmGates::hard;
   // Memory (a 300-step batch of 64 at H = 100 is 31 MB per [T, B, 4H]
@@ -500,7 +524,7 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
 
   LstmSaved s;
   s.B = B, s.T = T, s.I = I, s.H = H;
-  s.keep = needs_grad({&x, &w_ih, &w_hh, &b});
+  s.keep = needs_grad({&x, &w_ih, &w_hh, &b, &rs});
   const int64_t steps = s.keep ? T : 1, BH = B * H, BG = B * G;
   s.xtm = Tensor::empty({T, B, I});
   s.z = Tensor::empty({T, B, G});
@@ -531,7 +555,7 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
 
   Tensor y = return_sequence ? Tensor::empty({B, T, H}) : Tensor::empty({B, H});
   float* py = y.data();
-  const RecurrentForward rf(w_hh.data(), H, opt.levels);
+  const RecurrentForward rf(w_hh.data(), H, opt.levels, rs.defined() ? rs.data() : nullptr);
   const int nt = lstm_threads(B);
   std::exception_ptr err;
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -569,11 +593,16 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
   if (!return_sequence) std::memcpy(py, s.Hs(T - 1), (size_t)BH * sizeof(float));
 
   if (s.keep) {
-    record(y, "lstm", {x, w_ih, w_hh, b}, [x, w_ih, w_hh, b, s, opt, hard, return_sequence](const Tensor& g) mutable {
+    record(y, "lstm", {x, w_ih, w_hh, b, rs}, [x, w_ih, w_hh, b, rs, s, opt, hard, return_sequence](const Tensor& g) mutable {
       const int64_t B = s.B, T = s.T, I = s.I, H = s.H, G = 4 * H, BH = B * H, BG = B * G;
       const float* pg = g.data();
-      kernels::SmallGemmB whh;  // w_hh [4H x H], packed once for the T steps
-      kernels::pack_small_b(w_hh.data(), G, H, H, false, whh);
+      kernels::SmallGemmB whh;  // (s *) w_hh [4H x H], packed once for the T steps
+      if (rs.defined()) {
+        const std::vector<float> ws = scale_rows(w_hh.data(), rs.data(), G, H);
+        kernels::pack_small_b(ws.data(), G, H, H, false, whh);
+      } else {
+        kernels::pack_small_b(w_hh.data(), G, H, H, false, whh);
+      }
       // dz_t overwrites z_t (see lstm()), unless q_z's backward must read z_t after.
       Tensor dZt = opt.preact ? Tensor::empty({T, B, G}) : s.z;
       float* dZ = dZt.data();
@@ -650,9 +679,30 @@ Tensor lstm(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tenso
         float* gw = grad_for_gemm(w_ih, beta);
         sgemm(true, false, G, I, T * B, 1.f, dZ, G, s.xtm.data(), I, beta, gw, I);
       }
-      if (w_hh.requires_grad()) {  // row (t, b) of H_prev is h_{t-1}: slots 0 .. T-1
+      // row (t, b) of H_prev is h_{t-1}: slots 0 .. T-1
+      if (!rs.defined() && w_hh.requires_grad()) {
         float* gw = grad_for_gemm(w_hh, beta);
         sgemm(true, false, G, H, T * B, 1.f, dZ, G, s.Hs(-1), H, beta, gw, H);
+      } else if (rs.defined() && (w_hh.requires_grad() || rs.requires_grad())) {
+        // M = dZ^T H_prev [4H, H]: dw_hh[j, :] += s_j M[j, :], and, as
+        // sum_{t,b} dz[j] (h_{t-1} w_hh^T)[j] = sum_k w_hh[j, k] M[j, k],
+        // ds_j += <w_hh[j, :], M[j, :]> (no per-step product saved).
+        std::vector<float> M((size_t)(G * H));
+        sgemm(true, false, G, H, T * B, 1.f, dZ, G, s.Hs(-1), H, 0.f, M.data(), H);
+        const float* pw = w_hh.data();
+        const float* ps = rs.data();
+        float* gw = w_hh.requires_grad() ? w_hh.grad_data() : nullptr;
+        float* gs = rs.requires_grad() ? rs.grad_data() : nullptr;
+        for (int64_t j = 0; j < G; ++j) {
+          const float* mj = M.data() + j * H;
+          if (gw)
+            for (int64_t k = 0; k < H; ++k) gw[j * H + k] += ps[j] * mj[k];
+          if (gs) {
+            double acc = 0;
+            for (int64_t k = 0; k < H; ++k) acc += (double)pw[j * H + k] * mj[k];
+            gs[j] += (float)acc;
+          }
+        }
       }
       if (b.defined() && b.requires_grad()) add_column_sums(dZ, T * B, G, b.grad_data());
       if (x.requires_grad()) {

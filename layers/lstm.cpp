@@ -64,16 +64,21 @@ Tensor LSTM::forward(const Tensor& x) {
 }
 
 SequenceClassifier::SequenceClassifier(std::shared_ptr<Embedding> embedding, std::shared_ptr<Module> rnn,
-                                       std::shared_ptr<Module> head)
-    : emb_(std::move(embedding)), rnn_(std::move(rnn)), head_(std::move(head)) {
+                                       std::shared_ptr<Module> head, std::shared_ptr<Module> dropout)
+    : emb_(std::move(embedding)), rnn_(std::move(rnn)), head_(std::move(head)), dropout_(std::move(dropout)) {
   QNN_CHECK(emb_ && rnn_ && head_, "SequenceClassifier: embedding, rnn and head must all be given");
   register_module("embedding", emb_);
   register_module("rnn", rnn_);
   register_module("head", head_);
+  if (dropout_) register_module("dropout", dropout_);
 }
 
 Tensor SequenceClassifier::forward_ids(const std::vector<int32_t>& ids, int64_t batch, int64_t steps) {
-  return head_->forward(rnn_->forward(emb_->forward_ids(ids, batch, steps)));
+  Tensor x = emb_->forward_ids(ids, batch, steps);  // [B, T, E]
+  if (dropout_) x = dropout_->forward(x);
+  Tensor h = rnn_->forward(x);                      // [B, H] (or [B, T, H])
+  if (dropout_) h = dropout_->forward(h);
+  return head_->forward(h);
 }
 
 Tensor SequenceClassifier::forward(const Tensor& x) {

@@ -70,10 +70,14 @@ class LSTM : public LSTMBase {
 // registered as "embedding", "rnn", "head", so parameters ("rnn.weight_ih"),
 // checkpoints, train/eval and summaries work as for any Module
 // (summary_table(model, {-1, T}) prints every shape).
+// With a `dropout` module (registered as "dropout"), it drops the embedded
+// sequence before the recurrent layer and the recurrent output before the
+// head, in training only (Zaremba et al.'s non-recurrent dropout: the
+// recurrence itself is left alone).
 class SequenceClassifier : public Module {
  public:
   SequenceClassifier(std::shared_ptr<Embedding> embedding, std::shared_ptr<Module> rnn,
-                     std::shared_ptr<Module> head);
+                     std::shared_ptr<Module> head, std::shared_ptr<Module> dropout = nullptr);
   // ids: B*T token ids, row-major [B, T] -> head output, e.g. [B, classes].
   Tensor forward_ids(const std::vector<int32_t>& ids, int64_t batch, int64_t steps);
   // Refuses: the model takes integer ids (forward_ids).
@@ -86,7 +90,7 @@ class SequenceClassifier : public Module {
 
  private:
   std::shared_ptr<Embedding> emb_;
-  std::shared_ptr<Module> rnn_, head_;
+  std::shared_ptr<Module> rnn_, head_, dropout_;
 };
 
 }  // namespace qnn

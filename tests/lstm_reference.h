@@ -15,6 +15,7 @@ namespace qnn::testing {
 struct ComposedLstmQuant {
   LstmGates gates = LstmGates::smooth;
   std::function<Tensor(const Tensor&)> hidden, cell, preact;
+  Tensor recurrent_scale;  // [4H] or undefined: z = ... + s * (h w_hh^T)
 };
 
 // x [B, T, I], w_ih [4H, I], w_hh [4H, H], b [4H]; gate order i, f, g, o.
@@ -28,7 +29,9 @@ inline Tensor lstm_composed(const Tensor& x, const Tensor& w_ih, const Tensor& w
   std::vector<Tensor> hs;
   for (int64_t t = 0; t < T; ++t) {
     Tensor xt = slice(x, 1, t, t + 1).reshape({B, I});
-    Tensor z = add(linear(xt, w_ih, b), linear(h, w_hh, Tensor()));
+    Tensor rec = linear(h, w_hh, Tensor());
+    if (q.recurrent_scale.defined()) rec = mul(rec, q.recurrent_scale);
+    Tensor z = add(linear(xt, w_ih, b), rec);
     if (q.preact) z = q.preact(z);
     Tensor i = sig(slice(z, 1, 0, H)), f = sig(slice(z, 1, H, 2 * H));
     Tensor g = act(slice(z, 1, 2 * H, 3 * H)), o = sig(slice(z, 1, 3 * H, 4 * H));

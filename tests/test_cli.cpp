@@ -135,9 +135,11 @@ TEST_CASE("cli: imdb_lstm refuses every out-of-range flag value, naming the flag
            {"--wbits", "17"},       {"--abits", "0"},          {"--surrogate", "tanh:x"}, {"--weight-surrogate", "x"},
            {"--vocab", "2"},        {"--maxlen", "0"},         {"--embed", "0"},         {"--hidden", "0"},
            {"--hidden", "-5"},      {"--epochs", "1.5"},       {"--micro-batches", "0"},  {"--forget-bias", "nan"},
-           {"--forget-bias", "11"}})
+           {"--forget-bias", "11"}, {"--recurrent-scale", "-1"}, {"--recurrent-scale", "nan"},
+           {"--dropout", "1"},      {"--dropout", "-0.1"}})
     bad({flag, v}, flag);
   bad({"--wbits", "2"}, "--wbits");                       // bits need --model qnn
+  bad({"--recurrent-scale", "0.1"}, "--recurrent-scale"); // so does the recurrent scale
   bad({"--val", "5"}, "--val");                           // odd: cannot be balanced
   bad({"--eval-only"}, "--eval-only");                    // a random model is no evaluation
   bad({"--patience", "2", "--val", "0"}, "--patience");    // nothing to watch

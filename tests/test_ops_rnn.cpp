@@ -162,6 +162,22 @@ TEST_CASE("grad: lstm with smooth in-recurrence quantizers (hidden, cell, pre-ac
   }
 }
 
+TEST_CASE("grad: lstm with a learned recurrent scale, float and levels products") {
+  for (LstmGates gates : {LstmGates::smooth, LstmGates::hard})
+    for (bool seq : {false, true}) {
+      Rng rng(seq ? 33 : 34);
+      // B=2, T=5, I=3, H=4; s [4H] of both signs
+      Tensor x = param({2, 5, 3}, rng), wih = param({16, 3}, rng, -0.6f, 0.6f), whh = param({16, 4}, rng, -0.6f, 0.6f);
+      Tensor b = param({16}, rng, -0.3f, 0.3f), rs = param({16}, rng, -1.5f, 1.5f);
+      LstmQuant q;
+      q.gates = gates;
+      q.hidden = SmoothQ{1.5f, 1.0f}.array();
+      expect_grad(std::string("lstm recurrent scale ") + gate_name(gates) + (seq ? " sequence" : " last"),
+                  [&](const std::vector<Tensor>& in) { return lstm(in[0], in[1], in[2], in[3], &q, seq, in[4]); },
+                  {x, wih, whh, b, rs});
+    }
+}
+
 TEST_CASE("grad: lstm without bias and with inputs that need no gradient") {
   Rng rng(41);
   Tensor x = Tensor::uniform({3, 4, 2}, -1, 1, rng);  // no grad (an embedding that is frozen)
@@ -177,17 +193,21 @@ TEST_CASE("grad: lstm without bias and with inputs that need no gradient") {
 
 namespace {
 
-void compare_fused_composed(const std::string& what, const LstmQuant& fq, const ComposedLstmQuant& cq, bool seq,
-                            uint64_t seed) {
+// with_scale: a learned recurrent scale s [4H] on both sides.
+void compare_fused_composed(const std::string& what, const LstmQuant& fq, ComposedLstmQuant cq, bool seq,
+                            uint64_t seed, bool with_scale = false) {
   Rng rng(seed);
   Tensor x = param({2, 5, 3}, rng), wih = param({16, 3}, rng, -0.8f, 0.8f), whh = param({16, 4}, rng, -0.8f, 0.8f);
   Tensor b = param({16}, rng, -0.5f, 0.5f);
-  const std::vector<Tensor> params = {x, wih, whh, b};
+  Tensor rs = with_scale ? param({16}, rng, -1.5f, 1.5f) : Tensor();
+  cq.recurrent_scale = rs;
+  std::vector<Tensor> params = {x, wih, whh, b};
+  if (with_scale) params.push_back(rs);
   std::vector<std::vector<float>> grads[2];
   std::vector<float> outs[2];
   for (int k = 0; k < 2; ++k) {
     for (Tensor t : params) t.zero_grad();
-    Tensor y = k == 0 ? lstm(x, wih, whh, b, &fq, seq) : lstm_composed(x, wih, whh, b, cq, seq);
+    Tensor y = k == 0 ? lstm(x, wih, whh, b, &fq, seq, rs) : lstm_composed(x, wih, whh, b, cq, seq);
     Rng rr(seed + 100);
     Tensor R = Tensor::normal(y.shape(), 0.f, 1.f, rr);  // a nonzero loss on every output
     sum(mul(y, R)).backward();
@@ -196,7 +216,7 @@ void compare_fused_composed(const std::string& what, const LstmQuant& fq, const 
   }
   INFO(what);
   CHECK(max_rel_diff(outs[0], outs[1]) < 1e-5);
-  const char* names[] = {"x", "w_ih", "w_hh", "b"};
+  const char* names[] = {"x", "w_ih", "w_hh", "b", "recurrent_scale"};
   for (size_t p = 0; p < params.size(); ++p) {
     INFO("gradient of " << names[p]);
     CHECK(max_rel_diff(grads[0][p], grads[1][p]) < 1e-5);
@@ -224,6 +244,8 @@ TEST_CASE("lstm: the fused op equals the cell composed from elementary ops, outp
       cq.preact = StairQ::composed();
       compare_fused_composed(std::string("quantized ") + gate_name(gates) + (seq ? " seq" : " last"), fq, cq, seq,
                              52);
+      compare_fused_composed(std::string("quantized, recurrent scale ") + gate_name(gates) + (seq ? " seq" : " last"),
+                             fq, cq, seq, 53, true);
     }
 }
 
@@ -336,11 +358,11 @@ Tensor level_weight(const Shape& s, int bits, float a, Rng& rng) {
 }
 
 struct LevelsRun {
-  std::vector<float> y, gx, gwih, gwhh, gb;
+  std::vector<float> y, gx, gwih, gwhh, gb, gs;
 };
 
 LevelsRun run_levels(int64_t B, int64_t T, int64_t I, int64_t H, int hbits, int wbits, bool kernels, bool seq,
-                     bool use_levels = true) {
+                     bool use_levels = true, bool with_scale = false) {
   Rng rng(1000 + B * 7 + T * 3 + H);
   const float wa = 0.3f;
   Tensor x = param({B, T, I}, rng), wih = param({4 * H, I}, rng, -0.3f, 0.3f);
@@ -349,10 +371,12 @@ LevelsRun run_levels(int64_t B, int64_t T, int64_t I, int64_t H, int hbits, int 
   q.gates = LstmGates::hard;
   q.hidden = level_quant(hbits, 1.0f);
   if (use_levels) q.levels = LstmLevels{hbits, 1.0f, wbits, wa, kernels};
-  Tensor y = lstm(x, wih, whh, b, &q, seq);
+  Tensor rs = with_scale ? param({4 * H}, rng, 0.05f, 2.f) : Tensor();
+  Tensor y = lstm(x, wih, whh, b, &q, seq, rs);
   Tensor gy = Tensor::uniform(y.shape(), -1, 1, rng);
   y.backward(gy);
-  return {y.to_vector(), x.grad().to_vector(), wih.grad().to_vector(), whh.grad().to_vector(), b.grad().to_vector()};
+  return {y.to_vector(),          x.grad().to_vector(), wih.grad().to_vector(), whh.grad().to_vector(),
+          b.grad().to_vector(), with_scale ? rs.grad().to_vector() : std::vector<float>{}};
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
@@ -368,24 +392,28 @@ TEST_CASE("lstm levels: XNOR / bit-serial kernels on and off give the same bits,
   for (Shape4 s : {Shape4{1, 1, 3, 37}, Shape4{1, 6, 2, 70}, Shape4{19, 5, 4, 70}, Shape4{9, 1, 1, 130},
                    Shape4{17, 4, 3, 64}})
     for (auto [hb, wb] : {std::pair{1, 1}, std::pair{2, 2}, std::pair{1, 3}, std::pair{3, 2}})
-      for (bool seq : {false, true}) {
-        CAPTURE(s.B);
-        CAPTURE(s.T);
-        CAPTURE(s.H);
-        CAPTURE(hb);
-        CAPTURE(wb);
-        CAPTURE(seq);
-        const LevelsRun on = run_levels(s.B, s.T, s.I, s.H, hb, wb, true, seq);
-        const LevelsRun off = run_levels(s.B, s.T, s.I, s.H, hb, wb, false, seq);
-        CHECK(same_bits(on.y, off.y));
-        CHECK(same_bits(on.gx, off.gx));
-        CHECK(same_bits(on.gwih, off.gwih));
-        CHECK(same_bits(on.gwhh, off.gwhh));
-        CHECK(same_bits(on.gb, off.gb));
-        // The levels product is the float product up to rounding (scale after
-        // the exact sum): against the plain op, to float rounding.
-        const LevelsRun plain = run_levels(s.B, s.T, s.I, s.H, hb, wb, true, seq, false);
-        CHECK(max_rel_diff(on.gwih, plain.gwih) < 1e-3);
-        CHECK(max_rel_diff(on.y, plain.y) < 1e-3);
-      }
+      for (bool seq : {false, true})
+        for (bool scale : {false, true}) {  // with a learned recurrent scale s [4H]
+          CAPTURE(s.B);
+          CAPTURE(s.T);
+          CAPTURE(s.H);
+          CAPTURE(hb);
+          CAPTURE(wb);
+          CAPTURE(seq);
+          CAPTURE(scale);
+          const LevelsRun on = run_levels(s.B, s.T, s.I, s.H, hb, wb, true, seq, true, scale);
+          const LevelsRun off = run_levels(s.B, s.T, s.I, s.H, hb, wb, false, seq, true, scale);
+          CHECK(same_bits(on.y, off.y));
+          CHECK(same_bits(on.gx, off.gx));
+          CHECK(same_bits(on.gwih, off.gwih));
+          CHECK(same_bits(on.gwhh, off.gwhh));
+          CHECK(same_bits(on.gb, off.gb));
+          CHECK(same_bits(on.gs, off.gs));
+          // The levels product is the float product up to rounding (scale after
+          // the exact sum): against the plain op, to float rounding.
+          const LevelsRun plain = run_levels(s.B, s.T, s.I, s.H, hb, wb, true, seq, false, scale);
+          CHECK(max_rel_diff(on.gwih, plain.gwih) < 1e-3);
+          CHECK(max_rel_diff(on.y, plain.y) < 1e-3);
+          if (scale) CHECK(max_rel_diff(on.gs, plain.gs) < 1e-3);
+        }
 }

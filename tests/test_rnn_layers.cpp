@@ -10,6 +10,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "layers/basic.h"
 #include "layers/embedding.h"
 #include "layers/linear.h"
 #include "layers/lstm.h"
@@ -214,6 +215,25 @@ TEST_CASE("SequenceClassifier: ids in, children registered, summary, padding row
   CHECK(rows[1].name == "rnn");
 }
 
+TEST_CASE("SequenceClassifier: dropout on the embedded input and the last state, in training only") {
+  Rng rng(12);
+  auto emb = std::make_shared<Embedding>(20, 5, rng);
+  auto rnn = std::make_shared<LSTM>(5, 6, rng);
+  auto head = std::make_shared<Linear>(6, 2, rng);
+  SequenceClassifier plain(emb, rnn, head);
+  SequenceClassifier dropped(emb, rnn, head, std::make_shared<Dropout>(0.5f, rng));
+  CHECK(dropped.named_parameters().size() == plain.named_parameters().size());  // dropout adds no parameter
+  const std::vector<int32_t> ids = {0, 0, 3, 7, 19, 0, 1, 2, 2, 4};               // [2, 5]
+  const std::vector<float> ref = plain.forward_ids(ids, 2, 5).to_vector();
+  dropped.train(false);
+  CHECK(dropped.forward_ids(ids, 2, 5).to_vector() == ref);  // evaluation: no dropout
+  dropped.train(true);
+  const std::vector<float> a = dropped.forward_ids(ids, 2, 5).to_vector();
+  const std::vector<float> b = dropped.forward_ids(ids, 2, 5).to_vector();
+  CHECK(a != ref);
+  CHECK(a != b);  // fresh masks per call
+}
+
 TEST_CASE("SequenceClassifier: learns a toy sequence task (a QuantLSTM trains)") {
   // Label = does token 2 occur in the sequence? Needs memory across steps.
   Rng rng(21);
@@ -246,8 +266,10 @@ TEST_CASE("SequenceClassifier: learns a toy sequence task (a QuantLSTM trains)")
 }
 
 TEST_CASE("QuantLSTM: --kernels on and off train bit-identically (2 steps, 1-bit and 2-bit), levels path taken") {
-  for (int bits : {1, 2}) {
+  for (int bits : {1, 2})
+  for (float rscale : {0.f, 0.3f}) {  // without and with the learned recurrent scale
     CAPTURE(bits);
+    CAPTURE(rscale);
     std::vector<std::vector<float>> result[2];
     for (int k = 0; k < 2; ++k) {
       Rng rng(21);
@@ -256,20 +278,24 @@ TEST_CASE("QuantLSTM: --kernels on and off train bit-identically (2 steps, 1-bit
       o.weight_quantizer = make_quantizer("uniform", bits, {}, nullptr, a);
       o.hidden_quantizer = quantizer_for_bits(bits, {});
       o.weight_constraint = Clip{-a, a};
+      o.recurrent_scale = rscale;
       QuantLSTM m(5, 70, rng, o);  // H = 70: not a multiple of 64
+      std::vector<Tensor*> params = {&m.weight_ih, &m.weight_hh, &m.bias};
+      if (rscale > 0) params.push_back(&m.recurrent_scale);
       m.set_kernels(k == 0);
       REQUIRE(m.kernels_enabled() == (k == 0));
       const LstmQuant rq = m.recurrence_quant();
       CHECK(rq.levels.h_bits == bits);  // the levels product is used
       CHECK(rq.levels.w_bits == bits);
       CHECK(rq.levels.w_alpha == a);
-      CHECK(rq.levels.kernels == (k == 0));
+      // packed only where it pays: 1 x 1 bit (XNOR); k bits use float FMAs on the levels
+      CHECK(rq.levels.kernels == (k == 0 && bits == 1));
       Tensor x = Tensor::uniform({3, 4, 5}, -1, 1, rng);
       for (int step = 0; step < 2; ++step) {
-        for (Tensor* p : {&m.weight_ih, &m.weight_hh, &m.bias}) p->zero_grad();
+        for (Tensor* p : params) p->zero_grad();
         Tensor y = m.forward(x);
         sum(mul(y, y)).backward();
-        for (Tensor* p : {&m.weight_ih, &m.weight_hh, &m.bias}) {
+        for (Tensor* p : params) {
           result[k].push_back(p->grad().to_vector());
           float* w = p->data();
           const float* g = p->grad().data();
@@ -277,7 +303,7 @@ TEST_CASE("QuantLSTM: --kernels on and off train bit-identically (2 steps, 1-bit
         }
         result[k].push_back(y.to_vector());
       }
-      for (Tensor* p : {&m.weight_ih, &m.weight_hh, &m.bias}) result[k].push_back(p->to_vector());
+      for (Tensor* p : params) result[k].push_back(p->to_vector());
     }
     REQUIRE(result[0].size() == result[1].size());
     for (size_t i = 0; i < result[0].size(); ++i) {

@@ -6,6 +6,7 @@
 
 #include "apps/common/model_meta.h"
 #include "kernels/sgemm.h"
+#include "layers/basic.h"
 #include "layers/linear.h"
 #include "layers/quant/quant.h"
 #include "layers/quant/quant_lstm.h"
@@ -33,6 +34,15 @@ void resolve_lstm_defaults(LstmConfig& c) {
   QNN_CHECK(c.embed >= 1 && c.hidden >= 1, "--embed and --hidden must be >= 1");
   if (!c.forget_bias) c.forget_bias = c.model == "fp" ? kLstmForgetBiasSmooth : kLstmForgetBiasHard;
   QNN_CHECK(std::isfinite(*c.forget_bias), "--forget-bias must be a finite number");
+  if (c.model == "fp") {
+    QNN_CHECK(!c.recurrent_scale || *c.recurrent_scale == 0.f, "--recurrent-scale needs --model qnn");
+    c.recurrent_scale = 0.f;
+  } else if (!c.recurrent_scale) {
+    c.recurrent_scale = kLstmRecurrentScale;
+  }
+  QNN_CHECK(std::isfinite(*c.recurrent_scale) && *c.recurrent_scale >= 0.f,
+            "--recurrent-scale must be a number >= 0 (0: none)");
+  QNN_CHECK(c.dropout >= 0.f && c.dropout < 1.f, "--dropout must be in [0, 1), got " + std::to_string(c.dropout));
   parse_surrogate(c.surrogate);  // throws naming the problem
   parse_surrogate(c.weight_surrogate);
 }
@@ -58,6 +68,7 @@ std::shared_ptr<SequenceClassifier> build_lstm_classifier(const LstmConfig& c, R
       q.weight_constraint = Clip{-a, a};
     }
     q.hidden_quantizer = quantizer_for_bits(*c.abits, parse_surrogate(c.surrogate));
+    q.recurrent_scale = c.recurrent_scale.value_or(0.f);
     rnn = std::make_shared<QuantLSTM>(c.embed, c.hidden, rng, std::move(q));
   }
   // The forget-gate bias (lstm_train.h: kLstmForgetBias*): the layer's init
@@ -65,7 +76,9 @@ std::shared_ptr<SequenceClassifier> build_lstm_classifier(const LstmConfig& c, R
   auto* base = dynamic_cast<LSTMBase*>(rnn.get());
   for (int64_t j = c.hidden; j < 2 * c.hidden; ++j) base->bias.data()[j] = *c.forget_bias;
   auto head = std::make_shared<Linear>(c.hidden, 2, rng, LinearOptions{true, "glorot"});
-  return std::make_shared<SequenceClassifier>(emb, rnn, head);
+  std::shared_ptr<Module> drop;
+  if (c.dropout > 0.f) drop = std::make_shared<Dropout>(c.dropout, rng);
+  return std::make_shared<SequenceClassifier>(emb, rnn, head, drop);
 }
 
 float resolve_lstm_training_defaults(const std::string& model, TrainFlags& f) {
@@ -106,6 +119,8 @@ json lstm_config_json(const LstmAppOptions& o, float lr_decay) {
          {"gates", c.model == "fp" ? "sigmoid/tanh" : "hard_sigmoid/hardtanh"}, {"surrogate", c.surrogate},
          {"weight_surrogate", c.weight_surrogate},
          {"forget_bias", c.forget_bias ? json(f2d(*c.forget_bias)) : json(nullptr)},
+         {"recurrent_scale", c.recurrent_scale ? json(f2d(*c.recurrent_scale)) : json(nullptr)},
+         {"dropout", f2d(c.dropout)},
          {"weight_scale", c.model == "qnn" && c.wbits.value_or(32) < 32 ? json(f2d(lstm_weight_scale(c.hidden))) : json(nullptr)},
          {"head", "linear fp32"}, {"epochs", t.epochs}, {"batch", t.batch},
          {"optimizer", t.optimizer}, {"lr", t.lr ? json(f2d(*t.lr)) : json(nullptr)},

@@ -1,5 +1,6 @@
 #include "layers/quant/quant_lstm.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/autograd.h"
@@ -35,6 +36,12 @@ QuantLSTM::QuantLSTM(int64_t input, int64_t hidden, Rng& rng, QuantLSTMOptions o
     opt_.weight_constraint.attach(weight_ih);
     opt_.weight_constraint.attach(weight_hh);
   }
+  if (opt_.recurrent_scale != 0.f) {
+    QNN_CHECK(std::isfinite(opt_.recurrent_scale) && opt_.recurrent_scale > 0.f,
+              "QuantLSTM: recurrent_scale must be a positive number (0: none)");
+    recurrent_scale = Tensor::full({4 * hidden}, opt_.recurrent_scale);
+    register_parameter("recurrent_scale", recurrent_scale);
+  }
 }
 
 void QuantLSTM::train(bool on) {
@@ -43,6 +50,9 @@ void QuantLSTM::train(bool on) {
                         &opt_.input_quantizer})
     if (*q) (*q)->train(on);
 }
+
+// See recurrent_levels: the most plane pairs worth the bit-packed product.
+constexpr int kMaxRecurrentPlanePairs = 1;
 
 LstmLevels recurrent_levels(const std::shared_ptr<Quantizer>& qh, const std::shared_ptr<Quantizer>& qw, bool kernels) {
   // Every output of these is a level alpha * v / L (a stochastic sign's too:
@@ -56,7 +66,13 @@ LstmLevels recurrent_levels(const std::shared_ptr<Quantizer>& qh, const std::sha
   l.h_alpha = qh->scale();
   l.w_bits = qw->bits();
   l.w_alpha = qw->scale();
-  l.kernels = kernels;
+  // The bit-packed product runs one popcount GEMM per pair of bit planes
+  // (h_bits x w_bits of them) on rows of only H bits (two 64-bit words at
+  // H = 100): past a few pairs the float FMAs on the same integer levels are
+  // faster, and they give the same bits, so this choice changes no number.
+  // Measured on the IMDB LSTM (H = 100, 1 thread, AVX2, no AVX-512): 4 x 4
+  // bits 53 seq/s packed vs 293 seq/s float (docs/results.md).
+  l.kernels = kernels && l.h_bits * l.w_bits <= kMaxRecurrentPlanePairs;
   return l;
 }
 
@@ -77,7 +93,7 @@ Tensor QuantLSTM::compute(const Tensor& x) {
   const Tensor wi = opt_.weight_quantizer ? (*opt_.weight_quantizer)(weight_ih) : weight_ih;
   const Tensor wh = opt_.weight_quantizer ? (*opt_.weight_quantizer)(weight_hh) : weight_hh;
   const LstmQuant q = recurrence_quant();
-  return lstm(xq, wi, wh, bias, &q, opt_.return_sequence);
+  return lstm(xq, wi, wh, bias, &q, opt_.return_sequence, recurrent_scale);
 }
 
 Tensor QuantLSTM::forward(const Tensor& x) {

@@ -23,7 +23,18 @@
 // backward (surrogate_backward). The weight and input quantizers are ordinary
 // graph nodes before the op.
 //
-// Summary: params = W_ih + W_hh + b; quant_params = W_ih + W_hh when weights
+// The learned recurrent scale (QuantLSTMOptions::recurrent_scale):
+//   z_t = q_x(x_t) q_w(W_ih)^T + s * (h_{t-1} q_w(W_hh)^T) + b,  s [4H] learned
+// Why: with 1-bit weights (+-a) and a 1-bit hidden state (+-1) every term of
+// the recurrent sum is +-a, so each gate's recurrent input has the same
+// spread (a sqrt(H)) whatever the network learns: only signs can change, and
+// the recurrence cannot be turned down to let the input through. Measured
+// on a small IMDB run (apps/imdb_lstm.cpp has the figures), 1/1 bits learn
+// nothing without s and do with it; 4/4 bits gain too. A small start (the
+// recurrence almost off, the cell first integrating the input) learns best.
+// On the levels product s multiplies the exact integer sum (core/ops.h).
+//
+// Summary: params = W_ih + W_hh + b (+ s); quant_params = W_ih + W_hh when weights
 // are quantized; weight_bits; input_bits = the hidden state's bits (the
 // recurrent product's input; 32 when h is not quantized).
 //
@@ -57,6 +68,9 @@ struct QuantLSTMOptions {
   std::shared_ptr<Quantizer> gate_quantizer;     // gate pre-activations
   std::shared_ptr<Quantizer> input_quantizer;    // x
   Constraint weight_constraint;                  // e.g. Clip{-1, 1}; empty: none
+  // > 0: learn a scale per gate row of the recurrent product (parameter
+  // "recurrent_scale" [4H], initialised to this value); 0: none. See below.
+  float recurrent_scale = 0.f;
 };
 
 // A quantizer as the fused LSTM's in-recurrence loop pair; empty for a null
@@ -84,6 +98,7 @@ class QuantLSTM : public LSTMBase {
   bool kernels_enabled() const;
 
   // weight_ih, weight_hh, bias (LSTMBase): latent weights; bias undefined when opt.bias == false
+  Tensor recurrent_scale;  // [4H], learned, with opt.recurrent_scale > 0; else undefined
 
  protected:
   // THE computation: q_x(x), q_w(W_ih), q_w(W_hh), then the fused op.
