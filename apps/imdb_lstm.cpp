@@ -124,8 +124,9 @@ int main(int argc, char** argv) {
       "validation reviews (even: half each class) held out of the training half (>= 0)");
   cli.get_option("--limit-train")->description("use the first N training reviews (>= 1; balanced; quick runs)");
   cli.get_option("--kernels")->description(
-      "on | off: qnn's recurrent product h_t W_hh^T by XNOR-popcount (1 bit) / bit-serial (k bits) kernels, or by "
-      "float FMAs on the same integer levels (identical results)");
+      "on | off: qnn's recurrent product h_t W_hh^T by XNOR-popcount (1 x 1 bit; k bits use float FMAs on the "
+      "integer levels either way, faster than bit-serial planes at this size), or by float FMAs on the same integer "
+      "levels (identical results)");
   cli.add_flag("--allow-mismatch", o.allow_mismatch,
                "--load a checkpoint whose metadata names other data (a warning instead of an error)");
   return app::parse_and_run(cli, argc, argv, "imdb_lstm", [&] {

@@ -68,9 +68,9 @@ SequenceClassifier::SequenceClassifier(std::shared_ptr<Embedding> embedding, std
     : emb_(std::move(embedding)), rnn_(std::move(rnn)), head_(std::move(head)), dropout_(std::move(dropout)) {
   QNN_CHECK(emb_ && rnn_ && head_, "SequenceClassifier: embedding, rnn and head must all be given");
   register_module("embedding", emb_);
+  if (dropout_) register_module("dropout", dropout_);  // before rnn: the summary shows it on [B, T, E]
   register_module("rnn", rnn_);
   register_module("head", head_);
-  if (dropout_) register_module("dropout", dropout_);
 }
 
 Tensor SequenceClassifier::forward_ids(const std::vector<int32_t>& ids, int64_t batch, int64_t steps) {

@@ -235,6 +235,8 @@ TrainResult run_imdb_lstm(LstmAppOptions& o, const ImdbData* data, const LstmRun
   job.lr_decay = lr_decay;
   job.meta = lstm_meta(config, o.maxlen);
   job.allow_meta_mismatch = o.allow_mismatch;
+  job.load_hint = "the model flags must match the checkpoint's (--model, --wbits, --vocab, --embed, --hidden; a "
+                  "qnn LSTM saved without a recurrent scale, e.g. before it existed, loads with --recurrent-scale 0)";
   job.rate_key = "samples_per_s";
   job.rate_unit = "seq/s";
   job.epoch_lines = !o.quiet;

@@ -16,7 +16,9 @@
 //        weights clipped to [-s, s], pseudo-gradient --weight-surrogate), the
 //        hidden state h_t quantized to --abits INSIDE the recurrence (pseudo-gradient
 //        --surrogate), gates hard_sigmoid / hardtanh as the QNN paper's LSTMs,
-//        forget-gate bias 0.5 (kLstmForgetBiasHard below: why not 1).
+//        forget-gate bias 0.5 (kLstmForgetBiasHard below: why not 1), a
+//        learned scale per gate row of the recurrent product from 0.01
+//        (kLstmRecurrentScale below: without it 1 bit does not learn).
 //        The embedding and the 2-way head stay full precision: the head holds
 //        hidden*2 + 2 weights (0.2 % of the model), its input h_T is already
 //        quantized, and a sign head would put logits on a +-hidden scale that

@@ -352,7 +352,12 @@ TrainResult run_training(TrainJob& job) {
   auto fresh_model = [&](bool verbose) {
     std::shared_ptr<Module> m = job.build();
     if (!f.load_path.empty()) {
-      load_checkpoint(f.load_path, *m, job.meta, job.allow_meta_mismatch);
+      try {
+        load_checkpoint(f.load_path, *m, job.meta, job.allow_meta_mismatch);
+      } catch (const Error& e) {
+        if (job.load_hint.empty()) throw;
+        throw Error(std::string(e.what()) + "; " + job.load_hint);
+      }
       if (verbose && job.announce) std::printf("# loaded %s\n", f.load_path.c_str());
     }
     return m;

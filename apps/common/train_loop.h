@@ -237,6 +237,7 @@ struct TrainJob {
   // Optional.
   nlohmann::json meta = nlohmann::json::object();  // make_model_meta(...): handed to save / load / export
   bool allow_meta_mismatch = false;                // --load of a model trained on other data: warn, not refuse
+  std::string load_hint;                           // added to a failed --load's message (e.g. a flag that changes the model)
   float lr_decay = 0;  // > 0: exponential schedule by this factor per epoch, --lr-end its floor
   // Prints the model's summary and returns the --json "model" object.
   std::function<nlohmann::json(Module&)> describe_model;  // e.g. model_size_json below

@@ -70,8 +70,11 @@ LstmLevels recurrent_levels(const std::shared_ptr<Quantizer>& qh, const std::sha
   // (h_bits x w_bits of them) on rows of only H bits (two 64-bit words at
   // H = 100): past a few pairs the float FMAs on the same integer levels are
   // faster, and they give the same bits, so this choice changes no number.
-  // Measured on the IMDB LSTM (H = 100, 1 thread, AVX2, no AVX-512): 4 x 4
-  // bits 53 seq/s packed vs 293 seq/s float (docs/results.md).
+  // Measured on the IMDB LSTM (H = 100, 1 thread, AVX2 without AVX-512,
+  // training seq/s packed vs float): 1 x 1 bit 445 vs 452 (XNOR: even),
+  // 1 x 2 261 vs 411, 2 x 2 201 vs 427, 4 x 4 78 vs 433 (docs/results.md).
+  // So only the XNOR product stays packed; core's lstm() still takes the
+  // bit-serial path for any caller that asks (LstmLevels::kernels).
   l.kernels = kernels && l.h_bits * l.w_bits <= kMaxRecurrentPlanePairs;
   return l;
 }
