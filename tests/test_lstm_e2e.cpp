@@ -100,11 +100,14 @@ TEST_CASE("e2e imdb_lstm: a tiny reviews.json, 1 epoch, fp and 1-bit, writes its
     CHECK(acc == doctest::Approx(r.test->acc));
     CHECK(j["best_epoch"] == 1);
     // The summary's bits and bytes: the LSTM's weights at 1 bit for qnn.
+    // fp's recipe has dropout (a row of its own, after the embedding); qnn's none.
     const json& layers = j["model"]["layers"];
-    REQUIRE(layers.size() == 3);
-    CHECK(layers[1]["name"] == "rnn");
-    CHECK(layers[1]["weight_bits"] == (model == "qnn" ? 1 : 32));
-    CHECK(layers[1]["input_bits"] == (model == "qnn" ? 1 : 32));
+    const size_t rnn = model == "fp" ? 2 : 1;
+    REQUIRE(layers.size() == rnn + 2);
+    if (model == "fp") CHECK(layers[1]["name"] == "dropout");
+    CHECK(layers[rnn]["name"] == "rnn");
+    CHECK(layers[rnn]["weight_bits"] == (model == "qnn" ? 1 : 32));
+    CHECK(layers[rnn]["input_bits"] == (model == "qnn" ? 1 : 32));
     const double fp32 = j["model"]["bytes_fp32"].get<double>(), packed = j["model"]["bytes_packed"].get<double>();
     if (model == "qnn")
       CHECK(packed < fp32);
@@ -147,6 +150,35 @@ TEST_CASE("e2e imdb_lstm: a malformed reviews.json is refused with the record na
 // linear range. With the smooth LSTM's bias 1, hard_sigmoid(1) = 1 exactly:
 // every cell is a pure accumulator, hardtanh(c) saturates and the quantized
 // model does not learn (apps/common/lstm_train.h, kLstmForgetBiasHard).
+TEST_CASE("imdb_lstm recipe: per-model epochs, schedule, dropout and recurrent scale; given flags are kept") {
+  for (const std::string model : {"fp", "qnn"})
+    for (bool given : {false, true}) {
+      INFO("model " << model << (given ? ", flags given" : ", defaults"));
+      app::LstmAppOptions o;
+      app::set_lstm_flag_defaults(o.train);
+      o.lstm.model = model;
+      o.epochs_given = given;
+      if (given) {
+        o.train.epochs = 7;
+        o.train.lr_end = 3e-4f;
+        o.lstm.dropout = 0.1f;
+        if (model == "qnn") o.lstm.recurrent_scale = 0.f;  // 0: none
+      }
+      const float decay = app::resolve_lstm_app(o);
+      const bool fp = model == "fp";
+      CHECK(o.train.epochs == (given ? 7 : fp ? app::kLstmEpochsFp : app::kLstmEpochs));
+      CHECK(*o.train.lr_end == (given ? 3e-4f : fp ? app::kLstmLrEndFp : 1e-5f));
+      CHECK(decay == (given || fp ? 0.0f : 0.85f));  // 0: the decay runs over the run, to --lr-end
+      CHECK(*o.lstm.dropout == (given ? 0.1f : fp ? app::kLstmDropoutFp : 0.0f));
+      CHECK(*o.lstm.recurrent_scale == (fp || given ? 0.0f : app::kLstmRecurrentScale));
+      Rng rng(1);
+      o.lstm.vocab = 20;
+      auto m = app::build_lstm_classifier(o.lstm, rng);
+      const bool has_scale = m->named_parameters().size() == 7;  // embedding, 3 LSTM, scale, 2 head
+      CHECK(has_scale == (!fp && !given));
+    }
+}
+
 TEST_CASE("imdb_lstm recipe: forget-gate bias per gate kind, overridable, refused when not finite") {
   for (const std::string model : {"fp", "qnn"}) {
     INFO("model " << model);

@@ -42,7 +42,8 @@ void resolve_lstm_defaults(LstmConfig& c) {
   }
   QNN_CHECK(std::isfinite(*c.recurrent_scale) && *c.recurrent_scale >= 0.f,
             "--recurrent-scale must be a number >= 0 (0: none)");
-  QNN_CHECK(c.dropout >= 0.f && c.dropout < 1.f, "--dropout must be in [0, 1), got " + std::to_string(c.dropout));
+  if (!c.dropout) c.dropout = c.model == "fp" ? kLstmDropoutFp : 0.f;
+  QNN_CHECK(*c.dropout >= 0.f && *c.dropout < 1.f, "--dropout must be in [0, 1), got " + std::to_string(*c.dropout));
   parse_surrogate(c.surrogate);  // throws naming the problem
   parse_surrogate(c.weight_surrogate);
 }
@@ -77,15 +78,18 @@ std::shared_ptr<SequenceClassifier> build_lstm_classifier(const LstmConfig& c, R
   for (int64_t j = c.hidden; j < 2 * c.hidden; ++j) base->bias.data()[j] = *c.forget_bias;
   auto head = std::make_shared<Linear>(c.hidden, 2, rng, LinearOptions{true, "glorot"});
   std::shared_ptr<Module> drop;
-  if (c.dropout > 0.f) drop = std::make_shared<Dropout>(c.dropout, rng);
+  if (c.dropout.value_or(0.f) > 0.f) drop = std::make_shared<Dropout>(*c.dropout, rng);
   return std::make_shared<SequenceClassifier>(emb, rnn, head, drop);
 }
 
 float resolve_lstm_training_defaults(const std::string& model, TrainFlags& f) {
-  (void)model;  // both models share the schedule (apps/imdb_lstm.cpp explains it)
   if (!f.loss) f.loss = "xent";
   if (!f.lr) f.lr = 2e-3f;
   if (f.lr_end) return 0.0f;  // --lr-end given: the decay runs from --lr to it over the run
+  if (model == "fp") {        // with dropout it learns longer: decay over the run to kLstmLrEndFp
+    f.lr_end = kLstmLrEndFp;
+    return 0.0f;
+  }
   f.lr_end = 1e-5f;
   return f.schedule == "exponential" ? 0.85f : 0.0f;
 }
@@ -104,6 +108,7 @@ float resolve_lstm_app(LstmAppOptions& o) {
   QNN_CHECK(o.maxlen >= 1, "--maxlen must be >= 1, got " + std::to_string(o.maxlen));
   QNN_CHECK(t.val % 2 == 0, "--val must be even (half negative, half positive reviews), got " + std::to_string(t.val));
   resolve_lstm_defaults(o.lstm);
+  if (!o.epochs_given && o.lstm.model == "fp") t.epochs = kLstmEpochsFp;
   const float decay = resolve_lstm_training_defaults(o.lstm.model, t);
   resolve_training_flags(t);
   check_output_paths(t);
@@ -120,7 +125,7 @@ json lstm_config_json(const LstmAppOptions& o, float lr_decay) {
          {"weight_surrogate", c.weight_surrogate},
          {"forget_bias", c.forget_bias ? json(f2d(*c.forget_bias)) : json(nullptr)},
          {"recurrent_scale", c.recurrent_scale ? json(f2d(*c.recurrent_scale)) : json(nullptr)},
-         {"dropout", f2d(c.dropout)},
+         {"dropout", c.dropout ? json(f2d(*c.dropout)) : json(nullptr)},
          {"weight_scale", c.model == "qnn" && c.wbits.value_or(32) < 32 ? json(f2d(lstm_weight_scale(c.hidden))) : json(nullptr)},
          {"head", "linear fp32"}, {"epochs", t.epochs}, {"batch", t.batch},
          {"optimizer", t.optimizer}, {"lr", t.lr ? json(f2d(*t.lr)) : json(nullptr)},

@@ -50,7 +50,10 @@ inline constexpr int64_t kLstmVocab = 5000;   // --vocab (the report's)
 inline constexpr int64_t kLstmMaxlen = 300;   // --maxlen (the report's)
 inline constexpr int64_t kLstmEmbed = 15;     // --embed (the report's)
 inline constexpr int64_t kLstmHidden = 100;   // --hidden
-inline constexpr int kLstmEpochs = 20;        // --epochs
+inline constexpr int kLstmEpochs = 20;        // --epochs (qnn; a sweep's shared budget)
+inline constexpr int kLstmEpochsFp = 30;      // --epochs of --model fp (with its dropout, below)
+inline constexpr float kLstmDropoutFp = 0.2f; // --dropout of --model fp (qnn: 0)
+inline constexpr float kLstmLrEndFp = 1e-4f;  // --lr-end of --model fp, reached over the run
 inline constexpr int64_t kLstmBatch = 64;     // --batch
 inline constexpr int64_t kLstmVal = 5000;     // --val (balanced, from the training half)
 
@@ -89,7 +92,7 @@ struct LstmConfig {
   std::string weight_surrogate = "hardtanh";  // W_ih / W_hh (BinaryNet's clipped STE)
   std::optional<float> forget_bias;           // fp: kLstmForgetBiasSmooth, qnn: kLstmForgetBiasHard
   std::optional<float> recurrent_scale;       // qnn: kLstmRecurrentScale (0: none); fp: none
-  float dropout = 0.f;                        // SequenceClassifier's dropout (embedded input, last h), [0, 1)
+  std::optional<float> dropout;               // SequenceClassifier's dropout (embedded input, last h), [0, 1); fp 0.2, qnn 0
 };
 
 // The range of the quantized LSTM weights: +-1/sqrt(hidden), PyTorch's
@@ -122,6 +125,7 @@ struct LstmAppOptions {
   TrainFlags train;  // the shared flags (epochs, batch, val defaults set by the app)
   bool allow_mismatch = false;
   bool quiet = false;  // tests / sweep: no summary table, no per-epoch lines
+  bool epochs_given = true;  // false: --epochs is the app's default, so --model fp takes kLstmEpochsFp
   std::optional<float> lr_decay;  // set by resolve_lstm_app (a second call returns it unchanged)
 };
 
