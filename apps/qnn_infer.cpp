@@ -81,7 +81,7 @@ std::string fmt_g(float v) {
 }
 
 std::string layer_line(size_t i, const k::PackedLayer& L) {
-  const bool lv = L.type == k::LayerType::dense_levels;
+  const bool lv = L.levels();
   std::string in = k::layer_input_name(L.input);
   if (lv && L.input != k::LayerInput::real)
     in += "(" + std::to_string(L.in_bits) + "-bit, a=" + fmt_g(L.in_alpha) + ")";

@@ -32,6 +32,7 @@
 #include "kernels/conv_f32.h"
 #include "kernels/im2col.h"
 #include "kernels/isa.h"
+#include "kernels/level_planes.h"
 #include "kernels/packed_conv.h"
 #include "kernels/packed_model.h"
 #include "kernels/packed_model_internal.h"
@@ -47,10 +48,13 @@ namespace {
 PatchGeom conv_geom(const SpatialGeom& g) { return make_patch_geom(g.C, g.H, g.W, g.K, g.K, g.stride, g.pad); }
 
 // Float epilogue over NCHW planes: y (+ bias[o]); (y - c) * s + t; relu — the
-// dense layers' float expressions (no FMA: -ffp-contract=off).
+// dense layers' float expressions (no FMA: -ffp-contract=off). The bias is
+// added here for conv_binary only (to exact integer sums, after the pool:
+// max(V) + b = max(V + b), rounding being monotone); conv_f32 and
+// conv_levels add it inside their product, before the pool, as training did.
 void plane_epilogue(const PackedLayer& L, float* y, int64_t n, int64_t P) {
   const int64_t O = L.geom.O;
-  const bool b = !L.bias.empty();
+  const bool b = !L.bias.empty() && L.type == LayerType::conv_binary;
   if (!b && !L.affine && !L.relu) return;
 #pragma omp parallel for schedule(static) if (n * O * P >= (1 << 16))
   for (int64_t q = 0; q < n * O; ++q) {
@@ -295,12 +299,42 @@ void nhwc_to_flat_rows(const uint64_t* x, int64_t n, int64_t C, int64_t H, int64
 
 // conv2d's forward: the same kernel (conv_f32.h) core/ops_conv.cpp conv2d
 // runs, with the same plan, so the sums match it bit for bit.
-void PackedRunner::conv_f32_forward(const PackedLayer& L, const float* px, int64_t N, float* py) {
+void PackedRunner::conv_f32_forward(const PackedLayer& L, const float* w, const float* px, int64_t N, float* py) {
   const PatchGeom g = conv_geom(L.geom);
   const ConvPlan plan(N, g, L.geom.O);
   if ((int64_t)cols_.size() < plan.scratch_size()) cols_.resize(size_t(plan.scratch_size()));
-  conv2d_f32_forward(px, N, g, L.geom.O, L.w_f32.data(), L.bias.empty() ? nullptr : L.bias.data(), py, plan,
-                     cols_.data());
+  conv2d_f32_forward(px, N, g, L.geom.O, w, L.bias.empty() ? nullptr : L.bias.data(), py, plan, cols_.data());
+}
+
+// QuantConv2d's levels path (uniform_linear on its patch rows): the levels u
+// of x (in place: x is not read again), patch rows with the top level +Lx in
+// padded taps (one-padding), the integer dot with the weight levels v — exact
+// in float (validate: |dot| < 2^24), so sgemm's order does not matter — then
+// y = s * dot + bias per pixel (uniform_linear's expression), written NCHW.
+void PackedRunner::conv_levels_exact(size_t i, float* x, int64_t n, float* y) {
+  const PackedLayer& L = m_.layers[i];
+  const SpatialGeom& g = L.geom;
+  const PatchGeom pg = conv_geom(g);
+  const int64_t CKK = pg.taps(), O = g.O, P = g.OH() * g.OW();
+  uniform_levels(x, n * L.in, L.in_bits, L.in_alpha, x);
+  if ((int64_t)rows_.size() < n * P * CKK) rows_.resize(size_t(n * P * CKK));
+  if ((int64_t)pooled_.size() < n * P * O) pooled_.resize(size_t(n * P * O));
+  const float top = float((1 << L.in_bits) - 1);
+  im2col_rows_batch(x, n, pg, g.pad_one ? top : 0.f, rows_.data());
+  float* D = pooled_.data();  // [n*P, O] pixel-major dots
+  sgemm(false, true, n * P, O, CKK, 1.f, rows_.data(), CKK, wdec_[i].data(), CKK, 0.f, D, O);
+  const float s = level_step(L.in_bits, L.in_alpha) * level_step(L.wbits, L.w_alpha);
+  const float* b = L.bias.empty() ? nullptr : L.bias.data();
+#pragma omp parallel for schedule(static) if (n * O * P >= (1 << 16))
+  for (int64_t q = 0; q < n * O; ++q) {  // pixel-major -> NCHW
+    const int64_t img = q / O, o = q % O;
+    float* out = y + q * P;
+    const float* d = D + img * P * O + o;
+    if (b)
+      for (int64_t p = 0; p < P; ++p) out[p] = s * d[p * O] + b[o];
+    else
+      for (int64_t p = 0; p < P; ++p) out[p] = s * d[p * O];
+  }
 }
 
 // Layer i of a batch of n: reads f_[fi] (floats, NCHW) or p_[pi] (packed
@@ -330,7 +364,16 @@ void PackedRunner::spatial_layer(size_t i, int64_t n, int& fi, int& pi) {
   float* S = sums_.data();
   const bool pix = L.input == LayerInput::pixels8;
   if (L.type == LayerType::conv_f32) {
-    conv_f32_forward(L, f_[fi].data(), n, S);
+    conv_f32_forward(L, L.w_f32.data(), f_[fi].data(), n, S);
+  } else if (L.type == LayerType::conv_levels) {
+    float* X = f_[fi].data();  // not read again in this call: quantized in place
+    if (L.input == LayerInput::levels) {
+      conv_levels_exact(i, X, n, S);
+    } else {
+      // conv2d(x or the input quantizer's floats, the decoded weights) + bias.
+      if (L.input == LayerInput::levels_f32) uniform_values(X, n * L.in, L.in_bits, L.in_alpha, X);
+      conv_f32_forward(L, wdec_[i].data(), X, n, S);
+    }
   } else if (pix) {
     // rows [n*P, CKK] of (2p - 255)/256 (0 in padded taps) x sign(W)^T -> [n*P, O] = V / 256, exact.
     const PatchGeom pg = conv_geom(g);

@@ -48,6 +48,7 @@ const char* layer_type_name(LayerType t) {
     case LayerType::conv_f32: return "conv_f32";
     case LayerType::conv_binary: return "conv_binary";
     case LayerType::max_pool: return "max_pool";
+    case LayerType::conv_levels: return "conv_levels";
   }
   return "unknown";
 }
@@ -111,16 +112,33 @@ int64_t PackedLayer::out_w() const {
   return geom.pool_k > 0 ? (w - geom.pool_k) / geom.pool_s + 1 : w;
 }
 
+namespace {
+// The odd-integer weight levels of a dense_levels [out x in] or conv_levels
+// [O x C*K*K] layer.
+std::vector<int32_t> weight_levels(const PackedLayer& L, const char* who) {
+  if (!L.levels())
+    throw std::invalid_argument(std::string(who) + ": a " + layer_type_name(L.type) + " layer has no k-bit weights");
+  const int64_t rows = L.type == LayerType::conv_levels ? L.geom.O : L.out;
+  const int64_t K = L.type == LayerType::conv_levels ? L.geom.taps() : L.in;
+  if (L.wbits < 1 || L.wbits > 16 || (int64_t)L.w_planes.size() != plane_packed_words(rows, K, L.wbits))
+    throw std::invalid_argument(std::string(who) + ": inconsistent " + layer_type_name(L.type) +
+                                " layer (validate() it first)");
+  std::vector<int32_t> v(static_cast<size_t>(rows * K));
+  unpack_planes(L.w_planes.data(), rows, K, L.wbits, v.data());
+  return v;
+}
+}  // namespace
+
 std::vector<float> PackedLayer::level_weights() const {
-  if (type != LayerType::dense_levels)
-    throw std::invalid_argument(std::string("level_weights: a ") + layer_type_name(type) + " layer has no k-bit weights");
-  if (wbits < 1 || wbits > 16 || (int64_t)w_planes.size() != plane_packed_words(out, in, wbits))
-    throw std::invalid_argument("level_weights: inconsistent dense_levels layer (validate() it first)");
-  std::vector<int32_t> v(static_cast<size_t>(in * out));
-  unpack_planes(w_planes.data(), out, in, wbits, v.data());
+  const std::vector<int32_t> v = weight_levels(*this, "level_weights");
   std::vector<float> w(v.size());
   for (size_t i = 0; i < v.size(); ++i) w[i] = level_value(v[i], wbits, w_alpha);
   return w;
+}
+
+std::vector<float> PackedLayer::level_integers() const {
+  const std::vector<int32_t> v = weight_levels(*this, "level_integers");
+  return std::vector<float>(v.begin(), v.end());  // |v| < 2^16: exact
 }
 
 bool PackedModel::is_binary() const {
@@ -135,7 +153,12 @@ bool PackedModel::is_spatial() const {
 }
 bool PackedModel::has_levels() const {
   for (const auto& L : layers)
-    if (L.type == LayerType::dense_levels) return true;
+    if (L.levels()) return true;
+  return false;
+}
+bool PackedModel::has_conv_levels() const {
+  for (const auto& L : layers)
+    if (L.type == LayerType::conv_levels) return true;
   return false;
 }
 int64_t PackedModel::in_features() const { return layers.empty() ? 0 : layers.front().in; }
@@ -152,6 +175,57 @@ int64_t PackedModel::weight_storage_bits() const {
 }
 
 namespace {
+// Rows of packed_words(K) words must have 0 in their padding bits (bitpack.h
+// rule 4), else dot products are wrong. what(r) names row r in the message.
+template <class Bad, class What>
+void check_pad_bits(const PackedVector& P, int64_t rows, int64_t K, Bad&& lbad, What&& what) {
+  const int64_t W = packed_words(K), used = words64(K);
+  const uint64_t tail = (K % 64) ? (uint64_t(1) << (K % 64)) - 1 : ~uint64_t(0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t* row = P.data() + r * W;
+    bool ok = (row[used - 1] & ~tail) == 0;
+    for (int64_t w = used; w < W; ++w) ok = ok && row[w] == 0;
+    if (!ok) lbad(what(r) + " has nonzero padding bits");
+  }
+}
+
+// The k-bit fields of a dense_levels (rows = out, K = in) or conv_levels
+// (rows = O, K = C*K*K) layer: bits, alphas, input kind, the plane array.
+template <class Bad>
+void validate_levels(const PackedLayer& L, int64_t rows, int64_t K, bool prev_packed, Bad&& lbad) {
+  const char* name = layer_type_name(L.type);
+  if (L.wbits < 1 || L.wbits > 16) lbad(std::to_string(L.wbits) + "-bit weights (" + name + " has 1..16)");
+  if (!std::isfinite(L.w_alpha) || !(L.w_alpha > 0.f))
+    lbad("weight alpha " + std::to_string(L.w_alpha) + " (must be finite and > 0)");
+  switch (L.input) {
+    case LayerInput::real:
+      if (L.in_bits != kRealInputBits || L.in_alpha != 0.f)
+        lbad("real input but input quantizer fields (bits " + std::to_string(L.in_bits) + ", alpha " +
+             std::to_string(L.in_alpha) + "); real input has bits 32, alpha 0");
+      break;
+    case LayerInput::levels:
+    case LayerInput::levels_f32:
+      if (L.in_bits < 1 || L.in_bits > 16)
+        lbad(std::to_string(L.in_bits) + "-bit input quantizer (" + layer_input_name(L.input) + " input has 1..16)");
+      if (!std::isfinite(L.in_alpha) || !(L.in_alpha > 0.f))
+        lbad("input alpha " + std::to_string(L.in_alpha) + " (must be finite and > 0)");
+      if (L.input == LayerInput::levels && !levels_exact(K, L.in_bits, L.wbits))
+        lbad(std::to_string(K) + " inputs at " + std::to_string(L.in_bits) + " x " + std::to_string(L.wbits) +
+             " bits can reach 2^24, where the integer sums stop being exact floats (the training framework "
+             "computes such a layer as levels_f32)");
+      break;
+    default: lbad(std::string("a ") + name + " layer cannot take " + layer_input_name(L.input) + " input");
+  }
+  if (prev_packed) lbad("k-bit layer after a layer with packed sign outputs (not supported)");
+  if (!L.w_f32.empty() || !L.w_bits.empty()) lbad("has float or 1-bit packed weights");
+  if ((int64_t)L.w_planes.size() != plane_packed_words(rows, K, L.wbits))
+    lbad("weight plane array has " + std::to_string(L.w_planes.size()) + " words, expected " +
+         std::to_string(plane_packed_words(rows, K, L.wbits)));
+  check_pad_bits(L.w_planes, rows * L.wbits, K, lbad, [&](int64_t r) {
+    return "weight row " + std::to_string(r / L.wbits) + " plane " + std::to_string(r % L.wbits);
+  });
+}
+
 // The checks of a spatial layer (PackedModel::validate; throws
 // std::invalid_argument("<at>: ...")).
 void validate_spatial(const PackedModel& m, const PackedLayer& L, const PackedLayer* prev, size_t i,
@@ -204,6 +278,13 @@ void validate_spatial(const PackedModel& m, const PackedLayer& L, const PackedLa
     if (g.pad_one) lbad("a conv_f32 layer pads with 0 (pad_one is for packed input)");
     if ((int64_t)L.w_f32.size() != g.O * g.taps()) lbad("weight array has " + std::to_string(L.w_f32.size()) + " floats");
     if (!L.w_bits.empty()) lbad("has packed weights");
+  } else if (L.type == LayerType::conv_levels) {
+    validate_levels(L, g.O, g.taps(), prev_packed, lbad);
+    if (g.pad_one && L.input != LayerInput::levels)
+      lbad(std::string("a conv_levels layer on ") + layer_input_name(L.input) +
+           " input pads with 0 (pad_one is for levels input)");
+    if (L.input == LayerInput::real && L.wbits == 1 && L.w_alpha == 1.0f)
+      lbad("+-1 weights on real input are QuantConv2d's sign-weight product: a conv_binary layer on pixels8");
   } else if (L.type == LayerType::conv_binary) {
     if (L.input == LayerInput::pixels8) {
       if (i != 0) lbad("pixels8 input is only for the first layer");
@@ -247,7 +328,7 @@ void PackedModel::validate(const std::string& what) const {
     const PackedLayer& L = layers[i];
     const std::string at = "layer " + std::to_string(i) + " (" + dims_str(L) + ")";
     auto lbad = [&](const std::string& msg) { bad(at + ": " + msg); };
-    if (static_cast<uint32_t>(L.type) < 1 || static_cast<uint32_t>(L.type) > 6)
+    if (static_cast<uint32_t>(L.type) < 1 || static_cast<uint32_t>(L.type) > 7)
       bad("layer " + std::to_string(i) + ": unknown type " + std::to_string(static_cast<uint32_t>(L.type)));
     if (L.in < 1 || L.in > kMaxDim || L.out < 1 || L.out > kMaxDim) lbad("sizes out of range [1, 2^26]");
     const PackedLayer* prev = i > 0 ? &layers[i - 1] : nullptr;
@@ -264,20 +345,8 @@ void PackedModel::validate(const std::string& what) const {
         bad(e.what());
       }
     }
-    // Padding bits must be 0 (bitpack.h rule 4), else dot products are wrong:
-    // `rows` packed rows of packed_words(in) words each.
-    auto check_pads = [&](const PackedVector& P, int64_t rows, auto&& what) {
-      const int64_t W = packed_words(L.in), used = words64(L.in);
-      const uint64_t tail = (L.in % 64) ? (uint64_t(1) << (L.in % 64)) - 1 : ~uint64_t(0);
-      for (int64_t r = 0; r < rows; ++r) {
-        const uint64_t* row = P.data() + r * W;
-        bool ok = (row[used - 1] & ~tail) == 0;
-        for (int64_t w = used; w < W; ++w) ok = ok && row[w] == 0;
-        if (!ok) lbad(what(r) + " has nonzero padding bits");
-      }
-    };
-    if (L.type != LayerType::dense_levels && (!L.w_planes.empty() || L.wbits != 0))
-      lbad("has k-bit weight fields (only dense_levels layers do)");
+    if (!L.levels() && (!L.w_planes.empty() || L.wbits != 0))
+      lbad("has k-bit weight fields (only dense_levels / conv_levels layers do)");
     if (L.type == LayerType::dense_f32) {
       if (L.input != LayerInput::real) lbad(std::string("a dense_f32 layer takes real input, not ") + layer_input_name(L.input));
       if (prev_packed) lbad("full-precision layer after a layer with packed sign outputs (not supported)");
@@ -285,36 +354,7 @@ void PackedModel::validate(const std::string& what) const {
       if (!L.w_bits.empty()) lbad("has packed weights");
       if (L.sign_out) lbad("a dense_f32 layer cannot have a sign epilogue");
     } else if (L.type == LayerType::dense_levels) {
-      if (L.wbits < 1 || L.wbits > 16) lbad(std::to_string(L.wbits) + "-bit weights (dense_levels has 1..16)");
-      if (!std::isfinite(L.w_alpha) || !(L.w_alpha > 0.f))
-        lbad("weight alpha " + std::to_string(L.w_alpha) + " (must be finite and > 0)");
-      switch (L.input) {
-        case LayerInput::real:
-          if (L.in_bits != kRealInputBits || L.in_alpha != 0.f)
-            lbad("real input but input quantizer fields (bits " + std::to_string(L.in_bits) + ", alpha " +
-                 std::to_string(L.in_alpha) + "); real input has bits 32, alpha 0");
-          break;
-        case LayerInput::levels:
-        case LayerInput::levels_f32:
-          if (L.in_bits < 1 || L.in_bits > 16)
-            lbad(std::to_string(L.in_bits) + "-bit input quantizer (" + layer_input_name(L.input) + " input has 1..16)");
-          if (!std::isfinite(L.in_alpha) || !(L.in_alpha > 0.f))
-            lbad("input alpha " + std::to_string(L.in_alpha) + " (must be finite and > 0)");
-          if (L.input == LayerInput::levels && !levels_exact(L.in, L.in_bits, L.wbits))
-            lbad(std::to_string(L.in) + " inputs at " + std::to_string(L.in_bits) + " x " + std::to_string(L.wbits) +
-                 " bits can reach 2^24, where the integer sums stop being exact floats (the training framework "
-                 "computes such a layer as levels_f32)");
-          break;
-        default: lbad(std::string("a dense_levels layer cannot take ") + layer_input_name(L.input) + " input");
-      }
-      if (prev_packed) lbad("k-bit layer after a layer with packed sign outputs (not supported)");
-      if (!L.w_f32.empty() || !L.w_bits.empty()) lbad("has float or 1-bit packed weights");
-      if ((int64_t)L.w_planes.size() != plane_packed_words(L.out, L.in, L.wbits))
-        lbad("weight plane array has " + std::to_string(L.w_planes.size()) + " words, expected " +
-             std::to_string(plane_packed_words(L.out, L.in, L.wbits)));
-      check_pads(L.w_planes, L.out * L.wbits, [&](int64_t r) {
-        return "weight row " + std::to_string(r / L.wbits) + " plane " + std::to_string(r % L.wbits);
-      });
+      validate_levels(L, L.out, L.in, prev_packed, lbad);
     } else if (L.type == LayerType::dense_binary) {
       switch (L.input) {
         case LayerInput::packed:
@@ -335,7 +375,7 @@ void PackedModel::validate(const std::string& what) const {
       const int64_t W = packed_words(L.in);
       if ((int64_t)L.w_bits.size() != L.out * W) lbad("packed weight array has " + std::to_string(L.w_bits.size()) + " words");
       if (!L.w_f32.empty()) lbad("has float weights");
-      check_pads(L.w_bits, L.out, [&](int64_t r) { return "packed weight row " + std::to_string(r); });
+      check_pad_bits(L.w_bits, L.out, L.in, lbad, [&](int64_t r) { return "packed weight row " + std::to_string(r); });
     }
     // A NaN or infinity in a stored float is a damaged file, never a model:
     // it would flow into the level quantizers' float-to-int steps (UB).

@@ -147,8 +147,34 @@
 // pooled V against the integer threshold, written packed NHWC). max_pool of
 // packed signs is the AND of the window's bits (max of +-1 values); of floats,
 // kernels/im2col.h max_pool_forward (MaxPool2d's loop).
+// ---- File format, version 5 (k-bit convolutions) ---------------------------
+// Written exactly for models with a conv_levels layer; others keep versions
+// 1-4, byte for byte (and builds that predate it refuse version 5 by its
+// number). Version 4 plus:
+//   layer type   7 = conv_levels (input real, levels or levels_f32 as for
+//                    dense_levels; weight_bits u32 = k, 1..16; flags: no
+//                    sign_out)
+//   conv_levels payload: the geometry (as version 4), then
+//       weight_alpha f32, input_bits u32, input_alpha f32  (as dense_levels)
+//       weights      u64 [O x k x ceil(C*K*K / 64)] — row o's plane i, rows in
+//                    (c, ky, kx) order, the dense_levels plane layout
+//       bias, affine as in version 1, O entries each (no sign_out arrays)
+// conv_levels is QuantConv2d with k-bit weights (layers/quant/quant_conv.h),
+// in the arithmetic its eval forward used:
+//   input real       no input quantizer (a first layer on the image): conv2d
+//                    (x, wq) + bias, wq = (w_alpha * v) / Lw decoded at load —
+//                    conv_f32's arithmetic on the decoded weights;
+//   input levels_f32 zero padding (or sums too wide to be exact): x replaced
+//                    by the input quantizer's floats, then as input real;
+//   input levels     one-padding (pad_one; or pad 0) with exact sums: the
+//                    levels u of x (padded taps hold the top level +Lx), the
+//                    integer dot of u and v exactly, then y = s * dot + bias,
+//                    s = (in_alpha / Lx) * (w_alpha / Lw) — uniform_linear's
+//                    rounding, pixel by pixel.
+// Then, as for every conv: the max-pool of y (pool_k > 0), the float epilogue
+// (affine, relu) per output channel.
 // Loading checks, in this order, and refuses with a message naming the file
-// and the problem: size / magic, version (1, 2 or 3), file_bytes vs the real
+// and the problem: size / magic, version (1 to 5), file_bytes vs the real
 // size (truncated or trailing bytes), CRC, then every layer's header against
 // the byte counts, the ranges of bits and alphas, the padding bits, the chain
 // of dimensions and kinds, the metadata block (length, UTF-8), and the
@@ -184,6 +210,7 @@ enum class LayerType : uint32_t {
   conv_f32 = 4,     // version 4: NCHW float conv (conv2d's arithmetic)
   conv_binary = 5,  // version 4: +-1 weights, 1 bit each; pixels8 or packed (NHWC) input
   max_pool = 6,     // version 4: k x k max-pool of float (NCHW) or packed (NHWC) maps
+  conv_levels = 7,  // version 5: k-bit weights, k bits each; real / levels / levels_f32 input
 };
 enum class LayerInput : uint32_t { real = 0, packed = 1, pixels8 = 2, sign = 3, levels = 4, levels_f32 = 5 };
 const char* layer_type_name(LayerType t);
@@ -238,8 +265,11 @@ struct PackedLayer {
   SpatialGeom geom;
 
   bool spatial() const {
-    return type == LayerType::conv_f32 || type == LayerType::conv_binary || type == LayerType::max_pool;
+    return type == LayerType::conv_f32 || type == LayerType::conv_binary || type == LayerType::max_pool ||
+           type == LayerType::conv_levels;
   }
+  // dense_levels or conv_levels: k-bit weights in w_planes.
+  bool levels() const { return type == LayerType::dense_levels || type == LayerType::conv_levels; }
   // Entries of the per-channel epilogue arrays: out (dense), O (conv), 0 (max_pool).
   int64_t channels() const { return type == LayerType::max_pool ? 0 : spatial() ? geom.O : out; }
   // Output maps [channels, PH, PW] of a spatial layer (after its pool).
@@ -250,7 +280,7 @@ struct PackedLayer {
   bool packed_out() const { return sign_out || (type == LayerType::max_pool && input == LayerInput::packed); }
   int weight_bits() const {
     return type == LayerType::dense_binary || type == LayerType::conv_binary ? 1
-           : type == LayerType::dense_levels                                 ? wbits
+           : levels()                                                        ? wbits
            : type == LayerType::max_pool                                     ? 0
                                                                               : 32;
   }
@@ -259,10 +289,13 @@ struct PackedLayer {
   }
   // Bytes of this layer's record in the file (header + payload).
   int64_t file_bytes() const;
-  // dense_levels: the weights as the training framework multiplies by them,
-  // (w_alpha * v) / Lw as floats [out x in] (kernels/level_planes.h
-  // level_value). Throws std::invalid_argument for other layer types.
+  // dense_levels / conv_levels: the weights as the training framework
+  // multiplies by them, (w_alpha * v) / Lw as floats [out x in] ([O x C*K*K]
+  // for a conv; kernels/level_planes.h level_value). Throws
+  // std::invalid_argument for other layer types.
   std::vector<float> level_weights() const;
+  // The same weights' odd-integer levels v as floats (exact).
+  std::vector<float> level_integers() const;
 };
 
 // Largest metadata string a .qnnx file (or a core/serialize.h checkpoint) may
@@ -284,8 +317,9 @@ struct PackedModel {
 
   bool is_binary() const;            // any dense_binary or conv_binary layer
   bool is_spatial() const;           // any conv / pool layer (format version 4)
-  bool has_levels() const;           // any dense_levels layer (a k-bit model)
-  // "qnn" with a dense_levels layer, else "bnn" with a dense_binary one, else "fp".
+  bool has_levels() const;           // any dense_levels / conv_levels layer (a k-bit model)
+  bool has_conv_levels() const;      // any conv_levels layer (format version 5)
+  // "qnn" with a k-bit layer, else "bnn" with a binary one, else "fp".
   std::string kind() const { return has_levels() ? "qnn" : is_binary() ? "bnn" : "fp"; }
   int64_t in_features() const;       // layer 0's in
   int64_t num_classes() const;       // last layer's out
@@ -411,7 +445,9 @@ class PackedRunner {
   std::vector<float> thresh_f_;  // per layer offset into one array (xnor_gemm_sign wants floats)
   std::vector<int64_t> thresh_off_;
   int64_t max_width_ = 0, cap_ = 0;
-  std::vector<std::vector<float>> wdec_;  // per layer: dense_levels weights decoded to floats (sgemm inputs)
+  // per layer: dense_levels / conv_levels weights decoded to floats (sgemm
+  // inputs; conv_levels with levels input: the integer levels v themselves)
+  std::vector<std::vector<float>> wdec_;
   // scratch: float activations (2), packed activations (2), input bit planes
   // (pixels8 first layer), k-bit input level planes (dense_levels, levels input)
   std::vector<float> f_[2];
@@ -440,7 +476,10 @@ class PackedRunner {
   std::vector<float> sums_, pooled_, rows_, cols_;
   std::vector<int32_t> arg_;
   void spatial_layer(size_t i, int64_t n, int& fi, int& pi);
-  void conv_f32_forward(const PackedLayer& L, const float* x, int64_t n, float* y);
+  // conv2d's forward of layer L's geometry with weights w [O, C*K*K] and L.bias.
+  void conv_f32_forward(const PackedLayer& L, const float* w, const float* x, int64_t n, float* y);
+  // conv_levels with levels input: y [n, O, OH, OW] = s * (u . v) + bias, exact sums.
+  void conv_levels_exact(size_t i, float* x, int64_t n, float* y);
   int fcur_ = 0;  // which f_ holds the (float) model input after staging
   bool pix_f32_ = false;  // pixels8 model: f_[0] also holds (2p - 255) / 256 (large batches)
 };

@@ -27,11 +27,12 @@ constexpr char kMagic[4] = {'Q', 'N', 'N', 'X'};
 // Version 3 adds a metadata block and is written only when a model has
 // metadata, so files without it still load in builds that predate it.
 // Version 4 adds the spatial layers (conv / pool) and is written exactly for
-// models that have one.
-constexpr uint32_t kVersionBase = 1, kVersionLevels = 2, kVersionMeta = 3, kVersionSpatial = 4;
+// models that have one; version 5 adds conv_levels (k-bit convolutions) and is
+// written exactly for models that have one.
+constexpr uint32_t kVersionBase = 1, kVersionLevels = 2, kVersionMeta = 3, kVersionSpatial = 4, kVersionConvLevels = 5;
 constexpr int64_t kSpatialHeaderBytes = 10 * 4;  // conv / pool payload: the geometry
 constexpr int64_t kLayerHeaderBytes = 4 * 4 + 3 * 8;
-constexpr int64_t kLevelsHeaderBytes = 3 * 4;  // dense_levels payload: weight_alpha, input_bits, input_alpha
+constexpr int64_t kLevelsHeaderBytes = 3 * 4;  // dense_levels / conv_levels payload: weight_alpha, input_bits, input_alpha
 enum Flags : uint32_t { kSignOut = 1, kBias = 2, kAffine = 4, kRelu = 8, kAllFlags = 15 };
 
 // Payload bytes of a layer record: from type, in, out and wbits (dense
@@ -45,6 +46,9 @@ int64_t payload_bytes(const PackedLayer& L, uint32_t flags) {
     case LayerType::dense_levels: b = kLevelsHeaderBytes + 8 * words64(in) * out * L.wbits; break;
     case LayerType::conv_f32: b = kSpatialHeaderBytes + 4 * L.geom.O * L.geom.taps(), ch = L.geom.O; break;
     case LayerType::conv_binary: b = kSpatialHeaderBytes + 8 * words64(L.geom.taps()) * L.geom.O, ch = L.geom.O; break;
+    case LayerType::conv_levels:
+      b = kSpatialHeaderBytes + kLevelsHeaderBytes + 8 * words64(L.geom.taps()) * L.geom.O * L.wbits, ch = L.geom.O;
+      break;
     default: b = kSpatialHeaderBytes, ch = 0; break;  // max_pool
   }
   if (flags & kBias) b += 4 * ch;
@@ -97,14 +101,18 @@ std::string PackedModel::to_bytes() const {
   for (const auto& L : layers) total += L.file_bytes();
   s.reserve(static_cast<size_t>(total));
   s.append(kMagic, 4);
-  put<uint32_t>(s, v4 ? kVersionSpatial : !meta.empty() ? kVersionMeta : has_levels() ? kVersionLevels : kVersionBase);
+  put<uint32_t>(s, has_conv_levels() ? kVersionConvLevels
+                  : v4              ? kVersionSpatial
+                  : !meta.empty()   ? kVersionMeta
+                  : has_levels()    ? kVersionLevels
+                                    : kVersionBase);
   put<uint64_t>(s, static_cast<uint64_t>(total));
   put<uint32_t>(s, has_levels() ? 2u : is_binary() ? 1u : 0u);
   put<uint32_t>(s, static_cast<uint32_t>(layers.size()));
   put<uint32_t>(s, static_cast<uint32_t>(input_scale));
   put<uint32_t>(s, static_cast<uint32_t>(input_dims.size()));
   for (int64_t d : input_dims) put<uint64_t>(s, static_cast<uint64_t>(d));
-  if (!meta.empty() || v4) {  // version 4: always, possibly 0 bytes
+  if (!meta.empty() || v4) {  // versions 4 and 5: always, possibly 0 bytes
     put<uint32_t>(s, static_cast<uint32_t>(meta.size()));
     s += meta;
   }
@@ -126,6 +134,12 @@ std::string PackedModel::to_bytes() const {
       } else if (L.type == LayerType::conv_binary) {
         const int64_t W = packed_words(g.taps()), used = words64(g.taps());
         for (int64_t r = 0; r < g.O; ++r) put_array(s, L.w_bits.data() + r * W, static_cast<size_t>(used));
+      } else if (L.type == LayerType::conv_levels) {
+        put<float>(s, L.w_alpha);
+        put<uint32_t>(s, static_cast<uint32_t>(L.in_bits));
+        put<float>(s, L.in_alpha);
+        const int64_t W = packed_words(g.taps()), used = words64(g.taps());
+        for (int64_t r = 0; r < g.O * L.wbits; ++r) put_array(s, L.w_planes.data() + r * W, static_cast<size_t>(used));
       }
     } else if (L.type == LayerType::dense_f32) {
       put_array(s, L.w_f32.data(), L.w_f32.size());
@@ -164,9 +178,9 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
   if (size < 16) fail("truncated: " + std::to_string(size) + " bytes, too short for a model header");
   uint32_t version;
   std::memcpy(&version, buf.data() + 4, 4);
-  if (version < kVersionBase || version > kVersionSpatial)
+  if (version < kVersionBase || version > kVersionConvLevels)
     fail("format version " + std::to_string(version) + ", this build reads versions " + std::to_string(kVersionBase) +
-         " to " + std::to_string(kVersionSpatial));
+         " to " + std::to_string(kVersionConvLevels));
   uint64_t declared;
   std::memcpy(&declared, buf.data() + 8, 8);
   if (declared > size)
@@ -216,7 +230,7 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
   if (version >= kVersionMeta) {
     uint32_t len;
     get(len, "metadata size");
-    const uint32_t min_len = version == kVersionSpatial ? 0 : 1;  // version 4: 0 = no metadata
+    const uint32_t min_len = version >= kVersionSpatial ? 0 : 1;  // versions 4, 5: 0 = no metadata
     if (len < min_len || len > kMaxMetaBytes || pos + len > end)
       fail("bad metadata block: " + std::to_string(len) + " bytes declared at offset " + std::to_string(pos) + ", " +
            std::to_string(end - pos) + " bytes of data left (" + std::to_string(min_len) + ".." +
@@ -237,19 +251,22 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
     get(in, "layer inputs");
     get(out, "layer outputs");
     get(declared_payload, "layer payload size");
-    const bool v2 = version >= kVersionLevels;  // k-bit layers: versions 2 to 4
-    const bool v4 = version >= kVersionSpatial;  // conv / pool layers: version 4
-    if (type < 1 || type > (v4 ? 6u : v2 ? 3u : 2u))
+    const bool v2 = version >= kVersionLevels;  // k-bit layers: versions 2 to 5
+    const bool v4 = version >= kVersionSpatial;  // conv / pool layers: versions 4, 5
+    const bool v5 = version >= kVersionConvLevels;  // k-bit conv layers: version 5
+    if (type < 1 || type > (v5 ? 7u : v4 ? 6u : v2 ? 3u : 2u))
       fail("header inconsistent: " + at + " has unknown type " + std::to_string(type) +
-           (type == 3 ? " (dense_levels needs format version 2)"
+           (type == 3                ? " (dense_levels needs format version 2)"
             : type >= 4 && type <= 6 ? " (conv / pool layers need format version 4)"
+            : type == 7              ? " (conv_levels needs format version 5)"
                                      : ""));
     if (input > (v2 ? 5u : 3u))
       fail("header inconsistent: " + at + " has unknown input kind " + std::to_string(input) +
            (input == 4 || input == 5 ? " (k-bit inputs need format version 2)" : ""));
-    if (type == 3) {
+    if (type == 3 || type == 7) {
       if (wbits < 1 || wbits > 16)
-        fail(at + ": " + std::to_string(wbits) + "-bit weights; dense_levels layers have 1..16-bit weights");
+        fail(at + ": " + std::to_string(wbits) + "-bit weights; " + (type == 3 ? "dense_levels" : "conv_levels") +
+             " layers have 1..16-bit weights");
     } else {
       const int expect_bits = type == 1 || type == 4 ? 32 : type == 6 ? 0 : 1;
       const char* names[] = {"", "32-bit dense_f32", "1-bit dense_binary", "", "32-bit conv_f32", "1-bit conv_binary",
@@ -265,7 +282,7 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
     L.input = static_cast<LayerInput>(input);
     L.in = static_cast<int64_t>(in);
     L.out = static_cast<int64_t>(out);
-    if (L.type == LayerType::dense_levels) L.wbits = static_cast<int>(wbits);
+    if (L.levels()) L.wbits = static_cast<int>(wbits);
     if (L.spatial()) {
       // The geometry comes first; the rest of the payload's size depends on it.
       if (declared_payload < uint64_t(kSpatialHeaderBytes) || pos + kSpatialHeaderBytes > end)
@@ -282,7 +299,9 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
       g.pad_one = gv[7] != 0, g.pool_k = gv[8], g.pool_s = gv[9];
       // Weight bytes in double first: a lying geometry must not overflow the count.
       const double taps = double(g.C) * double(g.K) * double(g.K);
-      const double wb = L.type == LayerType::conv_f32 ? 4.0 * double(g.O) * taps : 8.0 * double(g.O) * (taps / 64.0);
+      const double wb = L.type == LayerType::conv_f32      ? 4.0 * double(g.O) * taps
+                        : L.type == LayerType::conv_levels ? 8.0 * double(g.O) * (taps / 64.0) * double(L.wbits)
+                                                           : 8.0 * double(g.O) * (taps / 64.0);
       if (wb > double(end - pos))
         fail("header inconsistent: " + at + " (" + dims_str(L) + ")'s geometry needs more weight bytes than the file has");
     }
@@ -299,6 +318,20 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
       std::memcpy(dst, p, n * sizeof(*dst));
       p += n * sizeof(*dst);
     };
+    // dense_levels / conv_levels: alphas and input bits, then rows x wbits plane rows of K taps.
+    auto take_levels = [&](int64_t rows, int64_t K) {
+      uint32_t in_bits;
+      take(&L.w_alpha, 1);
+      take(&in_bits, 1);
+      take(&L.in_alpha, 1);
+      if (!(in_bits >= 1 && in_bits <= 16) && in_bits != uint32_t(kRealInputBits))
+        fail(at + ": " + std::to_string(in_bits) + "-bit input quantizer; " + layer_type_name(L.type) +
+             " inputs have 1..16 bits, or 32 for real input");
+      L.in_bits = static_cast<int>(in_bits);
+      const int64_t W = packed_words(K), used = words64(K);
+      L.w_planes = PackedVector(static_cast<size_t>(plane_packed_words(rows, K, L.wbits)));
+      for (int64_t r = 0; r < rows * L.wbits; ++r) take(L.w_planes.data() + r * W, static_cast<size_t>(used));
+    };
     const size_t N = static_cast<size_t>(L.channels());
     if (L.spatial()) {
       p += kSpatialHeaderBytes;  // read above
@@ -310,22 +343,14 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
         const int64_t W = packed_words(g.taps()), used = words64(g.taps());
         L.w_bits = make_packed(g.O, g.taps());
         for (int64_t r = 0; r < g.O; ++r) take(L.w_bits.data() + r * W, static_cast<size_t>(used));
+      } else if (L.type == LayerType::conv_levels) {
+        take_levels(g.O, g.taps());
       }
     } else if (L.type == LayerType::dense_f32) {
       L.w_f32.resize(static_cast<size_t>(L.in * L.out));
       take(L.w_f32.data(), L.w_f32.size());
     } else if (L.type == LayerType::dense_levels) {
-      uint32_t in_bits;
-      take(&L.w_alpha, 1);
-      take(&in_bits, 1);
-      take(&L.in_alpha, 1);
-      if (!(in_bits >= 1 && in_bits <= 16) && in_bits != uint32_t(kRealInputBits))
-        fail(at + ": " + std::to_string(in_bits) + "-bit input quantizer; dense_levels inputs have 1..16 bits, or 32 "
-             "for real input");
-      L.in_bits = static_cast<int>(in_bits);
-      const int64_t W = packed_words(L.in), used = words64(L.in);
-      L.w_planes = PackedVector(static_cast<size_t>(plane_packed_words(L.out, L.in, L.wbits)));
-      for (int64_t r = 0; r < L.out * L.wbits; ++r) take(L.w_planes.data() + r * W, static_cast<size_t>(used));
+      take_levels(L.out, L.in);
     } else {
       const int64_t W = packed_words(L.in), used = words64(L.in);
       L.w_bits = make_packed(L.out, L.in);
@@ -360,10 +385,14 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
   if (version < kVersionMeta && (version == kVersionLevels) != m.has_levels())
     fail("header inconsistent: format version " + std::to_string(version) + " for " + m.kind() +
          " layers (version 2 is written exactly for models with dense_levels layers)");
-  if ((version == kVersionSpatial) != m.is_spatial())
+  const uint32_t want = m.has_conv_levels() ? kVersionConvLevels : kVersionSpatial;
+  if ((version >= kVersionSpatial) != m.is_spatial() || (m.is_spatial() && version != want))
     fail("header inconsistent: format version " + std::to_string(version) +
-         (m.is_spatial() ? " with conv / pool layers (they need version 4)"
-                         : " without conv / pool layers (version 4 is written exactly for models with them)"));
+         (!m.is_spatial()        ? " without conv / pool layers (versions 4 and 5 are written exactly for models with them)"
+          : m.has_conv_levels() ? " with conv_levels layers (they need version 5)"
+          : version < kVersionSpatial ? " with conv / pool layers (they need version 4)"
+                                      : " for conv / pool layers without conv_levels (version 5 is written exactly "
+                                        "for models with k-bit convolutions; theirs is 4)"));
   try {
     m.validate("model");
   } catch (const std::invalid_argument& e) {

@@ -68,6 +68,13 @@ PackedRunner::PackedRunner(PackedModel m) : m_(std::move(m)) {
                               L.out_h() * L.out_w() * pixel_words(L.out_channels())});
     }
     if (L.type == LayerType::conv_f32) sgemm_ = true;
+    if (L.type == LayerType::conv_levels) {
+      // Levels input: the integer levels v of the weights (exact sums, any
+      // order); else the float weights the training framework's quantizer
+      // outputs, for conv2d's float product.
+      wdec_[i] = L.input == LayerInput::levels ? L.level_integers() : L.level_weights();
+      if (L.input != LayerInput::levels) sgemm_ = true;
+    }
     if (L.type == LayerType::conv_binary && L.input == LayerInput::packed) {
       // The (c, ky, kx) rows as +-1 floats, repacked in the NHWC tap order of packed_conv.h.
       const SpatialGeom& g = L.geom;

@@ -171,7 +171,8 @@ TEST_CASE("cli: cifar_cnn refuses every out-of-range flag value, naming the flag
   bad({"--json", "/proc/qnn-no/run.json"}, "--json");           // unwritable: refused before loading
   bad({"--save", "/proc/qnn-no/m.ckpt"}, "--save");
   bad({"--load", "/nonexistent/qnn.ckpt"}, "--load");
-  bad({"--model", "qnn", "--export", "/tmp/qnn_test_cli/cnn.qnnx"}, "k-bit convolution");  // refused before any data is read
+  bad({"--model", "qnn", "--wbits", "16", "--abits", "16", "--pad", "one", "--export", "/tmp/qnn_test_cli/cnn.qnnx"},
+      "too wide to be exact");  // not exportable: refused before any data is read
   check_rows(rows);
 }
 

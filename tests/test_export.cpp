@@ -463,9 +463,9 @@ TEST_CASE("export: damaged or foreign files are refused with the file name and t
   SUBCASE("another version") {
     std::string b = good;
     CHECK(peek<uint32_t>(b, 4) == 1);  // bnn files stay version 1
-    poke<uint32_t>(b, 4, 5);  // (3 is the metadata format, 4 the conv format: test_export_cnn.cpp)
+    poke<uint32_t>(b, 4, 6);  // (3 is the metadata format, 4 and 5 the conv formats: test_export_cnn.cpp)
     const std::string e = err(b);
-    CHECK_MESSAGE(e.find("version 5, this build reads versions 1 to 4") != std::string::npos, e);
+    CHECK_MESSAGE(e.find("version 6, this build reads versions 1 to 5") != std::string::npos, e);
     CHECK(e.find(path) != std::string::npos);
   }
   SUBCASE("a bnn file that claims version 2 (written for k-bit models only)") {
@@ -995,7 +995,7 @@ TEST_CASE("export: damaged k-bit files are refused with the problem named") {
   has(lied([&](std::string& b) { poke<uint32_t>(b, L0 + 4, 1); }), "a dense_levels layer cannot take packed input");
   has(lied([&](std::string& b) { poke<uint32_t>(b, 16, 1); }), "the header says bnn but the layers are qnn");
   has(lied([&](std::string& b) { poke<uint32_t>(b, 4, 1); }), "unknown type 3 (dense_levels needs format version 2)");
-  has(lied([&](std::string& b) { poke<uint32_t>(b, 4, 5); }), "version 5, this build reads versions 1 to 4");
+  has(lied([&](std::string& b) { poke<uint32_t>(b, 4, 6); }), "version 6, this build reads versions 1 to 5");
   // Unchecked (no fix_crc): a flipped plane bit is caught by the CRC.
   std::string b = good;
   b[L0 + 60] ^= 4;
@@ -1195,7 +1195,7 @@ TEST_CASE("export metadata: damaged, truncated or invalid metadata is refused wi
     has(err(b), "has a NUL byte at offset 1");
   }
   SUBCASE("the writer refuses what the reader would") {
-    for (const std::string bad : {std::string("x\0y", 3), std::string("\xe2\x82"), std::string("\xf4\x90\x80\x80"),
+    for (const std::string& bad : {std::string("x\0y", 3), std::string("\xe2\x82"), std::string("\xf4\x90\x80\x80"),
                                   std::string(k::kMaxMetaBytes + 1, 'm')}) {
       ExportOptions e2;
       e2.meta = bad;

@@ -208,6 +208,96 @@ TEST_CASE("export cnn: BinaryNet / CNV, bnn and fp — runner logits equal the f
   k::set_num_threads(2);
 }
 
+TEST_CASE("export cnn: k-bit (qnn) CNNs — conv_levels runner logits equal the framework's eval logits bit for bit") {
+  struct Variant {
+    int wbits, abits;
+    const char* arch;
+    const char* pad;
+    k::LayerInput second;  // what the second conv takes
+  };
+  // zero padding: conv2d on the input quantizer's floats (levels_f32);
+  // one-padding, or CNV's unpadded convs: the exact integer levels path.
+  for (Variant v : {Variant{2, 2, "binarynet", "zero", k::LayerInput::levels_f32},
+                    Variant{2, 2, "binarynet", "one", k::LayerInput::levels},
+                    Variant{3, 2, "binarynet", "one", k::LayerInput::levels},
+                    Variant{1, 2, "binarynet", "zero", k::LayerInput::levels_f32},
+                    Variant{4, 4, "cnv", "zero", k::LayerInput::levels}}) {
+    const std::string name = std::to_string(v.wbits) + "/" + std::to_string(v.abits) + " " + v.arch + " pad " + v.pad;
+    CAPTURE(name);
+    k::set_num_threads(2);
+    app::CnnConfig c = tiny_cnn("qnn", v.arch, v.pad);
+    c.wbits = v.wbits, c.abits = v.abits;
+    app::validate_cnn(c);
+    Rng rng(6);
+    auto m = app::build_cnn(c, rng);
+    train_a_little(*m, 3, 32, false, 13);
+    const k::PackedModel pm = export_model(*m, cnn_export_options(c));
+    CHECK(pm.kind() == "qnn");
+    CHECK(pm.has_conv_levels());
+    // The first conv: k-bit weights on the image (conv2d on the decoded
+    // weights); with +-1 weights it is the binary product on pixels.
+    CHECK(pm.layers[0].type == (v.wbits == 1 ? k::LayerType::conv_binary : k::LayerType::conv_levels));
+    CHECK(pm.layers[0].input == (v.wbits == 1 ? k::LayerInput::pixels8 : k::LayerInput::real));
+    CHECK(!pm.layers[0].sign_out);
+    const size_t second = 1;  // the second conv (both archs)
+    CHECK(pm.layers[second].type == k::LayerType::conv_levels);
+    CHECK(pm.layers[second].input == v.second);
+    CHECK(pm.layers[second].wbits == v.wbits);
+    CHECK(pm.layers[second].in_bits == v.abits);
+    CHECK(pm.layers[second].geom.pad_one == (std::string(v.pad) == "one"));
+    k::PackedRunner r(pm);
+    for (int threads : {1, 2}) {
+      k::set_num_threads(threads);
+      for (int64_t n : {1, 4}) {
+        auto px = random_pixels(n, 3 * 32 * 32, 5 * (uint64_t)n + (uint64_t)threads);
+        check_same_bits(runner_logits(r, px, n), framework_logits(*m, px, n, 3, 32),
+                        name + " n=" + std::to_string(n) + " threads=" + std::to_string(threads));
+      }
+    }
+    // The file: version 5, k bits per k-bit weight, back bit for bit.
+    const std::string path = tmp_path("kbit.qnnx");
+    export_model_file(*m, path, cnn_export_options(c));
+    std::ifstream f(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    CHECK(peek<uint32_t>(bytes, 4) == 5);
+    int64_t kbit = 0;
+    for (const auto& L : pm.layers)
+      if (L.levels()) {
+        CHECK(L.weight_bits() == v.wbits);
+        kbit += L.weight_count();
+      }
+    CHECK(kbit > 0);
+    k::PackedRunner r2(k::PackedModel::load(path));
+    auto px = random_pixels(3, 3 * 32 * 32, 98);
+    check_same_bits(runner_logits(r2, px, 3), framework_logits(*m, px, 3, 3, 32), name + " from the file");
+    fs::remove(path);
+  }
+  k::set_num_threads(2);
+}
+
+TEST_CASE("export cnn: a float conv with a bias — added once, before the pool, as conv2d does") {
+  Rng rng(2);
+  auto seq = std::make_shared<Sequential>();
+  seq->add(std::make_shared<Conv2d>(3, 5, 3, rng, Conv2dOptions{1, 1, true, "he"}));
+  seq->add(std::make_shared<MaxPool2d>(2));
+  seq->add(std::make_shared<BatchNorm2d>(5));
+  seq->add(ReLU());
+  seq->add(std::make_shared<Flatten>());
+  seq->add(std::make_shared<Linear>(5 * 4 * 4, 10, rng));
+  auto* conv = dynamic_cast<Conv2d*>(seq->children()[0].second.get());
+  REQUIRE(conv);
+  for (int64_t o = 0; o < 5; ++o) conv->bias.data()[o] = 0.75f * float(o) - 1.3f;
+  ExportOptions eo;
+  eo.input_dims = {3, 8, 8};
+  eo.input_scale = k::InputScale::odd_over_256;
+  const k::PackedModel pm = export_model(*seq, eo);
+  REQUIRE(pm.layers[0].type == k::LayerType::conv_f32);
+  REQUIRE(!pm.layers[0].bias.empty());
+  k::PackedRunner r(pm);
+  auto px = random_pixels(3, 3 * 8 * 8, 4);
+  check_same_bits(runner_logits(r, px, 3), framework_logits(*seq, px, 3, 3, 8), "biased conv");
+}
+
 TEST_CASE("export cnn: a BNN file is 1 bit per binary weight; conv / pool records are version 4") {
   app::CnnConfig c = tiny_cnn("bnn", "binarynet");
   Rng rng(3);
@@ -269,7 +359,8 @@ TEST_CASE("export cnn: damaged conv records are refused with the problem named")
     fix_crc(b);
     has(err(b), "unknown type 5 (conv / pool layers need format version 4)");
   }
-  has(lied([&](std::string& b) { poke<uint32_t>(b, 4, 5); }), "version 5, this build reads versions 1 to 4");
+  has(lied([&](std::string& b) { poke<uint32_t>(b, 4, 6); }), "version 6, this build reads versions 1 to 5");
+  has(lied([&](std::string& b) { poke<uint32_t>(b, 4, 5); }), "version 5 is written exactly for models with k-bit");
   // A padding bit of a packed weight row (27 taps: bit 40 of word 0).
   has(lied([&](std::string& b) { poke<uint64_t>(b, G0 + 40, peek<uint64_t>(b, G0 + 40) | (uint64_t(1) << 40)); }),
       "packed weight row 0 has nonzero padding bits");
@@ -281,12 +372,101 @@ TEST_CASE("export cnn: damaged conv records are refused with the problem named")
   fs::remove(path);
 }
 
+TEST_CASE("export cnn: damaged conv_levels records are refused with the problem named") {
+  app::CnnConfig c = tiny_cnn("qnn", "binarynet", "one");
+  Rng rng(4);
+  auto m = app::build_cnn(c, rng);
+  const k::PackedModel pm = export_model(*m, cnn_export_options(c));
+  REQUIRE(pm.layers[1].type == k::LayerType::conv_levels);
+  REQUIRE(pm.layers[1].input == k::LayerInput::levels);
+  REQUIRE(pm.layers[1].geom.pad_one);
+  const std::string good = pm.to_bytes();
+  const std::string path = tmp_path("badk.qnnx");
+  auto err = [&](std::string b, bool crc = true) {
+    if (crc) fix_crc(b);
+    std::ofstream(path, std::ios::binary).write(b.data(), (std::streamsize)b.size());
+    try {
+      k::PackedModel::load(path);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  auto has = [&](const std::string& e, const std::string& what) {
+    CHECK_MESSAGE(e.find(what) != std::string::npos, e);
+    CHECK_MESSAGE(e.find(path) != std::string::npos, e);
+  };
+  // Header (version 5): magic 4, version 4, bytes 8, kind 4, count 4, scale 4, ndim 4, dims 3 x 8, meta_bytes 4 (0);
+  // layer 1 starts after layer 0's record. A record: type, input, wbits, flags (u32), in, out, payload (u64),
+  // then the geometry (10 x u32), weight_alpha, input_bits, input_alpha, the weight planes.
+  const size_t L1 = 4 + 4 + 8 + 4 + 4 + 4 + 4 + 3 * 8 + 4 + (size_t)pm.layers[0].file_bytes();
+  const size_t G1 = L1 + 40, A1 = G1 + 40, W1 = A1 + 12;
+  REQUIRE(peek<uint32_t>(good, 4) == 5);
+  REQUIRE(peek<uint32_t>(good, L1) == 7);
+  REQUIRE(peek<uint32_t>(good, A1 + 4) == 2);  // input bits
+  CHECK(err(good).empty());
+  auto edited = [&](auto&& edit) {
+    std::string b = good;
+    edit(b);
+    return err(b);
+  };
+  has(edited([&](std::string& b) { poke<uint32_t>(b, L1 + 8, 17); }), "17-bit weights; conv_levels layers have 1..16");
+  has(edited([&](std::string& b) { poke<uint32_t>(b, A1 + 4, 0); }), "0-bit input quantizer; conv_levels inputs");
+  has(edited([&](std::string& b) { poke<float>(b, A1, std::nanf("")); }), "weight alpha");
+  has(edited([&](std::string& b) { poke<uint32_t>(b, L1 + 4, 5); }), "pad_one is for levels input");  // levels_f32
+  has(edited([&](std::string& b) { poke<uint32_t>(b, L1 + 4, 1); }), "takes packed signs");
+  // 16 channels x 3 x 3 = 144 taps per row: bits 16.. of a row's third word are padding.
+  REQUIRE(pm.layers[1].geom.taps() == 144);
+  has(edited([&](std::string& b) { poke<uint64_t>(b, W1 + 16, peek<uint64_t>(b, W1 + 16) | (uint64_t(1) << 40)); }),
+      "weight row 0 plane 0 has nonzero padding bits");
+  has(edited([&](std::string& b) { poke<uint32_t>(b, 4, 4); }), "conv_levels needs format version 5");
+  std::string b = good;
+  b[W1 + 3] ^= 1;
+  has(err(b, false), "CRC mismatch");
+  fs::remove(path);
+}
+
+TEST_CASE("export cnn: the fuzz_qnnx seed corpus — valid seeds load and run, broken ones are refused") {
+  const fs::path dir = fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_qnnx";
+  for (const char* name : {"fp.qnnx", "bnn.qnnx", "qnn_v2.qnnx", "meta_v3.qnnx", "cnn_v4.qnnx", "qnn_cnn_v5.qnnx"}) {
+    CAPTURE(name);
+    REQUIRE(fs::exists(dir / name));  // in the repository (not git-ignored)
+    k::PackedRunner r(k::PackedModel::load((dir / name).string()));
+    const int64_t n = 3, in = r.model().in_features();
+    std::vector<float> x((size_t)(n * in)), y((size_t)(n * r.model().num_classes()));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i * 37 % 255)) / 256.0f - 0.4f;
+    if (r.model().layers[0].input == k::LayerInput::pixels8)
+      for (size_t i = 0; i < x.size(); ++i) x[i] = float(2 * int(i * 37 % 256) - 255) / 256.0f;
+    r.logits_f32(x.data(), n, y.data());
+    for (float v : y) CHECK(std::isfinite(v));
+  }
+  CHECK(k::PackedModel::load((dir / "qnn_cnn_v5.qnnx").string()).has_conv_levels());
+  for (const char* name : {"truncated.qnnx", "trailing.qnnx"}) {
+    CAPTURE(name);
+    CHECK_THROWS_AS(k::PackedModel::load((dir / name).string()), std::runtime_error);
+  }
+}
+
 TEST_CASE("export cnn: models export cannot represent exactly are refused, naming the layer") {
-  SUBCASE("k-bit convolutions") {
-    app::CnnConfig c = tiny_cnn("qnn", "binarynet");
+  SUBCASE("a one-padded k-bit conv whose sums are too wide to be exact integers") {
+    app::CnnConfig c = tiny_cnn("qnn", "binarynet", "one");
+    c.wbits = c.abits = 16;
     Rng rng(1);
     auto m = app::build_cnn(c, rng);
-    CHECK_THROWS_WITH_AS(export_model(*m, cnn_export_options(c)), doctest::Contains("is a k-bit convolution"), Error);
+    CHECK_THROWS_WITH_AS(export_model(*m, cnn_export_options(c)), doctest::Contains("too wide to be exact"), Error);
+  }
+  SUBCASE("+-1 weights on real activations that are not the image") {
+    Rng rng(1);
+    auto seq = std::make_shared<Sequential>();
+    seq->add(std::make_shared<Conv2d>(3, 4, 3, rng));
+    QuantConv2dOptions o;
+    o.weight_quantizer = std::make_shared<Sign>();
+    seq->add(std::make_shared<QuantConv2d>(4, 4, 3, rng, o));
+    seq->add(std::make_shared<Flatten>());
+    seq->add(std::make_shared<Linear>(4 * 4 * 4, 10, rng));
+    ExportOptions eo;
+    eo.input_dims = {3, 8, 8};
+    CHECK_THROWS_WITH_AS(export_model(*seq, eo), doctest::Contains("real-valued input that is not the image"), Error);
   }
   SUBCASE("no input map") {
     app::CnnConfig c = tiny_cnn("bnn", "binarynet");
@@ -358,7 +538,7 @@ TEST_CASE("export cnn: cifar_cnn --export, then the runner on the test set — t
   fs::create_directories(dir);
   for (int b = 1; b <= 5; ++b) write_cifar_batch(dir / ("data_batch_" + std::to_string(b) + ".bin"), 40, (b - 1) * 40);
   write_cifar_batch(dir / "test_batch.bin", 60, 1000);
-  for (const char* model : {"bnn", "fp"}) {
+  for (const char* model : {"bnn", "fp", "qnn"}) {
     CAPTURE(model);
     app::CnnAppOptions o;
     o.dataset = "cifar10";

@@ -198,7 +198,7 @@ TrainResult run_cifar_cnn(CnnAppOptions& o) {
   ExportOptions eo;
   eo.input_scale = kernels::InputScale::odd_over_256;
   // The exporter names the first layer it cannot represent exactly (e.g. a
-  // k-bit convolution); --export then stops before any data is read.
+  // one-padded 16-bit convolution); --export then stops before any data is read.
   auto export_check = [&eo](Module& model) { export_model(model, eo); };
   if (!t.export_path.empty()) {
     // Refuse before loading any data: the model of the default image shape

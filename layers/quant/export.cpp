@@ -282,6 +282,24 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
     return v;
   };
   auto pending_str = [&]() { return where(*pending_leaf) + " (" + pending->str() + ")"; };
+  // The stored k-bit weights of L must decode to the quantizer q's own eval
+  // output for the latent weights w, bit for bit.
+  auto verify_levels = [&](const Leaf& leaf, Quantizer& q, const Tensor& w, const k::PackedLayer& L) {
+    if (!opt.verify) return;
+    const bool was = q.is_training();
+    q.train(false);
+    Tensor wref;
+    {
+      NoGradGuard ng;
+      wref = q(w);
+    }
+    q.train(was);
+    const std::vector<float> dec = L.level_weights();
+    QNN_CHECK((int64_t)dec.size() == wref.numel() &&
+                  std::memcmp(dec.data(), wref.data(), dec.size() * sizeof(float)) == 0,
+              "export: internal check failed: " + where(leaf) + ": the stored " + std::to_string(L.wbits) +
+                  "-bit weight levels do not decode to " + q.str() + "'s output");
+  };
   // A product with float outputs (dense_f32, dense_levels) at leaf i: bias,
   // the batch norm / ReLU after it as a float epilogue (checked), appended;
   // returns the index of the next leaf to export.
@@ -384,19 +402,66 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
                 "export: " + where(leaf) + ": the window is larger than its padded input map");
       for (const Quantizer* q : {cwq, ciq})
         if (quantizes(q) && !sign_like(q) && !level_geometry(q)) fail(unknown_quantizer(leaf, *q));
-      if ((quantizes(cwq) && !sign_like(cwq)) || (quantizes(ciq) && !sign_like(ciq)) || (pending && !sign_like(pending)))
-        fail("export: " + where(leaf) + " is a k-bit convolution (" + (cwq ? cwq->str() : std::string("fp")) + " weights, " +
-             (ciq ? ciq->str() : pending ? pending->str() : std::string("real")) +
-             " inputs); export supports full-precision and binary (sign x sign, or sign weights on the image) "
-             "convolutions only");
       QNN_CHECK(quantizes(cwq) || (!quantizes(ciq) && !pending),
-                "export: " + where(leaf) + " multiplies binarized inputs by full-precision weights; not supported");
+                "export: " + where(leaf) + " multiplies quantized inputs by full-precision weights; not supported");
+      if (pending && quantizes(ciq))
+        fail("export: " + where(leaf) + " quantizes its input with " + ciq->str() + " right after " + pending_str() +
+             "; two activation quantizers in a row are not supported");
       const Tensor& w = qc ? qc->weight : cv->weight;
       const int64_t taps = g.taps();
       QNN_CHECK(w.numel() == g.O * taps, "export: " + where(leaf) + " weight has the wrong size");
       const std::vector<float> bias = copy_bias(qc ? qc->bias : cv->bias, g.O);
-      const bool binary = sign_like(cwq);
-      if (binary) {
+      // Binary: +-1 weights on +-1 inputs (or on the image); any other
+      // quantized weight is a k-bit convolution (conv_levels).
+      const bool binary = sign_like(cwq) && (!quantizes(ciq) || sign_like(ciq)) && (!pending || sign_like(pending));
+      if (!binary && quantizes(cwq)) {
+        // ---- k-bit convolution (conv_levels), in the arithmetic of
+        // QuantConv2d's eval forward (quant_conv.h): the levels path's exact
+        // integer sums, or conv2d on the (input quantizer's) floats ----
+        QNN_CHECK(cur != Act::packed, "export: " + where(leaf) + " has k-bit weights but its input is packed signs; "
+                                      "not supported");
+        const QuantGeometry gw = *level_geometry(cwq);
+        L.type = k::LayerType::conv_levels;
+        L.wbits = gw.bits;
+        L.w_alpha = gw.a;
+        const QuantKernelPath path = qc->kernel_path();
+        if (quantizes(ciq)) {
+          const auto gi = level_geometry(ciq);
+          QNN_CHECK(gi.has_value(), "export: " + where(leaf) + " quantizes its input with " + ciq->str() +
+                                        ", which export cannot reproduce with k-bit weights");
+          L.in_bits = gi->bits;
+          L.in_alpha = gi->a;
+          if (path == QuantKernelPath::levels) {
+            L.input = k::LayerInput::levels;  // exact integer sums (one-padding, or no padding)
+            g.pad_one = g.pad > 0 && qc->pad_value() != 0.0f;
+          } else if (path == QuantKernelPath::none && qc->pad_value() == 0.0f) {
+            L.input = k::LayerInput::levels_f32;  // conv2d(q_in(x), q_w(W)): zero padding
+          } else {
+            fail("export: " + where(leaf) + " pads with its input quantizer's top level but its sums are too wide to "
+                 "be exact integers (" + std::to_string(taps) + " taps at " + std::to_string(gi->bits) + " x " +
+                 std::to_string(gw.bits) + " bits); not supported");
+          }
+        } else {
+          QNN_CHECK(path == QuantKernelPath::none,
+                    "export: " + where(leaf) + " has +-1 weights on real-valued input that is not the image; export "
+                    "needs it quantized (an input quantizer) or the model's first layer");
+          if (pending) {
+            const auto gi = level_geometry(pending);
+            QNN_CHECK(gi.has_value(), "export: " + pending_str() + " before " + where(leaf) +
+                                          " is a quantizer export cannot reproduce");
+            L.input = k::LayerInput::levels_f32;  // conv2d(QuantAct's floats, q_w(W))
+            L.in_bits = gi->bits;
+            L.in_alpha = gi->a;
+          } else {
+            L.input = k::LayerInput::real;  // conv2d(x, q_w(W)): the image, or real activations
+          }
+        }
+        pending = nullptr;
+        // The levels the weight quantizer chooses, k bits each, rows in (c, ky, kx) order.
+        L.w_planes = k::PackedVector((size_t)k::plane_packed_words(g.O, taps, L.wbits));
+        k::pack_level_planes(w.data(), g.O, taps, L.wbits, L.w_alpha, L.w_planes.data());
+        verify_levels(leaf, *qc->weight_quantizer(), w, L);
+      } else if (binary) {
         L.type = k::LayerType::conv_binary;
         if (cur == Act::packed || pending) {
           // Signs: folded into the previous product's thresholds (packed) —
@@ -569,22 +634,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
       // The levels the weight quantizer chooses, k bits each (kernels/level_planes.h).
       L.w_planes = k::PackedVector((size_t)k::plane_packed_words(L.out, L.in, L.wbits));
       k::pack_level_planes(w.data(), L.out, L.in, L.wbits, L.w_alpha, L.w_planes.data());
-      if (opt.verify) {
-        // The decoded weights must be the quantizer's own eval output, bit for bit.
-        Quantizer& q = *ql->weight_quantizer();
-        const bool was = q.is_training();
-        q.train(false);
-        Tensor wref;
-        {
-          NoGradGuard ng;
-          wref = q(w);
-        }
-        q.train(was);
-        const std::vector<float> dec = L.level_weights();
-        QNN_CHECK(std::memcmp(dec.data(), wref.data(), dec.size() * sizeof(float)) == 0,
-                  "export: internal check failed: " + where(leaf) + ": the stored " + std::to_string(L.wbits) +
-                      "-bit weight levels do not decode to " + q.str() + "'s output");
-      }
+      verify_levels(leaf, *ql->weight_quantizer(), w, L);
       i = finish_float_layer(leaf, i, std::move(L), ql->bias);
       continue;
     }
@@ -625,7 +675,7 @@ k::PackedModel export_model(Module& model, const ExportOptions& opt) {
     }
     if (is_batchnorm(m)) fail("export: " + where(leaf) + " does not follow a linear layer; cannot be folded");
     fail("export: " + where(leaf) + " is not supported; export supports fp, bnn and k-bit (qnn) models made of "
-         "Linear / QuantLinear (sign or uniform quantizers), Conv2d / QuantConv2d (fp or sign x sign), MaxPool2d, "
+         "Linear / QuantLinear, Conv2d / QuantConv2d (sign or uniform quantizers), MaxPool2d, "
          "BatchNorm1d / 2d, ShiftBatchNorm1d / 2d, ReLU, QuantAct, Dropout and Flatten");
   }
   QNN_CHECK(!pm.layers.empty(), "export: the model has no linear layers");

@@ -89,7 +89,7 @@ def make_checkpoint():
 
 # ---- .qnnx exported models (kernels/packed_model.h) ----------------------------------------
 SIGN_OUT, BIAS, AFFINE, RELU = 1, 2, 4, 8
-F32, BINARY, LEVELS = 1, 2, 3
+F32, BINARY, LEVELS, CONV_F32, CONV_BINARY, MAX_POOL, CONV_LEVELS = 1, 2, 3, 4, 5, 6, 7
 REAL, PACKED, PIXELS8, SIGN, LVL, LVL_F32 = 0, 1, 2, 3, 4, 5
 
 
@@ -128,10 +128,14 @@ def epilogue(flags, n_out, n_in_vmax):
     return p
 
 
+def geom(C, H, W, O, K, stride, pad, pad_one, pool_k, pool_s):
+    return struct.pack("<10I", C, H, W, O, K, stride, pad, pad_one, pool_k, pool_s)
+
+
 def qnnx(version, kind, scale, dims, layers, meta=b""):
     head = struct.pack("<III", kind, len(layers), scale) + struct.pack("<I", len(dims))
     head += b"".join(struct.pack("<Q", d) for d in dims)
-    if meta:
+    if meta or version >= 4:  # versions 4 and 5 always have the block
         head += struct.pack("<I", len(meta)) + meta
     body = head + b"".join(layers)
     total = 4 + 4 + 8 + len(body) + 4
@@ -159,7 +163,25 @@ def make_qnnx():
     meta = qnnx(3, 0, 3, [2, 3], [
         layer(F32, REAL, 32, BIAS, 6, 2, f32s([0.25] * 12) + epilogue(BIAS, 2, 6)),
     ], b'{"dataset":"mnist","classes":2}')
+    # version 4: conv_f32 1x4x4 -> 2 maps (pad 1, 2x2 max-pool, bias, relu) -> dense 8 -> 3
+    cnn = qnnx(4, 0, 3, [1, 4, 4], [
+        layer(CONV_F32, REAL, 32, BIAS | RELU, 16, 8,
+              geom(1, 4, 4, 2, 3, 1, 1, 0, 2, 2) + f32s([0.1 * i - 0.9 for i in range(18)]) + epilogue(BIAS, 2, 9)),
+        layer(F32, REAL, 32, AFFINE, 8, 3, f32s([0.05 * i for i in range(24)]) + epilogue(AFFINE, 3, 8)),
+    ])
+    # version 5: conv_levels on the image (2-bit weights, 2x2 pool) -> conv_levels, 2-bit levels input,
+    # one-padding -> dense_levels 8 -> 3
+    kc1 = geom(2, 4, 4, 3, 3, 1, 1, 0, 2, 2) + struct.pack("<fIf", 1.0, 32, 0.0) + packed_rows(3 * 2, 18, 5)
+    kc2 = geom(3, 2, 2, 2, 3, 1, 1, 1, 0, 0) + struct.pack("<fIf", 0.5, 2, 1.0) + packed_rows(2 * 2, 27, 6)
+    kd = struct.pack("<fIf", 0.75, 2, 1.0) + packed_rows(3 * 2, 8, 7)
+    kcnn = qnnx(5, 2, 3, [2, 4, 4], [
+        layer(CONV_LEVELS, REAL, 2, AFFINE, 32, 12, kc1 + epilogue(AFFINE, 3, 18)),
+        layer(CONV_LEVELS, LVL, 2, BIAS | AFFINE, 12, 8, kc2 + epilogue(BIAS | AFFINE, 2, 27)),
+        layer(LEVELS, LVL, 2, AFFINE, 8, 3, kd + epilogue(AFFINE, 3, 8)),
+    ])
     put(t, "fp.qnnx", fp)
+    put(t, "cnn_v4.qnnx", cnn)
+    put(t, "qnn_cnn_v5.qnnx", kcnn)
     put(t, "bnn.qnnx", bnn)
     put(t, "qnn_v2.qnnx", qnn)
     put(t, "meta_v3.qnnx", meta)
