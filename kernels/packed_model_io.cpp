@@ -299,6 +299,13 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
       g.pad_one = gv[7] != 0, g.pool_k = gv[8], g.pool_s = gv[9];
       // Weight bytes in double first: a lying geometry must not overflow the count.
       const double taps = double(g.C) * double(g.K) * double(g.K);
+      if (L.type != LayerType::max_pool && (g.C < 1 || g.O < 1 || g.K < 1))
+        fail(at + " (" + dims_str(L) + "): a convolution with " + std::to_string(g.C) + " input channels, " +
+             std::to_string(g.O) + " output channels and " + std::to_string(g.K) + "x" + std::to_string(g.K) +
+             " windows (each must be at least 1)");
+      if (L.type != LayerType::max_pool && taps >= double(int64_t(1) << 24))
+        fail(at + " (" + dims_str(L) + "): " + std::to_string(g.C) + " channels x " + std::to_string(g.K) + "x" +
+             std::to_string(g.K) + " windows: too many taps per output (at most 2^24)");
       const double wb = L.type == LayerType::conv_f32      ? 4.0 * double(g.O) * taps
                         : L.type == LayerType::conv_levels ? 8.0 * double(g.O) * (taps / 64.0) * double(L.wbits)
                                                            : 8.0 * double(g.O) * (taps / 64.0);
@@ -315,6 +322,7 @@ PackedModel PackedModel::from_bytes(const std::string& buf, const std::string& n
            " bytes of data are left");
     const char* p = buf.data() + pos;
     auto take = [&](auto* dst, size_t n) {
+      if (n == 0) return;  // dst may be null (an empty array): memcpy must not see it
       std::memcpy(dst, p, n * sizeof(*dst));
       p += n * sizeof(*dst);
     };

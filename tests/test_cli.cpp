@@ -218,7 +218,39 @@ TEST_CASE("cli: bench_mlp, bench_kernels, qnn_infer, walkthrough refuse out-of-r
     rows.push_back({"qnn_infer", {"/nonexistent/model.qnnx", flag, v}, flag});
   for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{{"--lr", "-1"}, {"--seed", "-1"}})
     rows.push_back({"walkthrough", {flag, v}, flag});
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--bits", "5"}, {"--bits", "1,1"}, {"--bits", "x"}, {"--bits", ""}, {"--family", "gru"}, {"--threads", "0"},
+           {"--reps", "0"}, {"--min-time", "0"}, {"--big-batch", "1"}})
+    rows.push_back({"bench_bits", {"--small", flag, v}, flag});
   check_rows(rows);
+}
+
+TEST_CASE("cli: bench_bits writes one row per family x bits x kernels, deployed figures where the runner applies") {
+  const std::string js = (fs::temp_directory_path() / "qnn_test_cli" / "bits.json").string();
+  const Ran r = run_app("bench_bits", {"--small", "--family", "mlp,cnn,lstm", "--bits", "1,2,32", "--reps", "1",
+                                       "--min-time", "0.01", "--big-batch", "8", "--threads", "1", "--json", js},
+                        120);
+  REQUIRE_MESSAGE(r.rc == 0, r.err);
+  const auto j = nlohmann::json::parse(slurp(js));
+  REQUIRE(j["rows"].size() == 15);  // 3 families x (1 on/off, 2 on/off, 32)
+  const bool rapl = j["energy"] == "rapl";
+  CHECK((rapl || j["energy"].get<std::string>().rfind("not available", 0) == 0));
+  for (const auto& row : j["rows"]) {
+    CAPTURE(row.dump());
+    CHECK(row["train_per_s"].get<double>() > 0);
+    CHECK(row["eval_b1_per_s"].get<double>() > 0);
+    CHECK(row["eval_bbig_per_s"].get<double>() > 0);
+    CHECK(row["train_j_per_sample"].is_null() != rapl);
+    const bool deployed = row["family"] != "lstm" && row["kernels"] != "off";
+    CHECK(row.contains("deployed_b1_per_s") == deployed);
+    if (deployed) {
+      // Stored weight bits: 1 or k per quantized weight, 32 per fp weight.
+      const int bits = row["bits"];
+      CHECK(row["deployed_weight_bits"].get<int64_t>() > 0);
+      if (bits == 2) CHECK(row["model"] == "qnn");
+    }
+  }
+  CHECK(r.out.find("cnn       2 on") != std::string::npos);
 }
 
 TEST_CASE("cli: the shared validators accept exactly their range") {

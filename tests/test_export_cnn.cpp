@@ -349,6 +349,8 @@ TEST_CASE("export cnn: damaged conv records are refused with the problem named")
   has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 5, 2); }), "outputs, its geometry");  // stride
   has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 8, 3); }), "pool geometry out of range");  // pool_k without pool_s
   has(lied([&](std::string& b) { poke<uint32_t>(b, G0 + 4 * 1, 0x7fffffff); }), "out of range");
+  has(lied([&](std::string& b) { poke<uint32_t>(b, G0, (1u << 26) - 1), poke<uint32_t>(b, G0 + 4 * 4, 1u << 20); }),
+      "too many taps per output");  // C * K * K would overflow int64
   has(lied([&](std::string& b) { poke<uint32_t>(b, L0 + 4, 0); }), "a conv_binary layer takes pixels8 or packed input");
   has(lied([&](std::string& b) { poke<uint32_t>(b, L0 + 8, 32); }), "1-bit conv_binary layers only");
   {  // A version 3 header (with its metadata block) over conv records.
@@ -420,6 +422,14 @@ TEST_CASE("export cnn: damaged conv_levels records are refused with the problem 
   has(edited([&](std::string& b) { poke<uint64_t>(b, W1 + 16, peek<uint64_t>(b, W1 + 16) | (uint64_t(1) << 40)); }),
       "weight row 0 plane 0 has nonzero padding bits");
   has(edited([&](std::string& b) { poke<uint32_t>(b, 4, 4); }), "conv_levels needs format version 5");
+  // A geometry whose C*K*K overflows int64 (what fuzz_qnnx found in its first minute on the v5 seed).
+  has(edited([&](std::string& b) {
+        poke<uint32_t>(b, G1, (1u << 26) - 1), poke<uint32_t>(b, G1 + 16, (1u << 26) - 1);
+      }),
+      "too many taps per output");
+  // No taps at all (C = 0): an empty weight array (fuzz_qnnx's second finding).
+  has(edited([&](std::string& b) { poke<uint32_t>(b, G1, 0); }), "each must be at least 1");
+  has(edited([&](std::string& b) { poke<uint32_t>(b, G1 + 12, 0); }), "each must be at least 1");  // O = 0
   std::string b = good;
   b[W1 + 3] ^= 1;
   has(err(b, false), "CRC mismatch");
