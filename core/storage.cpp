@@ -63,7 +63,7 @@ Storage::Storage(int64_t n) : size(n) {
 }
 
 Storage::~Storage() {
-  if (!data) return;
+  if (!data || !owned) return;
   const size_t bytes = rounded_bytes(size);
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);

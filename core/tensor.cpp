@@ -165,6 +165,17 @@ Tensor Tensor::detach() const {
   return Tensor(std::move(impl));
 }
 
+void Tensor::rebind_storage(float* external, bool copy_values) {
+  QNN_CHECK(impl_ != nullptr, "rebind_storage: undefined tensor");
+  TensorImpl& t = *impl_;
+  const int64_t n = shape_numel(t.shape);
+  QNN_CHECK(!external || (reinterpret_cast<uintptr_t>(external) % 64) == 0,
+            "rebind_storage: external memory must be 64-byte aligned (the kernels assume it)");
+  auto s = external ? std::make_shared<Storage>(external, n) : std::make_shared<Storage>(n);
+  if (copy_values && n > 0 && s->data != t.storage->data) std::memcpy(s->data, t.storage->data, sizeof(float) * n);
+  t.storage = std::move(s);
+}
+
 const std::shared_ptr<Node>& Tensor::grad_fn() const { return checked(impl_).grad_fn; }
 
 ParamAttrs& Tensor::param_attrs() {

@@ -34,10 +34,14 @@ struct Node;
 // Contiguous, 64-byte aligned float buffer. Buffers come from a small caching
 // allocator (core/storage.cpp): a training step asks for the same sizes every
 // iteration, and reusing them avoids page-faulting fresh memory each time.
+// A Storage may also wrap memory it does not own (Tensor::rebind_storage:
+// e.g. a shared-memory window that several processes update in place).
 struct Storage {
   float* data = nullptr;
   int64_t size = 0;  // number of floats
+  bool owned = true;
   explicit Storage(int64_t n);
+  Storage(float* external, int64_t n) : data(external), size(n), owned(false) {}  // not freed
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -107,6 +111,12 @@ class Tensor {
   void backward();                 // this must be a 1-element tensor (a loss)
   void backward(const Tensor& grad_output);
   Tensor detach() const;           // same storage, no history, requires_grad=false
+  // Makes `external` (numel() floats, caller-owned, 64-byte aligned, alive
+  // for as long as the tensor uses it) this tensor's storage, copying the
+  // values there when copy_values; rebind_storage(nullptr, true) moves them
+  // back into a fresh owned buffer. Every handle of this tensor follows;
+  // views taken before (reshape, detach) keep the old storage.
+  void rebind_storage(float* external, bool copy_values);
   const std::shared_ptr<Node>& grad_fn() const;
 
   // ---- parameters ----------------------------------------------------------

@@ -91,3 +91,32 @@ TEST_CASE("broadcasting shapes and errors") {
   CHECK((a - Tensor::scalar(1.f)).to_vector() == std::vector<float>{0, 1, 2, 3, 4, 5});
   CHECK_THROWS_WITH_AS(a + Tensor::zeros({2}), doctest::Contains("cannot broadcast"), Error);
 }
+
+TEST_CASE("rebind_storage: a parameter moves into caller-owned memory and back, values and gradient kept") {
+  alignas(64) static float window[64];
+  for (float& v : window) v = -7.f;
+  Tensor p = Tensor::from_vector({2, 3}, {1, 2, 3, 4, 5, 6});
+  p.set_requires_grad(true);
+  Tensor alias = p;  // another handle of the same tensor follows
+  p.rebind_storage(window + 16, true);
+  CHECK(alias.data() == window + 16);
+  CHECK(window[16] == 1.f);
+  CHECK(window[21] == 6.f);
+  CHECK(window[22] == -7.f);  // nothing beyond numel() written
+  window[17] = 20.f;          // another writer (e.g. another process) updates in place
+  CHECK(p.data()[1] == 20.f);
+  // Autograd through the rebound tensor: d(sum(p * p)) = 2 p.
+  sum(mul(p, p)).backward();
+  CHECK(p.grad().data()[1] == 40.f);
+  // Rebound without copying: the memory's values are what the tensor holds.
+  Tensor q = Tensor::zeros({4});
+  q.rebind_storage(window + 32, false);
+  CHECK(q.data()[0] == -7.f);
+  // Back to owned memory, values copied out; the window is free again.
+  p.rebind_storage(nullptr, true);
+  CHECK(p.data() != window + 16);
+  CHECK(p.data()[1] == 20.f);
+  window[17] = 0.f;
+  CHECK(p.data()[1] == 20.f);
+  CHECK_THROWS_AS(p.rebind_storage(window + 1, true), Error);  // not 64-byte aligned
+}

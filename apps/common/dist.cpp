@@ -157,7 +157,8 @@ struct SliceAccumulator::Shm {
   MPI_Win win = MPI_WIN_NULL;
 #endif
   std::vector<const float*> buckets;  // every rank's bucket, in rank order
-  float* staging = nullptr;           // grad_n_ floats (rank 0's segment): parameters / optimizer state
+  float* staging = nullptr;           // grad_n_ floats (rank 0's segment): optimizer state at the epoch's end
+  float* params = nullptr;            // sharded: the parameters themselves, one copy for all ranks (rank 0's segment)
   // Every rank's writes before, every rank's reads after.
   void sync() {
 #ifdef QNN_HAVE_MPI
@@ -192,7 +193,15 @@ SliceAccumulator::SliceAccumulator(Module& model, int micro, Optimizer* opt)
     int n = 0;
     MPI_Comm_size(shm->comm, &n);
     if (n == g_size) {
-      const int64_t mine = bucket_n_ + (g_rank == 0 ? grad_n_ : 0);
+      const bool shard = opt_ && opt_->can_shard();
+      // Sharded, the parameters live in the window too (one copy, each
+      // parameter 64-byte aligned): every rank updates its shard in place
+      // and, after a barrier, reads the others' updates where they were
+      // written — no exchange of parameters at all.
+      int64_t pn = 0;
+      if (shard)
+        for (const Tensor& p : params_) param_off_.push_back(pn), pn += (p.numel() + 15) / 16 * 16;
+      const int64_t mine = bucket_n_ + (g_rank == 0 ? grad_n_ + (shard ? pn + 16 : 0) : 0);
       float* base = nullptr;
       MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * mine), (int)sizeof(float), MPI_INFO_NULL, shm->comm, &base,
                               &shm->win);
@@ -208,13 +217,20 @@ SliceAccumulator::SliceAccumulator(Module& model, int micro, Optimizer* opt)
       bucket_ = base;
       std::fill(bucket_, bucket_ + bucket_n_, 0.f);
       tail_sum_.resize((size_t)(bucket_n_ - grad_n_));
-      sharded_ = opt_ && opt_->can_shard();
+      sharded_ = shard;
       if (sharded_) {
         const auto [b, e] = shard_of(g_rank);
         opt_->set_shard(b, e);
+        const uintptr_t at = reinterpret_cast<uintptr_t>(shm->staging + grad_n_);
+        shm->params = reinterpret_cast<float*>((at + 63) / 64 * 64);
+        // Every rank holds the same values (same seed, or the same
+        // checkpoint): rank 0 writes them, the others read them after the
+        // barrier below.
+        for (size_t i = 0; i < params_.size(); ++i)
+          params_[i].rebind_storage(shm->params + param_off_[i], g_rank == 0);
       }
       shm_ = std::move(shm);
-      shm_->sync();  // every bucket zeroed before anyone writes or reads
+      shm_->sync();  // every bucket zeroed (and the parameters written) before anyone writes or reads
     } else {
       MPI_Comm_free(&shm->comm);
     }
@@ -228,10 +244,15 @@ SliceAccumulator::SliceAccumulator(Module& model, int micro, Optimizer* opt)
 
 SliceAccumulator::~SliceAccumulator() {
   if (sharded_ && opt_) opt_->clear_shard();
+  // The parameters leave the window (each rank its own copy again) before
+  // it is freed; unwinding, the window stays mapped until the process ends.
+  if (shm_ && shm_->params)
+    for (Tensor& p : params_) p.rebind_storage(nullptr, true);
 #ifdef QNN_HAVE_MPI
   // Freeing the window is collective: only when every rank gets here (not
   // while an error unwinds one rank; it exits and MPI_Abort ends the job).
   if (shm_ && std::uncaught_exceptions() == 0) {
+    shm_->sync();  // every rank has copied the parameters out
     MPI_Win_unlock_all(shm_->win);
     MPI_Win_free(&shm_->win);
     MPI_Comm_free(&shm_->comm);
@@ -305,19 +326,30 @@ Tensor SliceAccumulator::scale_loss(const Tensor& loss, int m) const {
 void SliceAccumulator::end_slice(int m, float slice_loss, int64_t correct) {
   float* acc = bucket_;
   float* flags = acc + grad_n_;
+  // Sharded on one host, one slice per rank: nobody else reads this rank's
+  // own shard of the gradients (shm_sum adds it from the parameters'
+  // gradients themselves), so only the other elements go to the bucket.
+  const auto [lo, hi] = own_shard_local() ? shard_of(g_rank) : std::pair<int64_t, int64_t>{0, 0};
   int64_t at = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     const int64_t n = p.numel();
+    // fn(offset in p, count) for the parts of [at, at + n) outside [lo, hi).
+    auto outside = [&, lo = lo, hi = hi](auto&& fn) {
+      const int64_t e = at + n;
+      const int64_t b1 = std::min(e, std::max(at, lo)), a2 = std::max(at, std::min(e, hi));
+      if (b1 > at) fn(int64_t(0), b1 - at);
+      if (e > a2) fn(a2 - at, e - a2);
+    };
     if (p.has_grad()) {
       flags[i] = 1.f;
       const float* g = p.grad_data();
       if (m == 0)
-        std::memcpy(acc + at, g, sizeof(float) * n);
+        outside([&](int64_t o, int64_t c) { std::memcpy(acc + at + o, g + o, sizeof(float) * c); });
       else
         for (int64_t j = 0; j < n; ++j) acc[at + j] += g[j];  // slice order: ((g0 + g1) + g2) ...
     } else if (m == 0) {
-      std::fill(acc + at, acc + at + n, 0.f);
+      outside([&](int64_t o, int64_t c) { std::fill(acc + at + o, acc + at + o + c, 0.f); });
     }
     at += n;
   }
@@ -355,17 +387,39 @@ void SliceAccumulator::shm_sum(float* tail) {
       continue;
     }
     const int64_t b = std::max(lo, first_[i]), e = std::min(hi, first_[i] + p.numel());
-    float* g = p.grad_data();  // created if this rank's slices did not reach p
+    float* g = p.grad_data();  // created (zeros) if this rank's slices did not reach p
     const int64_t n = e - b, off = b - first_[i];
     if (n <= 0) continue;
     float* __restrict d = g + off;
     const float* __restrict s0 = bk[0] + b;
+    if (!own_shard_local()) {
 #pragma omp parallel for simd schedule(static) if (n >= (1 << 16))
-    for (int64_t j = 0; j < n; ++j) d[j] = s0[j];
-    for (int q = 1; q < g_size; ++q) {
-      const float* __restrict sq = bk[q] + b;
+      for (int64_t j = 0; j < n; ++j) d[j] = s0[j];
+      for (int q = 1; q < g_size; ++q) {
+        const float* __restrict sq = bk[q] + b;
 #pragma omp parallel for simd schedule(static) if (n >= (1 << 16))
-      for (int64_t j = 0; j < n; ++j) d[j] += sq[j];
+        for (int64_t j = 0; j < n; ++j) d[j] += sq[j];
+      }
+      continue;
+    }
+    // d holds this rank's own slice's gradient (its bucket does not): the
+    // same sum in rank order, with d in this rank's place.
+    if (g_rank == 0) {
+      for (int q = 1; q < g_size; ++q) {
+        const float* __restrict sq = bk[q] + b;
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 16))
+        for (int64_t j = 0; j < n; ++j) d[j] += sq[j];
+      }
+    } else if (g_size == 2) {
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 16))
+      for (int64_t j = 0; j < n; ++j) d[j] = s0[j] + d[j];
+    } else {
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+      for (int64_t j = 0; j < n; ++j) {
+        float a = s0[j];
+        for (int q = 1; q < g_size; ++q) a += q == g_rank ? d[j] : bk[q][b + j];
+        d[j] = a;
+      }
     }
   }
 }
@@ -385,24 +439,13 @@ void SliceAccumulator::copy_shard(float* data, size_t i, bool to_staging, int ow
     std::memcpy(d, st, sizeof(float) * (e - b));
 }
 
-// Sharded: this rank's shard of the parameters to the staging area
-// (to_staging), or another rank's from it.
-void SliceAccumulator::copy_params(bool to_staging, int owner) {
-  for (size_t i = 0; i < params_.size(); ++i) copy_shard(params_[i].data(), i, to_staging, owner);
-}
-
 void SliceAccumulator::after_step() {
-  if (!shm_) return;
-  if (!sharded_) {  // nobody may write its bucket again while another still reads it
-    shm_->sync();
-    return;
-  }
-  copy_params(true, g_rank);
-  shm_->sync();
-  for (int q = 0; q < g_size; ++q)
-    if (q != g_rank) copy_params(false, q);
-  // The staging area is written again only after the next finish()'s
-  // barrier (or end_epoch()'s), which every rank reaches after these reads.
+  // Nobody may write its bucket again while another still reads it; and,
+  // sharded, every rank's update of its shard of the shared parameters is
+  // complete before anyone's next forward reads them. (Nobody writes the
+  // parameters while another still reads them either: the updates come
+  // after finish()'s barrier, which every rank reaches after its backward.)
+  if (shm_) shm_->sync();
 }
 
 void SliceAccumulator::end_epoch() {

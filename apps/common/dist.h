@@ -46,8 +46,12 @@
 // collective: every rank's bucket lives in one MPI shared-memory window,
 // and the optimizer step is sharded (ZeRO stage 1): rank r sums, in rank
 // order, only its 1/P of the gradient elements, straight into its
-// parameters' gradients, updates only those elements (Optimizer::set_shard)
-// and the ranks then copy each other's updated elements. The same sums in
+// parameters' gradients, and updates only those elements
+// (Optimizer::set_shard) of parameters that themselves live in the window
+// (one copy for all ranks, Tensor::rebind_storage, for the epoch): after a
+// barrier every rank reads the others' updates in place. Each rank writes
+// into its bucket only the gradient elements the other ranks own (its own
+// shard's it adds from its own gradients). The same sums in
 // the same order and the same elementwise update, so the same bits as the
 // collective; each rank reads and writes 1/P of what an all-reduce plus a
 // whole update would. (A user's optimizer that is not elementwise, or a
@@ -151,12 +155,12 @@ class SliceAccumulator {
   struct Shm;  // the shared-memory window (dist.cpp)
   void shm_sum(float* tail);
   void copy_shard(float* data, size_t i, bool to_staging, int owner);
-  void copy_params(bool to_staging, int owner);
   int micro_, slices_;
   Optimizer* opt_ = nullptr;
   std::unique_ptr<Shm> shm_;
   bool sharded_ = false;
   std::vector<int64_t> first_;  // first element of each parameter, laid end to end
+  std::vector<int64_t> param_off_;  // sharded: each parameter's offset in the window's parameter area
   int64_t global_ = 0, local_begin_ = 0, local_rows_ = 0;
   std::vector<Tensor> params_, buffers_;
   std::vector<Rng*> rngs_;
@@ -171,6 +175,9 @@ class SliceAccumulator {
   int64_t slot_n() const { return buf_n_ + 3; }
   // Shard q of the gradient elements [0, grad_n_) (64-byte aligned cuts).
   std::pair<int64_t, int64_t> shard_of(int q) const;
+  // Sharded on one host with one slice per rank: this rank's own shard of
+  // the gradients stays in the parameters' gradients (not in its bucket).
+  bool own_shard_local() const { return shm_ && sharded_ && micro_ == 1; }
 };
 
 }  // namespace qnn::app::dist
