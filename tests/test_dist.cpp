@@ -30,6 +30,7 @@
 #include "layers/basic.h"
 #include "layers/batchnorm.h"
 #include "layers/linear.h"
+#include "tests/imdb_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace qnn;
@@ -362,6 +363,26 @@ TEST_CASE("dist: mpirun -np 2 cifar_cnn --dist mpi (augmentation on) equals --mi
   REQUIRE_MESSAGE(one.status == 0, one.out);
   const Run two = run(kMpirun + args + " --dist mpi --save " + d + "/two.qnn");
   REQUIRE_MESSAGE(two.status == 0, two.out);
+  CHECK(same_bytes(d + "/one.qnn", d + "/two.qnn"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("dist: mpirun -np 2 imdb_lstm --dist mpi (1-bit QuantLSTM) equals --micro-batches 2") {
+  std::string why;
+  if (skip_reason(why)) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  const std::string d = tmp_dir();
+  std::ofstream(d + "/reviews.json") << qnn::test::tiny_reviews(40);  // 40 + 40: 20 + 20 train, 20 + 20 test
+  const std::string args = std::string(QNN_IMDB_LSTM_BIN) + " --data " + d +
+                           " --model qnn --wbits 1 --abits 1 --hidden 8 --vocab 40 --maxlen 12 --val 8 --epochs 2"
+                           " --batch 8 --threads 1";
+  const Run one = run(args + " --micro-batches 2 --save " + d + "/one.qnn");
+  REQUIRE_MESSAGE(one.status == 0, one.out);
+  const Run two = run(kMpirun + args + " --dist mpi --save " + d + "/two.qnn");
+  REQUIRE_MESSAGE(two.status == 0, two.out);
+  CHECK(two.out.find("shared memory, optimizer step sharded") != std::string::npos);
   CHECK(same_bytes(d + "/one.qnn", d + "/two.qnn"));
   fs::remove_all(d);
 }

@@ -16,10 +16,12 @@
 
 #include "apps/common/lstm_train.h"
 #include "core/tensor.h"
+#include "tests/imdb_test_util.h"
 
 using namespace qnn;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using qnn::test::tiny_reviews;
 
 namespace {
 
@@ -28,25 +30,6 @@ fs::path temp_dir(const std::string& name) {
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
-}
-
-// n reviews per sentiment, negatives first (the npm file's order): each
-// review a few words of its class's vocabulary and a shared filler.
-std::string tiny_reviews(int n) {
-  const char* neg[] = {"bad", "awful", "boring", "worst", "dull"};
-  const char* pos[] = {"great", "wonderful", "superb", "best", "moving"};
-  json a = json::array();
-  for (int s = 0; s < 2; ++s)
-    for (int k = 0; k < n; ++k) {
-      std::string t = "this film was";
-      // Through a pointer: GCC's -fsanitize=bounds misreads an index into
-      // "(s ? pos : neg)[i]" as an index into one of the two arrays.
-      const char* const* words = s ? pos : neg;
-      for (int w = 0; w < 4; ++w) t += std::string(" ") + words[(k + w) % 5];
-      t += k % 3 ? " <br /> the plot" : " and the actors";
-      a.push_back({{"t", t}, {"s", s}});
-    }
-  return a.dump();
 }
 
 void write(const fs::path& p, const std::string& text) {
