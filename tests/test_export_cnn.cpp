@@ -465,18 +465,25 @@ TEST_CASE("export cnn: models export cannot represent exactly are refused, namin
     auto m = app::build_cnn(c, rng);
     CHECK_THROWS_WITH_AS(export_model(*m, cnn_export_options(c)), doctest::Contains("too wide to be exact"), Error);
   }
-  SUBCASE("+-1 weights on real activations that are not the image") {
+  // A float conv, then a QuantConv2d with sign weights on its real outputs
+  // (input quantizer iq, or none), flatten, a dense layer: on 3 x 8 x 8 images.
+  auto sign_conv_after_float_conv = [](std::shared_ptr<Quantizer> iq) {
     Rng rng(1);
     auto seq = std::make_shared<Sequential>();
     seq->add(std::make_shared<Conv2d>(3, 4, 3, rng));
     QuantConv2dOptions o;
+    o.input_quantizer = std::move(iq);
     o.weight_quantizer = std::make_shared<Sign>();
     seq->add(std::make_shared<QuantConv2d>(4, 4, 3, rng, o));
     seq->add(std::make_shared<Flatten>());
     seq->add(std::make_shared<Linear>(4 * 4 * 4, 10, rng));
-    ExportOptions eo;
-    eo.input_dims = {3, 8, 8};
-    CHECK_THROWS_WITH_AS(export_model(*seq, eo), doctest::Contains("real-valued input that is not the image"), Error);
+    return seq;
+  };
+  ExportOptions eo8;
+  eo8.input_dims = {3, 8, 8};
+  SUBCASE("+-1 weights on real activations that are not the image") {
+    CHECK_THROWS_WITH_AS(export_model(*sign_conv_after_float_conv(nullptr), eo8),
+                         doctest::Contains("real-valued input that is not the image"), Error);
   }
   SUBCASE("no input map") {
     app::CnnConfig c = tiny_cnn("bnn", "binarynet");
@@ -504,18 +511,8 @@ TEST_CASE("export cnn: models export cannot represent exactly are refused, namin
     CHECK_THROWS_WITH_AS(export_model(*seq, eo), doctest::Contains("average pooling"), Error);
   }
   SUBCASE("a sign on real activations before a binary conv (not folded)") {
-    Rng rng(1);
-    auto seq = std::make_shared<Sequential>();
-    seq->add(std::make_shared<Conv2d>(3, 4, 3, rng));
-    QuantConv2dOptions o;
-    o.input_quantizer = std::make_shared<Sign>();
-    o.weight_quantizer = std::make_shared<Sign>();
-    seq->add(std::make_shared<QuantConv2d>(4, 4, 3, rng, o));
-    seq->add(std::make_shared<Flatten>());
-    seq->add(std::make_shared<Linear>(4 * 4 * 4, 10, rng));
-    ExportOptions eo;
-    eo.input_dims = {3, 8, 8};
-    CHECK_THROWS_WITH_AS(export_model(*seq, eo), doctest::Contains("needs the sign folded"), Error);
+    CHECK_THROWS_WITH_AS(export_model(*sign_conv_after_float_conv(std::make_shared<Sign>()), eo8),
+                         doctest::Contains("needs the sign folded"), Error);
   }
 }
 
