@@ -28,6 +28,12 @@ std::string at(size_t pos) { return " at byte " + std::to_string(pos); }
 // appear; EOI ends the image. Bytes after EOI are ignored, as stb does.
 std::string check_jpeg(const uint8_t* p, size_t n) {
   size_t pos = 2;  // after SOI (FF D8)
+  // Huffman tables defined so far, [class: 0 DC, 1 AC][id]: stb_image decodes
+  // a scan with whatever its table slots hold, defined or not (fuzz_image
+  // found a scan naming an AC table no DHT had defined: a read 1.8 KB past a
+  // 257-byte array), so a scan must name defined tables only.
+  bool defined[2][4] = {};
+  bool progressive = false;
   for (;;) {
     if (pos >= n) return "JPEG ends without its end-of-image marker (truncated?)";
     if (p[pos] != 0xFF) return "JPEG: expected a marker" + at(pos);
@@ -62,6 +68,7 @@ std::string check_jpeg(const uint8_t* p, size_t n) {
         if (symbols > 256) return "JPEG: Huffman table (DHT) declares " + std::to_string(symbols) +
                                   " codes, more than 256" + at(mpos);
         if (17 + symbols > left) return "JPEG: Huffman table (DHT) symbols run past its segment" + at(mpos);
+        defined[s[0] >> 4][s[0] & 15] = true;
         s += 17 + symbols;
         left -= 17 + symbols;
       }
@@ -72,6 +79,25 @@ std::string check_jpeg(const uint8_t* p, size_t n) {
         if (need > left) return "JPEG: quantisation table (DQT) runs past its segment" + at(mpos);
         s += need;
         left -= need;
+      }
+    } else if (m == 0xC2) {  // SOF2: progressive (stb decodes its scans by spectral band)
+      progressive = true;
+    } else if (m == 0xDA) {  // SOS: Ns, Ns x (component, DC table << 4 | AC table), Ss, Se, Ah/Al
+      const size_t ns = left > 0 ? s[0] : 0;
+      if (ns < 1 || ns > 4 || left < 1 + 2 * ns + 3) return "JPEG: bad scan header (SOS)" + at(mpos);
+      const uint8_t ss = s[1 + 2 * ns];
+      for (size_t c = 0; c < ns; ++c) {
+        const int td = s[2 + 2 * c] >> 4, ta = s[2 + 2 * c] & 15;
+        if (td > 3 || ta > 3) return "JPEG: a scan names Huffman table " + std::to_string(td > 3 ? td : ta) +
+                                     " (ids are 0..3)" + at(mpos);
+        // Baseline / extended scans use both tables; progressive ones the DC
+        // table in the DC band (Ss = 0) and the AC table otherwise.
+        if ((!progressive || ss == 0) && !defined[0][td])
+          return "JPEG: a scan uses DC Huffman table " + std::to_string(td) + ", which no DHT before it defines" +
+                 at(mpos);
+        if ((!progressive || ss > 0) && !defined[1][ta])
+          return "JPEG: a scan uses AC Huffman table " + std::to_string(ta) + ", which no DHT before it defines" +
+                 at(mpos);
       }
     }
     pos += len;

@@ -211,6 +211,18 @@ TEST_CASE("fuzz findings: hostile JPEG, PNG and BMP headers are refused before s
   counts[0] = 3;  // three codes of length 1: more than exist
   write_bytes(img, tiny_jpeg(counts, std::string(3, '\0')));
   CHECK(contains(err(), "more codes of length 1 than exist"));
+  // What fuzz_image found in session 8 (UBSan: stb read 1.8 KB past a
+  // 257-byte array): a scan whose AC table no DHT defines. The kept input,
+  // and the same fault in the control (its AC table filed as DC table 1).
+  fs::copy_file(fs::path(QNN_SOURCE_ROOT) / "tests/fuzz/corpus/fuzz_image/finding-undefined_ac_table.jpg", img,
+                fs::copy_options::overwrite_existing);
+  CHECK(contains(err(), "a scan uses AC Huffman table 0, which no DHT before it defines"));
+  std::string no_ac = tiny_jpeg();
+  const size_t ac_at = no_ac.find(std::string("\xff\xc4\x00\x14\x10", 5));
+  REQUIRE(ac_at != std::string::npos);
+  no_ac[ac_at + 4] = 0x01;
+  write_bytes(img, no_ac);
+  CHECK(contains(err(), "a scan uses AC Huffman table 0, which no DHT before it defines"));
   // Cut off: a segment past the end, and no end-of-image marker.
   const std::string ok = tiny_jpeg();
   write_bytes(img, ok.substr(0, 30));
