@@ -29,7 +29,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -37,6 +36,7 @@
 #include <optional>
 #include <random>
 
+#include "apps/common/bench_util.h"
 #include "apps/common/cli_main.h"
 #include "apps/common/cnn.h"
 #include "apps/common/flags.h"
@@ -71,8 +71,6 @@ struct Options {
   bool small = false;  // --small: tiny shapes (tests)
   std::string json_path;
 };
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // ---- RAPL energy counters (/sys/class/powercap) ------------------------------------
 
@@ -145,12 +143,12 @@ Figure measure(const std::function<void()>& call, int64_t samples, const Options
   for (int rep = 0; rep < o.reps; ++rep) {
     int64_t n = 0;
     const auto e0 = rapl.available() ? rapl.sample() : std::vector<double>{};
-    const double t0 = now();
+    const double t0 = app::now_s();
     double t;
     do {
       call();
       n += samples;
-      t = now() - t0;
+      t = app::now_s() - t0;
     } while (t < o.min_time);
     rates.push_back((double)n / t);
     if (rapl.available()) joules.push_back(rapl.joules(e0, rapl.sample()) / (double)n);
@@ -163,18 +161,6 @@ Figure measure(const std::function<void()>& call, int64_t samples, const Options
   f.per_s = median(rates);
   if (!joules.empty()) f.j_per_sample = median(joules);
   return f;
-}
-
-// Batch-norm statistics of a plausible trained model (random, seeded): a
-// folded sign threshold then lands inside the sums' range, as it would.
-void random_bn(Module& m, Rng& rng) {
-  if (auto* bn = dynamic_cast<BatchNorm*>(&m)) {
-    for (int64_t c = 0; c < bn->channels(); ++c) {
-      bn->running_mean.data()[c] = rng.normal();
-      bn->running_var.data()[c] = 1.0f + rng.uniform(0.0f, 4.0f);
-    }
-  }
-  for (auto& [n, c] : m.children()) random_bn(*c, rng);
 }
 
 // ---- one family ----------------------------------------------------------------------
@@ -271,7 +257,7 @@ json bench_row(const std::string& family, int bits, bool kernels_on, const Optio
   }
   // The framework's eval forward.
   b.model->eval();
-  random_bn(*b.model, rng);
+  app::random_bn(*b.model, rng);
   for (int64_t batch : {int64_t(1), o.big_batch}) {
     NoGradGuard ng;
     Figure f = measure([&] { (void)b.forward(batch, false); }, batch, o, rapl);

@@ -18,7 +18,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -26,6 +25,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "apps/common/bench_util.h"
 #include "apps/common/cli_main.h"
 #include "apps/common/cnn.h"
 #include "apps/common/flags.h"
@@ -58,21 +58,6 @@ struct Options {
   bool profile = false;
 };
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-// Batch-norm statistics of a plausible trained model (random, seeded).
-void random_bn(Module& m, Rng& rng) {
-  if (auto* bn = dynamic_cast<BatchNorm*>(&m)) {
-    for (int64_t c = 0; c < bn->channels(); ++c) {
-      bn->running_mean.data()[c] = rng.normal() * 2.0f;
-      bn->running_var.data()[c] = 1.0f + rng.uniform(0.0f, 8.0f);
-      bn->weight.data()[c] = rng.normal();
-      bn->bias.data()[c] = rng.normal() * 0.5f;
-    }
-  }
-  for (auto& [n, c] : m.children()) random_bn(*c, rng);
-}
-
 // Median images/s of the runner at batch b.
 double time_runner(k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t D, int64_t b, const Options& o) {
   const int64_t pool = (int64_t)px.size() / D;
@@ -81,13 +66,13 @@ double time_runner(k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t D
   std::vector<double> ips;
   for (int rep = 0; rep < o.reps; ++rep) {
     int64_t images = 0, off = 0;
-    const double t0 = now();
+    const double t0 = app::now_s();
     double t;
     do {
       if (off + b > pool) off = 0;
       r.logits_u8(px.data() + off * D, b, out.data());
       off += b, images += b;
-      t = now() - t0;
+      t = app::now_s() - t0;
     } while (t < o.min_time);
     ips.push_back((double)images / t);
   }
@@ -106,11 +91,11 @@ std::vector<double> profile_runner(k::PackedRunner& r, const std::vector<uint8_t
   for (int rep = 0; rep < o.reps; ++rep) {
     r.set_profile(true);
     int64_t calls = 0;
-    const double t0 = now();
+    const double t0 = app::now_s();
     do {
       r.logits_u8(px.data() + (calls % pool) * D, 1, out.data());
       ++calls;
-    } while (now() - t0 < o.min_time);
+    } while (app::now_s() - t0 < o.min_time);
     for (int64_t i = 0; i < nl; ++i)
       best[(size_t)i] = std::min(best[(size_t)i], 1e3 * r.layer_seconds()[(size_t)i] / (double)calls);
   }
@@ -168,7 +153,7 @@ int run(const Options& o) {
     app::resolve_cnn_defaults(c);
     Rng rng(o.seed);
     auto m = app::build_cnn(c, rng);
-    random_bn(*m, rng);
+    app::random_bn(*m, rng);
     m->train(false);
     if (model == "fp") {
       save_tensors(tmp + ".ckpt", m->state());

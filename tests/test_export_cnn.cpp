@@ -122,6 +122,20 @@ void check_same_bits(const std::vector<float>& a, const std::vector<float>& b, c
     }
 }
 
+// The runner's logits on random 3 x 32 x 32 pixels equal the framework's eval
+// logits, bit for bit, at batch 1 and `big`, with 1 and 2 threads (pixels
+// seeded by seed_mul * n + threads).
+void check_runner_matches(k::PackedRunner& r, Module& m, const std::string& name, int64_t big, uint64_t seed_mul) {
+  for (int threads : {1, 2}) {
+    k::set_num_threads(threads);
+    for (int64_t n : {int64_t(1), big}) {
+      auto px = random_pixels(n, 3 * 32 * 32, seed_mul * (uint64_t)n + (uint64_t)threads);
+      check_same_bits(runner_logits(r, px, n), framework_logits(m, px, n, 3, 32),
+                      name + " n=" + std::to_string(n) + " threads=" + std::to_string(threads));
+    }
+  }
+}
+
 app::CnnConfig tiny_cnn(const std::string& model, const std::string& arch, const std::string& pad = "zero") {
   app::CnnConfig c;
   c.model = model;
@@ -188,14 +202,7 @@ TEST_CASE("export cnn: BinaryNet / CNV, bnn and fp — runner logits equal the f
     if (std::string(v.arch) == "binarynet") CHECK(pm.layers[1].geom.pool_k == 2);  // pooled sums, then BN
     if (std::string(v.arch) == "cnv") CHECK(pm.layers[2].type == k::LayerType::max_pool);  // pool after the sign / ReLU
     k::PackedRunner r(pm);
-    for (int threads : {1, 2}) {
-      k::set_num_threads(threads);
-      for (int64_t n : {1, 5}) {
-        auto px = random_pixels(n, 3 * 32 * 32, 7 * (uint64_t)n + (uint64_t)threads);
-        check_same_bits(runner_logits(r, px, n), framework_logits(*m, px, n, 3, 32),
-                        name + " n=" + std::to_string(n) + " threads=" + std::to_string(threads));
-      }
-    }
+    check_runner_matches(r, *m, name, 5, 7);
     // The file: version 4, back bit for bit.
     const std::string path = tmp_path("rt.qnnx");
     const int64_t bytes = export_model_file(*m, path, cnn_export_options(c));
@@ -246,14 +253,7 @@ TEST_CASE("export cnn: k-bit (qnn) CNNs — conv_levels runner logits equal the 
     CHECK(pm.layers[second].in_bits == v.abits);
     CHECK(pm.layers[second].geom.pad_one == (std::string(v.pad) == "one"));
     k::PackedRunner r(pm);
-    for (int threads : {1, 2}) {
-      k::set_num_threads(threads);
-      for (int64_t n : {1, 4}) {
-        auto px = random_pixels(n, 3 * 32 * 32, 5 * (uint64_t)n + (uint64_t)threads);
-        check_same_bits(runner_logits(r, px, n), framework_logits(*m, px, n, 3, 32),
-                        name + " n=" + std::to_string(n) + " threads=" + std::to_string(threads));
-      }
-    }
+    check_runner_matches(r, *m, name, 4, 5);
     // The file: version 5, k bits per k-bit weight, back bit for bit.
     const std::string path = tmp_path("kbit.qnnx");
     export_model_file(*m, path, cnn_export_options(c));
