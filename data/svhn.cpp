@@ -12,6 +12,8 @@
 #include <memory>
 #include <mutex>
 
+#include <unistd.h>  // getpid: the temporary file's name
+
 namespace qnn {
 namespace {
 
@@ -340,6 +342,47 @@ Dataset load_svhn_mat(const std::string& path, const ImageOptions& opt) {
         for (int64_t w = 0; w < 32; ++w) d[h * 32 + w] = s[h + 32 * w];
     }
   return image_detail::apply_limit(std::move(ds), opt);
+}
+
+void save_svhn_mat(const std::string& path, const Dataset& ds, bool compress) {
+  QNN_CHECK(ds.has_pixels() && ds.sample_shape == Shape({3, 32, 32}) && ds.num_classes == 10,
+            "save_svhn_mat: " + path + ": needs 3x32x32 pixel images of 10 classes (" + ds.name + " is not)");
+  ds.validate();
+  const int64_t n = ds.size();
+  // CHW row-major -> MATLAB column-major X(h, w, c, n) at h + 32 w + 1024 c + 3072 n.
+  std::vector<uint8_t> x((size_t)(n * 3072));
+  std::vector<double> y((size_t)n);
+  for (int64_t i = 0; i < n; ++i) {
+    y[(size_t)i] = ds.y[(size_t)i] == 0 ? 10.0 : (double)ds.y[(size_t)i];
+    for (int64_t c = 0; c < 3; ++c) {
+      const uint8_t* s = ds.pixels.data() + i * 3072 + c * 1024;
+      uint8_t* d = x.data() + i * 3072 + c * 1024;
+      for (int64_t h = 0; h < 32; ++h)
+        for (int64_t w = 0; w < 32; ++w) d[h + 32 * w] = s[h * 32 + w];
+    }
+  }
+  install_mat_log();
+  g_mat_log.clear();
+  const std::string tmp = path + ".tmp-" + std::to_string((long long)::getpid());
+  bool ok = false;
+  {
+    // A fixed header text (matio's default has the date in it): the same
+    // data gives the same bytes.
+    MatPtr mat(Mat_CreateVer(tmp.c_str(), "MATLAB 5.0 MAT-file, written by qnn (SVHN layout)", MAT_FT_MAT5));
+    if (mat) {
+      size_t xd[4] = {32, 32, 3, (size_t)n}, yd[2] = {(size_t)n, 1};
+      VarPtr vx(Mat_VarCreate("X", MAT_C_UINT8, MAT_T_UINT8, 4, xd, x.data(), MAT_F_DONT_COPY_DATA));
+      VarPtr vy(Mat_VarCreate("y", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, yd, y.data(), MAT_F_DONT_COPY_DATA));
+      const auto comp = compress ? MAT_COMPRESSION_ZLIB : MAT_COMPRESSION_NONE;
+      ok = vx && vy && Mat_VarWrite(mat.get(), vx.get(), comp) == 0 && Mat_VarWrite(mat.get(), vy.get(), comp) == 0;
+    }
+  }  // Mat_Close flushes the file
+  std::error_code ec;
+  if (ok && g_mat_log.empty()) fs::rename(tmp, path, ec);
+  if (!ok || !g_mat_log.empty() || ec) {
+    fs::remove(tmp, ec);
+    fail(with_log(path + ": could not write the .mat file (directory missing, not writable, or disk full?)"));
+  }
 }
 
 Dataset load_svhn(const std::string& dir, const std::string& split, const ImageOptions& opt) {

@@ -27,4 +27,12 @@ Dataset load_svhn(const std::string& dir, const std::string& split, const ImageO
 // Reads one .mat file (the loader above minus the file-name convention).
 Dataset load_svhn_mat(const std::string& path, const ImageOptions& opt = {});
 
+// Writes a pixel Dataset of 3 x 32 x 32 images with labels 0..9 as an SVHN
+// .mat file of the official layout (X 32x32x3xN uint8, y Nx1 double, the digit
+// 0 stored as 10), MATLAB v5, zlib-compressed unless `compress` is false.
+// Atomic: matio writes a temporary file beside `path`, renamed over it once
+// complete. load_svhn_mat reads it back to the same pixels and labels; the
+// same Dataset always gives the same bytes (no date in the header).
+void save_svhn_mat(const std::string& path, const Dataset& ds, bool compress = true);
+
 }  // namespace qnn

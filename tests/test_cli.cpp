@@ -7,7 +7,9 @@
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +20,8 @@
 #include "apps/common/flags.h"
 #include "apps/common/mlp.h"
 #include "apps/common/train_loop.h"
+#include "data/idx.h"
+#include "data/svhn.h"
 #include "core/ops.h"
 #include "layers/linear.h"
 #include "optim/schedule.h"
@@ -251,6 +255,53 @@ TEST_CASE("cli: bench_bits writes one row per family x bits x kernels, deployed 
     }
   }
   CHECK(r.out.find("cnn       2 on") != std::string::npos);
+}
+
+TEST_CASE("cli: svhn_standin composes MNIST digits into SVHN-layout .mat files the SVHN reader takes") {
+  const fs::path dir = fs::temp_directory_path() / ("qnn_test_standin_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  // A tiny MNIST: odd images are solid ink, even ones blank; labels cycle 0..9.
+  auto write_split = [&](const std::string& prefix, int64_t n) {
+    std::vector<uint8_t> img((size_t)(n * 784)), lbl((size_t)n);
+    for (int64_t i = 0; i < n; ++i) {
+      lbl[(size_t)i] = (uint8_t)(i % 10);
+      if (i % 2) std::fill(img.begin() + i * 784, img.begin() + (i + 1) * 784, (uint8_t)255);
+    }
+    write_idx((dir / "mnist" / (prefix + "-images-idx3-ubyte")).string(), {n, 28, 28}, img);
+    write_idx((dir / "mnist" / (prefix + "-labels-idx1-ubyte")).string(), {n}, lbl);
+  };
+  fs::create_directories(dir / "mnist");
+  write_split("train", 40);
+  write_split("t10k", 20);
+  auto run = [&](const std::string& out, const std::string& seed) {
+    return run_app("svhn_standin", {"--mnist", (dir / "mnist").string(), "--out", (dir / out).string(), "--seed", seed});
+  };
+  const Ran r = run("a", "1");
+  REQUIRE_MESSAGE(r.rc == 0, r.err);
+  const Dataset tr = load_svhn((dir / "a").string(), "train"), te = load_svhn((dir / "a").string(), "test");
+  REQUIRE(tr.size() == 40);
+  REQUIRE(te.size() == 20);
+  for (int64_t i = 0; i < 40; ++i) CHECK(tr.y[(size_t)i] == (int32_t)(i % 10));  // 0 went through y = 10
+  // Solid ink covers rows and columns 4..27 whatever the 0..4 offset: one
+  // colour there (the digit's, +-12 noise) in every channel.
+  for (int64_t i = 1; i < 40; i += 2)
+    for (int64_t c = 0; c < 3; ++c) {
+      const uint8_t* p = tr.pixels.data() + i * 3072 + c * 1024;
+      int lo = 255, hi = 0;
+      for (int64_t h = 4; h < 28; ++h)
+        for (int64_t w = 4; w < 28; ++w) lo = std::min<int>(lo, p[h * 32 + w]), hi = std::max<int>(hi, p[h * 32 + w]);
+      CHECK(hi - lo <= 25);
+    }
+  // Same seed, same bytes; another seed, other crops.
+  REQUIRE(run("b", "1").rc == 0);
+  REQUIRE(run("c", "2").rc == 0);
+  CHECK(slurp((dir / "a" / "train_32x32.mat").string()) == slurp((dir / "b" / "train_32x32.mat").string()));
+  CHECK(load_svhn((dir / "c").string(), "train").pixels != tr.pixels);
+  // No MNIST: one line that says how to get it.
+  const Ran bad = run_app("svhn_standin", {"--mnist", (dir / "none").string(), "--out", (dir / "d").string()});
+  CHECK(bad.rc == 1);
+  CHECK(bad.err.find("scripts/fetch_data.sh mnist") != std::string::npos);
+  fs::remove_all(dir);
 }
 
 TEST_CASE("cli: the shared validators accept exactly their range") {

@@ -486,6 +486,49 @@ TEST_CASE("images: SVHN .mat files written by matio, compressed and not") {
   }
 }
 
+TEST_CASE("images: save_svhn_mat writes what load_svhn_mat reads back (compressed and not), atomically") {
+  Dataset ds;
+  ds.name = "roundtrip";
+  ds.sample_shape = {3, 32, 32};
+  ds.num_classes = 10;
+  ds.class_names = mnist_class_names();
+  const int64_t n = 13;
+  ds.pixels.resize((size_t)(n * 3072));
+  for (size_t k = 0; k < ds.pixels.size(); ++k) ds.pixels[k] = (uint8_t)((k * 37 + k / 1024) % 256);
+  for (int64_t i = 0; i < n; ++i) ds.y.push_back((int32_t)((i * 7) % 10));  // every digit, 0 included
+  for (bool compress : {true, false}) {
+    CAPTURE(compress);
+    TempDir d;
+    const fs::path p = d.path / "train_32x32.mat";
+    save_svhn_mat(p.string(), ds, compress);
+    const Dataset back = load_svhn_mat(p.string());
+    CHECK(back.y == ds.y);
+    CHECK(back.pixels == ds.pixels);
+    // Only the file itself is left (the temporary one was renamed over it).
+    int64_t files = 0;
+    for (const auto& e : fs::directory_iterator(d.path)) files += e.is_regular_file();
+    CHECK(files == 1);
+    // The digit 0 is stored as 10 in y: an independent reading of the file.
+    mat_t* mat = Mat_Open(p.string().c_str(), MAT_ACC_RDONLY);
+    REQUIRE(mat != nullptr);
+    matvar_t* y = Mat_VarRead(mat, "y");
+    REQUIRE(y != nullptr);
+    CHECK(y->class_type == MAT_C_DOUBLE);
+    CHECK(static_cast<const double*>(y->data)[0] == 10.0);  // ds.y[0] = 0
+    CHECK(static_cast<const double*>(y->data)[1] == 7.0);
+    Mat_VarFree(y);
+    Mat_Close(mat);
+  }
+  TempDir d;
+  // Not SVHN-shaped, or nowhere to write: refused, and nothing left behind.
+  Dataset grey = ds;
+  grey.sample_shape = {1, 32, 32};
+  CHECK(contains(error_of([&] { save_svhn_mat((d.path / "x.mat").string(), grey); }), "3x32x32"));
+  const std::string missing = (d.path / "no_such_dir" / "train_32x32.mat").string();
+  CHECK(contains(error_of([&] { save_svhn_mat(missing, ds); }), "could not write"));
+  CHECK(fs::is_empty(d.path));
+}
+
 TEST_CASE("images: damaged SVHN .mat files are refused with the file and the problem") {
   TempDir d;
   const fs::path p = d.path / "train_32x32.mat";
