@@ -1,6 +1,7 @@
 #include "kernels/sgemm.h"
 
 #include <cblas.h>
+#include <cpuid.h>
 #include <omp.h>
 
 #include <strings.h>
@@ -73,25 +74,39 @@ const char* blas_info() {
   return buf;
 }
 
-bool want_haswell_blas(const char* loaded_core, bool amd_cpu, bool avx2_fma, const char* coretype_env,
-                       const char* qnn_env) {
-  if (coretype_env) return false;                                // the user's choice wins
-  if (qnn_env && std::strcmp(qnn_env, "keep") == 0) return false;  // opted out
-  const bool avx512_kernels =
-      loaded_core && (strcasecmp(loaded_core, "cooperlake") == 0 || strcasecmp(loaded_core, "skylakex") == 0 ||
-                      strcasecmp(loaded_core, "sapphirerapids") == 0);
-  return avx512_kernels && amd_cpu && avx2_fma;  // Zen 4 (Intel runs 512-bit FMAs at full width)
+CpuFacts cpu_facts() {
+  CpuFacts c;
+  __builtin_cpu_init();
+  c.amd = __builtin_cpu_is("amd");
+  c.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  c.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  unsigned a = 0, b = 0, cx = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &cx, &d)) {
+    const int base = (int)((a >> 8) & 0xF);
+    c.family = base == 0xF ? base + (int)((a >> 20) & 0xFF) : base;
+  }
+  return c;
+}
+
+const char* blas_core_to_restart_with(const char* loaded_core, const CpuFacts& cpu, const char* coretype_env,
+                                      const char* qnn_env) {
+  if (coretype_env) return nullptr;                                 // the user's choice wins
+  if (qnn_env && std::strcmp(qnn_env, "keep") == 0) return nullptr;  // opted out
+  if (!loaded_core || !cpu.amd || !cpu.avx2_fma) return nullptr;
+  const bool avx512_kernels = strcasecmp(loaded_core, "cooperlake") == 0 || strcasecmp(loaded_core, "skylakex") == 0 ||
+                              strcasecmp(loaded_core, "sapphirerapids") == 0;
+  if (cpu.family == 0x19 && avx512_kernels) return "Haswell";  // Zen 4: 512-bit FMAs in two halves
+  if (cpu.family >= 0x1A && cpu.avx512 && !avx512_kernels) return "SkylakeX";  // Zen 5: full-width 512-bit FMAs
+  return nullptr;
 }
 
 void select_blas_core(char** argv) {
   if (!argv || !argv[0]) return;
-  __builtin_cpu_init();
-  const bool amd = __builtin_cpu_is("amd");
-  const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (!want_haswell_blas(openblas_get_corename(), amd, avx2_fma, std::getenv("OPENBLAS_CORETYPE"),
-                         std::getenv("QNN_BLAS_CORE")))
-    return;
-  setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  const char* core = blas_core_to_restart_with(openblas_get_corename(), cpu_facts(), std::getenv("OPENBLAS_CORETYPE"),
+                                               std::getenv("QNN_BLAS_CORE"));
+  if (!core) return;
+  setenv("OPENBLAS_CORETYPE", core, 1);
   setenv("QNN_BLAS_CORE_SELECTED", "1", 1);
   std::fflush(nullptr);
   execv("/proc/self/exe", argv);

@@ -24,21 +24,38 @@ const char* blas_info();  // OpenBLAS config + core name, for run headers
 // Picks OpenBLAS's fastest kernels for this CPU, once, at the top of main().
 //
 // OpenBLAS (DYNAMIC_ARCH) chooses its kernels when the library loads, from
-// the CPU model or the OPENBLAS_CORETYPE variable. On AMD Zen 4, 0.3.21 picks
-// its Cooperlake AVX-512 kernels; Zen 4 runs a 512-bit FMA as two 256-bit
-// halves, and the Haswell (AVX2) kernels are faster on our shapes (measured
-// on 2 threads: 100x2048x2048 4.2 ms vs 5.2-5.7 ms; 2048x2048x100 4.4 vs
-// 4.9 ms; see docs/results.md). Because the choice is made at load time, the
-// only way to change it is to set the variable and start again: on such a CPU
-// this sets OPENBLAS_CORETYPE=Haswell and re-executes the program once
-// (/proc/self/exe, same arguments). Does nothing when OPENBLAS_CORETYPE is
-// already set (your choice wins), when QNN_BLAS_CORE=keep, on other CPUs, or
-// if the restart fails (then the program just goes on).
+// the CPU model or the OPENBLAS_CORETYPE variable. 0.3.21 chooses badly on
+// the two AMD generations with AVX-512:
+//   - Zen 4 (family 0x19): it loads its Cooperlake AVX-512 kernels, but Zen 4
+//     runs a 512-bit FMA as two 256-bit halves and the Haswell (AVX2) kernels
+//     are faster on our shapes (2 threads: 100x2048x2048 4.2 ms vs 5.2-5.7 ms;
+//     2048x2048x100 4.4 vs 4.9 ms; docs/results.md);
+//   - Zen 5 (family 0x1A and later): it does not know the family and loads
+//     Haswell, but Zen 5 has full-width 512-bit FMAs and the SkylakeX kernels
+//     train the CIFAR CNN in full precision 1.6x faster (308 vs 196 img/s,
+//     docs/results.md "Session 9").
+// Because the choice is made at load time, the only way to change it is to
+// set the variable and start again: on such a CPU this sets
+// OPENBLAS_CORETYPE and re-executes the program once (/proc/self/exe, same
+// arguments). Does nothing when OPENBLAS_CORETYPE is already set (your choice
+// wins), when QNN_BLAS_CORE=keep, on other CPUs, or if the restart fails
+// (then the program just goes on).
 void select_blas_core(char** argv);
-// The decision alone (testable): should OpenBLAS be restarted with the
-// Haswell kernels? `coretype_env` / `qnn_env` are the values of
-// OPENBLAS_CORETYPE / QNN_BLAS_CORE (nullptr when unset).
-bool want_haswell_blas(const char* loaded_core, bool amd_cpu, bool avx2_fma, const char* coretype_env,
-                       const char* qnn_env);
+
+// What select_blas_core knows of the CPU.
+struct CpuFacts {
+  bool amd = false;
+  int family = 0;         // CPUID family (base + extended): 0x19 Zen 3/4, 0x1A Zen 5
+  bool avx2_fma = false;
+  bool avx512 = false;    // AVX-512 F, DQ, BW and VL (what OpenBLAS's SkylakeX kernels use)
+};
+CpuFacts cpu_facts();
+
+// The decision alone (testable): the OPENBLAS_CORETYPE to restart with
+// ("Haswell" or "SkylakeX"), or nullptr to keep the kernels OpenBLAS loaded.
+// `coretype_env` / `qnn_env` are the values of OPENBLAS_CORETYPE /
+// QNN_BLAS_CORE (nullptr when unset).
+const char* blas_core_to_restart_with(const char* loaded_core, const CpuFacts& cpu, const char* coretype_env,
+                                      const char* qnn_env);
 
 }  // namespace qnn::kernels

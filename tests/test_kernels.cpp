@@ -730,16 +730,31 @@ TEST_CASE("sgemm: column-panel split (short, wide products) matches a reference 
       }
 }
 
-TEST_CASE("want_haswell_blas: restart only for OpenBLAS's AVX-512 kernels on AMD, never over the user's setting") {
-  CHECK(k::want_haswell_blas("Cooperlake", true, true, nullptr, nullptr));
-  CHECK(k::want_haswell_blas("SKYLAKEX", true, true, nullptr, nullptr));
-  CHECK_FALSE(k::want_haswell_blas("Cooperlake", false, true, nullptr, nullptr));   // Intel: keep AVX-512
-  CHECK_FALSE(k::want_haswell_blas("Cooperlake", true, false, nullptr, nullptr));   // no AVX2/FMA
-  CHECK_FALSE(k::want_haswell_blas("Haswell", true, true, nullptr, nullptr));       // already AVX2
-  CHECK_FALSE(k::want_haswell_blas("Zen", true, true, nullptr, nullptr));
-  CHECK_FALSE(k::want_haswell_blas("Cooperlake", true, true, "SkylakeX", nullptr)); // OPENBLAS_CORETYPE set
-  CHECK_FALSE(k::want_haswell_blas("Cooperlake", true, true, "", nullptr));         // set, even if empty
-  CHECK_FALSE(k::want_haswell_blas("Cooperlake", true, true, nullptr, "keep"));     // QNN_BLAS_CORE=keep
-  CHECK(k::want_haswell_blas("Cooperlake", true, true, nullptr, "auto"));
-  CHECK_FALSE(k::want_haswell_blas(nullptr, true, true, nullptr, nullptr));
+TEST_CASE("blas_core_to_restart_with: Haswell on Zen 4, SkylakeX on Zen 5, never over the user's setting") {
+  auto pick = [](const char* loaded, k::CpuFacts cpu, const char* env = nullptr, const char* qnn = nullptr) {
+    const char* c = k::blas_core_to_restart_with(loaded, cpu, env, qnn);
+    return std::string(c ? c : "-");
+  };
+  const k::CpuFacts zen3{true, 0x19, true, false}, zen4{true, 0x19, true, true}, zen5{true, 0x1A, true, true};
+  const k::CpuFacts intel{false, 6, true, true}, old_amd{true, 0x17, true, false};
+  CHECK(pick("Cooperlake", zen4) == "Haswell");
+  CHECK(pick("SKYLAKEX", zen4) == "Haswell");
+  CHECK(pick("Haswell", zen4) == "-");      // already AVX2
+  CHECK(pick("Zen", zen3) == "-");
+  CHECK(pick("Haswell", zen5) == "SkylakeX");
+  CHECK(pick("Zen", zen5) == "SkylakeX");
+  CHECK(pick("SkylakeX", zen5) == "-");     // already AVX-512
+  CHECK(pick("Haswell", k::CpuFacts{true, 0x1A, true, false}) == "-");  // no AVX-512 (masked by a VM)
+  CHECK(pick("Cooperlake", intel) == "-");  // Intel: keep what OpenBLAS chose
+  CHECK(pick("Haswell", intel) == "-");
+  CHECK(pick("Zen", old_amd) == "-");
+  CHECK(pick("Cooperlake", k::CpuFacts{true, 0x19, false, true}) == "-");  // no AVX2/FMA
+  CHECK(pick("Cooperlake", zen4, "SkylakeX") == "-");  // OPENBLAS_CORETYPE set
+  CHECK(pick("Haswell", zen5, "") == "-");             // set, even if empty
+  CHECK(pick("Cooperlake", zen4, nullptr, "keep") == "-");  // QNN_BLAS_CORE=keep
+  CHECK(pick("Haswell", zen5, nullptr, "keep") == "-");
+  CHECK(pick("Cooperlake", zen4, nullptr, "auto") == "Haswell");
+  CHECK(pick(nullptr, zen5) == "-");
+  // This machine's facts are what CPUID says (a family is always found on x86).
+  CHECK(k::cpu_facts().family > 0);
 }
