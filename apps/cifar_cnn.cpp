@@ -49,8 +49,12 @@
 // 72.4 % after epochs 1-8 at 340-450 s per epoch on an otherwise idle
 // machine (the host's speed varies), with the training accuracy BELOW the
 // validation accuracy all along: in so few epochs the augmented half-width
-// net under-fits. docs/results.md "Session 6" has the figures and what to
-// try next (no augmentation, a larger learning rate).
+// net under-fits. Without augmentation (session 9, Zen 5, 28 epochs at
+// ~215 s each) it over-fits instead: training accuracy passes validation at
+// epoch 8 and the gap grows a point per epoch (75.0 % val at epoch 11,
+// stopped). So augmentation stays on; the next run is this recipe with
+// --epochs 28, which fits 2 hours on that machine. docs/results.md
+// "Session 6" and "Session 9" have the figures.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
