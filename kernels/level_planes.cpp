@@ -36,8 +36,14 @@ void check_geometry(const char* who, int bits, float alpha) {
 
 // The levels of x[0, n) on the calling thread: uniform_odd_levels (or the
 // sign rule for bits = 1), as every caller computes them. The row packers
-// call it per 64 values.
-void levels_serial(const float* x, int64_t n, int bits, float alpha, float* v) {
+// call it per 64 values. Never inlined: inlined into the AVX-512 packer it
+// is compiled for that target, and GCC's code for it there gave other levels
+// for some of the tests' awkward inputs (bits 2-16 at K = 1 and 64: found
+// when the AVX-512 path first ran on AVX-512 hardware, Zen 5; the likely
+// culprit is floor_small's (float)(int32_t)v, which AVX-512 can compile to a
+// rounding instruction that treats NaN and values beyond 2^31 otherwise).
+// One out-of-line copy is the quantizer's arithmetic for every caller.
+__attribute__((noinline)) void levels_serial(const float* x, int64_t n, int bits, float alpha, float* v) {
   if (bits == 1) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) v[i] = x[i] < 0.0f ? -1.0f : 1.0f;

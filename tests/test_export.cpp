@@ -200,7 +200,7 @@ TEST_CASE("export: pixel bit planes equal bitserial pack_planes of v = 2p - 255 
       k::set_isa(isa);
       k::PackedVector got((size_t)k::plane_packed_words(n, K, 8), ~uint64_t(0));
       k::pack_pixel_planes(px.data(), n, K, got.data());
-      CHECK_MESSAGE(got == want, "K=" << K << " isa " << k::isa_name(isa));
+      CHECK_MESSAGE(got == want, "K=" << K << " isa " << std::string(k::isa_name(isa)));
     }
   }
 }
@@ -801,7 +801,7 @@ TEST_CASE("export: the uniform quantizer's arithmetic in kernels/level_planes.h 
           k::set_isa(isa);
           k::PackedVector P((size_t)k::plane_packed_words(rows, K, bits), ~uint64_t(0));
           k::pack_level_planes(x.data(), rows, K, bits, a, P.data());
-          CHECK_MESSAGE(P == ref, "pack_level_planes bits " << bits << " K " << K << " isa " << k::isa_name(isa));
+          CHECK_MESSAGE(P == ref, "pack_level_planes bits " << bits << " K " << K << " isa " << std::string(k::isa_name(isa)));
         }
       }
     }

@@ -159,7 +159,7 @@ TEST_CASE("pack_sign_mask: sign bits equal kernels::pack_rows, mask = |x| <= cli
             const bool want = e < K && std::fabs(x[r * ld + e]) <= clip;
             if (bit != want) mask_ok = false;
           }
-        CHECK_MESSAGE(mask_ok, "isa " << k::isa_name(isa) << " K " << K);
+        CHECK_MESSAGE(mask_ok, "isa " << std::string(k::isa_name(isa)) << " K " << K);
         // Without a mask buffer only the signs are written.
         std::vector<uint64_t> s2(rows * W, ~0ull);
         detail::pack_sign_mask(x.data(), rows, K, ld, clip, s2.data(), nullptr);
@@ -202,7 +202,7 @@ TEST_CASE("binary_linear: forward and all gradients identical to the unfused gra
             const bool twice = (cases % 3) == 0;  // accumulate paths too
             const Grads a = run(fused, {N, in}, xv, {out, in}, wv, pb, G, twice);
             const Grads r = run(unf, {N, in}, xv, {out, in}, wv, pb, G, twice);
-            INFO("isa " << k::isa_name(isa) << " N " << N << " in " << in << " out " << out << " bias " << with_bias
+            INFO("isa " << std::string(k::isa_name(isa)) << " N " << N << " in " << in << " out " << out << " bias " << with_bias
                         << " sx " << sx.str() << " sw " << sw.str() << " twice " << twice);
             CHECK_SAME(a.y, r.y, "y");
             CHECK_SAME(a.gx, r.gx, "dx");
@@ -237,7 +237,7 @@ TEST_CASE("binary_linear: BNN-size layer (100 x 2048 -> 2048), clipped and uncli
                           {N, in}, xv, {out, in}, wv, nullptr, G);
       const Grads r = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return unfused_binary(x, W, b, sx, sw); },
                           {N, in}, xv, {out, in}, wv, nullptr, G);
-      INFO("isa " << k::isa_name(isa) << " weight surrogate " << sw.str());
+      INFO("isa " << std::string(k::isa_name(isa)) << " weight surrogate " << sw.str());
       CHECK_SAME(a.y, r.y, "y");
       CHECK_SAME(a.gx, r.gx, "dx");
       CHECK_SAME(a.gW, r.gW, "dW");
@@ -268,7 +268,7 @@ TEST_CASE("sign_weight_linear (real x, sign W): identical to Sign(W) + pm1_weigh
                               {N, in}, xv, {out, in}, wv, pb, G, twice);
           const Grads r = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { Sign q(sw); return pm1_weight_linear(x, q(W), b); },
                               {N, in}, xv, {out, in}, wv, pb, G, twice);
-          INFO("isa " << k::isa_name(isa) << " N " << N << " in " << in << " out " << out << " sw " << sw.str());
+          INFO("isa " << std::string(k::isa_name(isa)) << " N " << N << " in " << in << " out " << out << " sw " << sw.str());
           CHECK_SAME(a.y, r.y, "y");
           CHECK_SAME(a.gx, r.gx, "dx");
           CHECK_SAME(a.gW, r.gW, "dW");
@@ -342,7 +342,7 @@ TEST_CASE("binary_linear: pre-quantized sides (stochastic sign) behave as pm1_li
         };
         const Grads a = run(fused, {N, in}, xv, {out, in}, wv, nullptr, G, mode == 2);
         const Grads r = run(unf, {N, in}, xv, {out, in}, wv, nullptr, G, mode == 2);
-        INFO("isa " << k::isa_name(isa) << " in " << in << " mode " << mode);
+        INFO("isa " << std::string(k::isa_name(isa)) << " in " << in << " mode " << mode);
         CHECK_SAME(a.y, r.y, "y");
         CHECK_SAME(a.gx, r.gx, "dx");
         CHECK_SAME(a.gW, r.gW, "dW");
@@ -641,7 +641,7 @@ TEST_CASE("uniform_linear: bit-serial and sgemm give identical bits (every ISA, 
             res[on] = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return uniform_linear(x, W, b, s2); },
                           {N, in}, xv, {out, in}, wv, pb, G);
           }
-          INFO("isa " << k::isa_name(isa) << " N " << N << " in " << in << " out " << out << " bits " << bx << "x"
+          INFO("isa " << std::string(k::isa_name(isa)) << " N " << N << " in " << in << " out " << out << " bits " << bx << "x"
                       << bw);
           CHECK_SAME(res[0].y, res[1].y, "y");
           CHECK_SAME(res[0].gx, res[1].gx, "dx");
@@ -807,7 +807,7 @@ void check_identical_runs(const app::MlpConfig& cfg, const std::string& label, c
     k::set_isa(isa);
     const RunResult on = train_steps(cfg, true, data, 20, optim);
     const RunResult off = train_steps(cfg, false, data, 20, optim);
-    INFO(label << " isa " << k::isa_name(isa));
+    INFO(label << " isa " << std::string(k::isa_name(isa)));
     REQUIRE(on.losses.size() == 21);
     CHECK(same_bits(on.losses.data(), off.losses.data(), 21));
     CHECK(on.losses.front() != on.losses[19]);  // it did train
