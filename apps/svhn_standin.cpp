@@ -112,16 +112,17 @@ int main(int argc, char** argv) {
   cli.add_flag("--uncompressed", plain, "write uncompressed MATLAB v5 (the official files are compressed)");
   return app::parse_and_run(cli, argc, argv, "svhn_standin", [&] {
     std::filesystem::create_directories(out);
-    for (const char* split : {"train", "test"}) {
-      const std::string prefix = split == std::string("train") ? "train" : "t10k";
+    for (const std::string split : {"train", "test"}) {
+      const bool train = split == "train";
+      const std::string prefix = train ? "train" : "t10k";
       const std::string ip = find_idx(mnist, prefix + "-images-idx3-ubyte");
       const std::string lp = find_idx(mnist, prefix + "-labels-idx1-ubyte");
       QNN_CHECK(!ip.empty() && !lp.empty(), mnist + ": no MNIST " + split +
                                                 " files (" + prefix + "-images-idx3-ubyte[.gz]); get them with "
                                                 "`scripts/fetch_data.sh mnist`");
-      const Dataset ds = compose(read_idx_images(ip), read_idx_labels(lp), std::string("svhn-standin/") + split,
-                                 Rng::stream_u64(seed, split == std::string("train") ? 1 : 2));
-      const std::string path = (std::filesystem::path(out) / (std::string(split) + "_32x32.mat")).string();
+      const Dataset ds = compose(read_idx_images(ip), read_idx_labels(lp), "svhn-standin/" + split,
+                                 Rng::stream_u64(seed, train ? 1 : 2));
+      const std::string path = (std::filesystem::path(out) / (split + "_32x32.mat")).string();
       save_svhn_mat(path, ds, !plain);
       std::printf("%s: %lld crops (from %s)\n", path.c_str(), (long long)ds.size(), ip.c_str());
     }

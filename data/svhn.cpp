@@ -12,7 +12,8 @@
 #include <memory>
 #include <mutex>
 
-#include <unistd.h>  // getpid: the temporary file's name
+#include <fcntl.h>   // open: fsync of the temporary file
+#include <unistd.h>  // getpid, fsync, close
 
 namespace qnn {
 namespace {
@@ -252,6 +253,18 @@ void check_fits(const std::string& path, mat_t* mat, const matvar_t* info, const
          " bytes, more than a " + std::to_string(file_size) + "-byte file can hold (corrupt file?)");
 }
 
+// SVHN stores each 32x32 plane column-major (X(h, w, c, n) at h + 32 w +
+// 1024 c + 3072 n), qnn row-major (CHW): the one is the other transposed,
+// plane by plane, both ways. `planes` 32x32 planes from src to dst.
+void transpose_planes(const uint8_t* src, uint8_t* dst, int64_t planes) {
+  for (int64_t p = 0; p < planes; ++p) {
+    const uint8_t* s = src + p * 1024;
+    uint8_t* d = dst + p * 1024;
+    for (int64_t h = 0; h < 32; ++h)
+      for (int64_t w = 0; w < 32; ++w) d[h * 32 + w] = s[h + 32 * w];
+  }
+}
+
 }  // namespace
 
 Dataset load_svhn_mat(const std::string& path, const ImageOptions& opt) {
@@ -331,16 +344,8 @@ Dataset load_svhn_mat(const std::string& path, const ImageOptions& opt) {
            " is out of range (SVHN labels are the integers 1..10, 10 meaning the digit 0)");
     ds.y[(size_t)i] = (int32_t)v % 10;
   }
-  // Column-major X(h, w, c, n) at h + 32 w + 1024 c + 3072 n -> CHW row-major.
   ds.pixels.resize((size_t)(n * 3072));
-  const auto* src = static_cast<const uint8_t*>(X->data);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < 3; ++c) {
-      const uint8_t* s = src + i * 3072 + c * 1024;
-      uint8_t* d = ds.pixels.data() + i * 3072 + c * 1024;
-      for (int64_t h = 0; h < 32; ++h)
-        for (int64_t w = 0; w < 32; ++w) d[h * 32 + w] = s[h + 32 * w];
-    }
+  transpose_planes(static_cast<const uint8_t*>(X->data), ds.pixels.data(), n * 3);  // -> CHW
   return image_detail::apply_limit(std::move(ds), opt);
 }
 
@@ -349,18 +354,10 @@ void save_svhn_mat(const std::string& path, const Dataset& ds, bool compress) {
             "save_svhn_mat: " + path + ": needs 3x32x32 pixel images of 10 classes (" + ds.name + " is not)");
   ds.validate();
   const int64_t n = ds.size();
-  // CHW row-major -> MATLAB column-major X(h, w, c, n) at h + 32 w + 1024 c + 3072 n.
   std::vector<uint8_t> x((size_t)(n * 3072));
+  transpose_planes(ds.pixels.data(), x.data(), n * 3);  // CHW -> MATLAB's column-major X
   std::vector<double> y((size_t)n);
-  for (int64_t i = 0; i < n; ++i) {
-    y[(size_t)i] = ds.y[(size_t)i] == 0 ? 10.0 : (double)ds.y[(size_t)i];
-    for (int64_t c = 0; c < 3; ++c) {
-      const uint8_t* s = ds.pixels.data() + i * 3072 + c * 1024;
-      uint8_t* d = x.data() + i * 3072 + c * 1024;
-      for (int64_t h = 0; h < 32; ++h)
-        for (int64_t w = 0; w < 32; ++w) d[h + 32 * w] = s[h * 32 + w];
-    }
-  }
+  for (int64_t i = 0; i < n; ++i) y[(size_t)i] = ds.y[(size_t)i] == 0 ? 10.0 : (double)ds.y[(size_t)i];
   install_mat_log();
   g_mat_log.clear();
   const std::string tmp = path + ".tmp-" + std::to_string((long long)::getpid());
@@ -377,6 +374,13 @@ void save_svhn_mat(const std::string& path, const Dataset& ds, bool compress) {
       ok = vx && vy && Mat_VarWrite(mat.get(), vx.get(), comp) == 0 && Mat_VarWrite(mat.get(), vy.get(), comp) == 0;
     }
   }  // Mat_Close flushes the file
+  // On disk before the rename (as write_file_atomic, core/fileio.h, does for
+  // the files qnn writes itself): a crash leaves the old file or the new one.
+  if (ok) {
+    const int fd = ::open(tmp.c_str(), O_RDONLY);
+    ok = fd >= 0 && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+  }
   std::error_code ec;
   if (ok && g_mat_log.empty()) fs::rename(tmp, path, ec);
   if (!ok || !g_mat_log.empty() || ec) {
