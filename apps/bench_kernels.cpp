@@ -29,6 +29,7 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <omp.h>
 #include <random>
 #include <sstream>
 #include <string>
@@ -38,6 +39,7 @@
 
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
+#include "kernels/fma_peak.h"
 #include "kernels/im2col.h"
 #include "kernels/packed_conv.h"
 #include "kernels/pm1_gemm.h"
@@ -289,6 +291,36 @@ void run_convs(const std::vector<ConvSpec>& convs, const std::vector<std::string
 
 }  // namespace
 
+// --fma-peak: every thread runs the FMA probe at once; flops of all threads
+// over the wall time of the slowest. Each timed run lasts 0.2-0.4 s.
+void run_fma_peak(int threads, int reps, json& records) {
+  std::printf("\n%-16s %8s %11s %10s %14s\n", "probe", "threads", "median_ms", "gflops", "gflops/thread");
+  for (const k::Isa isa : {k::Isa::avx512, k::Isa::avx2}) {
+    if (!k::isa_supported(isa)) continue;
+    int64_t iters = 1 << 16;
+    auto all_threads = [&] {
+#pragma omp parallel num_threads(threads)
+      {
+        const k::FmaProbe p = k::fma_probe(isa, iters);
+        if (p.checksum != p.checksum) std::abort();  // NaN: cannot happen; keeps the result used
+      }
+    };
+    for (double t = 0; t < 0.1; iters *= 2) {  // calibrate: double until a run takes 0.1 s
+      const double t0 = now_s();
+      all_threads();
+      t = now_s() - t0;
+    }
+    const Timing tm = time_median(all_threads, reps);
+    const double flops = (double)threads * 2.0 * 16 * k::kFmaChains * (double)iters;  // what each probe reports
+    const double gflops = flops / tm.wall / 1e9;
+    const std::string name = std::string("fma-peak-") + k::isa_name(isa);
+    std::printf("%-16s %8d %11.2f %10.1f %14.1f\n", name.c_str(), threads, tm.wall * 1e3, gflops, gflops / threads);
+    records.push_back({{"kernel", name}, {"threads", threads}, {"median_ms", tm.wall * 1e3}, {"gflops", gflops},
+                       {"gflops_per_thread", gflops / threads}, {"fmas_per_lane_per_iter", k::kFmaChains},
+                       {"iters", iters}});
+  }
+}
+
 int main(int argc, char** argv) {
   qnn::kernels::select_blas_core(argv);  // may restart the program once (see kernels/sgemm.h)
   CLI::App cli{
@@ -329,6 +361,11 @@ int main(int argc, char** argv) {
                  "bitserial-2x2,bitserial-4x4,pm1-scalar,pm1-avx2,pm1-avx512, and f32 for --conv "
                  "(default: all the CPU supports)");
   cli.add_option("--json", json_path, "write the records as JSON to FILE (atomically)");
+  bool fma_peak = false;
+  cli.add_flag("--fma-peak", fma_peak,
+               "measure the float FMA peak of --threads cores (kernels/fma_peak.h: independent FMA chains, "
+               "AVX-512 and AVX2): the denominator of 'fraction of peak' figures; GEMM shapes then run only "
+               "if --shapes is given too");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -337,8 +374,9 @@ int main(int argc, char** argv) {
 
   try {
     const std::vector<ConvSpec> convs = conv_opt->count() > 0 ? parse_convs(conv_arg) : std::vector<ConvSpec>{};
-    const std::vector<Shape> shapes =
-        convs.empty() || shapes_opt->count() > 0 ? parse_shapes(shapes_arg) : std::vector<Shape>{};
+    const std::vector<Shape> shapes = (convs.empty() && !fma_peak) || shapes_opt->count() > 0
+                                          ? parse_shapes(shapes_arg)
+                                          : std::vector<Shape>{};
     const std::vector<std::string> all = {"sgemm",         "xnor-scalar",   "xnor-avx2",  "xnor-avx512",
                                           "bitserial-2x2", "bitserial-4x4", "pm1-scalar", "pm1-avx2",
                                           "pm1-avx512",    "f32"};
@@ -472,6 +510,7 @@ int main(int argc, char** argv) {
       }
     }
     if (!convs.empty()) run_convs(convs, wanted, threads, reps, records);
+    if (fma_peak) run_fma_peak(threads, reps, records);
     if (!json_path.empty()) {
       json j = {{"benchmark", "bench_kernels"},
                 {"threads", threads},

@@ -40,7 +40,7 @@
 //     20 epochs x0.85: 87.32 % (best epoch 12: it over-fits); dropout 0.2,
 //     same schedule: 87.70 % (epoch 17: still learning when the LR is gone);
 //     dropout 0.3: behind 0.2 at every epoch (stopped at 12); dropout 0.2, 30
-//     epochs to 1e-4: the recipe (docs/results.md has its figure). qnn: no
+//     epochs to 1e-4: the recipe (docs/results-log.md has its figure). qnn: no
 //     dropout (the quantizers regularize; 4/4 bits peak at epoch 12).
 //   - forget-gate bias (--forget-bias): fp 1 (sigmoid(1) = 0.73), qnn 0.5
 //     (hard_sigmoid(0.5) = 0.75). THE reason the quantized models stayed at
@@ -61,7 +61,7 @@
 //     1/1 bits do not learn at all (+-s weights times a +-1 state give each
 //     gate a recurrent input of fixed spread that nothing can turn down);
 //     with it they do (docs/bnn-training.md, "Quantizing an LSTM", has the
-//     short-run table; docs/results.md the full runs).
+//     short-run table; docs/results-log.md the full runs).
 // `sweep --app imdb_lstm` reproduces the whole table in one command and
 // records each run's command-equivalent config.
 #include <CLI/CLI.hpp>

@@ -12,8 +12,17 @@
 //
 // What a crop looks like (each choice drawn from (--seed, split, index), so
 // the files are the same on every machine and thread count):
-//   - a background and a digit colour, random RGB with at least 96 levels of
-//     luma between them (house numbers: any colours, readable contrast);
+//   - SVHN-like colours: a background and a digit brightness at least 64
+//     levels apart (either may be the lighter), both tinted by one shared
+//     hue of random strength (the plate and the light it is seen in) and the
+//     digit by a weaker hue of its own. In SVHN most of the variation is in
+//     brightness, little in hue; a first version drew both colours uniformly
+//     from RGB, and on those crops a binarized net learned nothing
+//     (docs/results-log.md, session 9): the colour varied more between
+//     images than the strokes within one;
+//   - uneven light: a brightness ramp of up to 1.5 levels per pixel along
+//     each axis (+-24 levels at the crop's edges), random in strength and
+//     direction;
 //   - the labelled MNIST digit (28x28) placed at a random offset of 0..4
 //     pixels in the 32x32 crop (SVHN's digits are roughly centred, not exactly);
 //   - with probability 1/2 each, a neighbouring digit of the same colour cut
@@ -39,11 +48,18 @@ using namespace qnn;
 
 namespace {
 
-struct Rgb {
-  float r, g, b;
-};
-
-float luma(const Rgb& c) { return 0.299f * c.r + 0.587f * c.g + 0.114f * c.b; }
+// A random hue of strength `amount` levels: a direction in RGB with no
+// brightness of its own (its components sum to 0), so it shifts the colour
+// and keeps the grey level.
+void add_hue(Rng& rng, float amount, float rgb[3]) {
+  float h[3] = {rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-1, 1)};
+  const float mean = (h[0] + h[1] + h[2]) / 3;
+  float norm = 0;
+  for (float& v : h) v -= mean, norm += v * v;
+  norm = std::sqrt(norm);
+  if (norm < 1e-6f) return;
+  for (int c = 0; c < 3; ++c) rgb[c] += amount * h[c] / norm;
+}
 
 // One split: MNIST's images (N x 28 x 28) and labels in, SVHN-layout crops out.
 Dataset compose(const IdxArray& img, const IdxArray& lbl, const std::string& name, uint64_t seed) {
@@ -64,11 +80,17 @@ Dataset compose(const IdxArray& img, const IdxArray& lbl, const std::string& nam
 #pragma omp parallel for schedule(static) firstprivate(ink)
   for (int64_t i = 0; i < n; ++i) {
     Rng rng(Rng::stream_u64(seed, (uint64_t)i));  // one stream per crop: any thread count, same file
-    Rgb bg{}, fg{};
+    float grey_bg = 0, grey_fg = 0;
     do {
-      bg = {rng.uniform(0, 255), rng.uniform(0, 255), rng.uniform(0, 255)};
-      fg = {rng.uniform(0, 255), rng.uniform(0, 255), rng.uniform(0, 255)};
-    } while (std::fabs(luma(bg) - luma(fg)) < 96);
+      grey_bg = rng.uniform(16, 240);
+      grey_fg = rng.uniform(16, 240);
+    } while (std::fabs(grey_bg - grey_fg) < 64);
+    float cb[3] = {grey_bg, grey_bg, grey_bg}, cf[3] = {grey_fg, grey_fg, grey_fg};
+    float tint[3] = {0, 0, 0};
+    add_hue(rng, rng.uniform(0, 48), tint);  // shared by plate and digit
+    add_hue(rng, rng.uniform(0, 24), cf);    // the digit's own
+    for (int c = 0; c < 3; ++c) cb[c] += tint[c], cf[c] += tint[c];
+    const float ry = rng.uniform(-1.5f, 1.5f), rx = rng.uniform(-1.5f, 1.5f);  // no sin/cos: same bytes on any libm
     // Ink coverage of the crop: the digit, and maybe the edges of two neighbours.
     std::fill(ink.begin(), ink.end(), 0.0f);
     auto stamp = [&](int64_t k, int64_t oy, int64_t ox) {
@@ -86,11 +108,11 @@ Dataset compose(const IdxArray& img, const IdxArray& lbl, const std::string& nam
     if (rng.below(2)) stamp((int64_t)rng.below((uint64_t)n), oy, ox + 20 + (int64_t)rng.below(5));
     stamp(i, oy, ox);
     uint8_t* px = ds.pixels.data() + i * 3072;
-    const float cb[3] = {bg.r, bg.g, bg.b}, cf[3] = {fg.r, fg.g, fg.b};
     for (int64_t c = 0; c < 3; ++c)
       for (int64_t p = 0; p < 1024; ++p) {
         const float a = ink[(size_t)p];
-        const float v = cb[c] * (1 - a) + cf[c] * a + rng.uniform(-12, 12);
+        const float light = ry * (float)(p / 32 - 16) + rx * (float)(p % 32 - 16);
+        const float v = cb[c] * (1 - a) + cf[c] * a + light + rng.uniform(-12, 12);
         px[c * 1024 + p] = (uint8_t)std::lround(std::clamp(v, 0.0f, 255.0f));
       }
     ds.y[(size_t)i] = lbl.data[(size_t)i];

@@ -18,7 +18,7 @@
 // of S[4g..4g+3][k] indexes the table. AVX-512's vpermps looks up 16 lanes in
 // a 16-entry table in one instruction: one look-up and one add replace four
 // multiply-adds. On 2 Zen 4 cores the products above run 2-3x faster than
-// OpenBLAS sgemm (numbers: docs/results.md, apps/bench_kernels).
+// OpenBLAS sgemm (numbers: docs/results-log.md, apps/bench_kernels).
 //
 // THE SUMMATION ORDER is part of the contract, because training must give the
 // same bits with the kernels on and off (the off path computes it with the

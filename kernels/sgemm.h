@@ -29,11 +29,11 @@ const char* blas_info();  // OpenBLAS config + core name, for run headers
 //   - Zen 4 (family 0x19): it loads its Cooperlake AVX-512 kernels, but Zen 4
 //     runs a 512-bit FMA as two 256-bit halves and the Haswell (AVX2) kernels
 //     are faster on our shapes (2 threads: 100x2048x2048 4.2 ms vs 5.2-5.7 ms;
-//     2048x2048x100 4.4 vs 4.9 ms; docs/results.md);
+//     2048x2048x100 4.4 vs 4.9 ms; docs/results-log.md);
 //   - Zen 5 (family 0x1A and later): it does not know the family and loads
 //     Haswell, but Zen 5 has full-width 512-bit FMAs and the SkylakeX kernels
 //     train the CIFAR CNN in full precision 1.6x faster (308 vs 196 img/s,
-//     docs/results.md "Session 9").
+//     docs/results-log.md "Session 9").
 // Because the choice is made at load time, the only way to change it is to
 // set the variable and start again: on such a CPU this sets
 // OPENBLAS_CORETYPE and re-executes the program once (/proc/self/exe, same

@@ -145,7 +145,9 @@ void train_then_reload(const std::string& dataset, const fs::path& data, const s
   CHECK(j["config"]["dataset"] == dataset);
   CHECK(j["config"]["width"] == 0.125);
   CHECK(j["config"]["val"] == 20);  // --limit-train 200 without --val: a tenth
-  CHECK(j["config"]["augment"] == "crop4+flip");
+  // The data set's recipe: CIFAR-10 crops and flips, SVHN only crops (a
+  // mirrored digit is another glyph).
+  CHECK(j["config"]["augment"] == (dataset == "svhn" ? "crop4" : "crop4+flip"));
   CHECK(j["config"]["normalize"] == (model == "fp"));
   CHECK(j["config"].contains("normalization") == (model == "fp"));
   REQUIRE(j["epochs"].size() == 1);
@@ -200,6 +202,35 @@ void truncate_by(const fs::path& p, std::uintmax_t bytes) {
 
 }  // namespace
 
+TEST_CASE("cnn recipe: --augment resolves per data set; digits are cropped, never flipped, by default") {
+  CHECK(app::resolve_cnn_augment("on", "cifar10") == "crop4+flip");
+  CHECK(app::resolve_cnn_augment("on", "svhn") == "crop4");
+  CHECK(app::resolve_cnn_augment("crop+flip", "svhn") == "crop4+flip");
+  CHECK(app::resolve_cnn_augment("crop", "cifar10") == "crop4");
+  CHECK(app::resolve_cnn_augment("off", "cifar10") == "off");
+  CHECK_THROWS_WITH_AS(app::resolve_cnn_augment("flip", "cifar10"), doctest::Contains("--augment"), Error);
+  const Augment both = app::cnn_augment("crop4+flip"), crop = app::cnn_augment("crop4"), none = app::cnn_augment("off");
+  CHECK((both.crop_pad == 4 && both.hflip));
+  CHECK((crop.crop_pad == 4 && !crop.hflip));
+  CHECK((none.crop_pad == 0 && !none.hflip));
+}
+
+TEST_CASE("cnn recipe: without --epochs each model trains its recipe's budget; a given budget is kept") {
+  for (const std::string model : {"fp", "bnn", "qnn"}) {
+    app::CnnAppOptions o;
+    o.cnn.model = model;
+    o.train.epochs = 3;
+    o.epochs_from_recipe = true;
+    app::resolve_cnn_app(o);
+    CHECK(o.train.epochs == (model == "fp" ? app::kCnnEpochsFp : app::kCnnEpochs));
+    app::CnnAppOptions given;
+    given.cnn.model = model;
+    given.train.epochs = 3;
+    app::resolve_cnn_app(given);
+    CHECK(given.train.epochs == 3);
+  }
+}
+
 TEST_CASE("cnn e2e: cifar_cnn bnn on CIFAR-10 binary batches: trains, tests, saves; --eval-only reproduces it") {
   train_then_reload("cifar10", write_cifar("cifar_bnn"), "bnn");
 }
@@ -230,6 +261,7 @@ TEST_CASE("cnn e2e: cifar_cnn bnn on an uncompressed SVHN .mat = the same images
   // two readers must hand the loop the same data: one seed, one run.
   app::CnnAppOptions os = tiny("svhn", write_svhn("svhn_bnn", false), "bnn");
   app::CnnAppOptions oc = tiny("cifar10", write_cifar("cifar_twin"), "bnn");
+  os.augment = oc.augment = "crop+flip";  // the data sets' defaults differ (SVHN does not flip)
   const app::TrainResult rs = app::run_cifar_cnn(os);
   const app::TrainResult rc = app::run_cifar_cnn(oc);
   REQUIRE(rs.test.has_value());

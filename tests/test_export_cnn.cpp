@@ -554,7 +554,7 @@ TEST_CASE("export cnn: cifar_cnn --export, then the runner on the test set — t
     o.cnn.width = 0.125f;
     o.cnn.fc = 32;
     o.normalize = false;  // export takes the scaled pixels
-    o.augment = false;
+    o.augment = "off";
     o.train.epochs = 1;
     o.train.batch = 50;
     o.train.limit_train = 150;

@@ -18,6 +18,7 @@
 
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
+#include "kernels/fma_peak.h"
 #include "kernels/isa.h"
 #include "tests/isa_util.h"
 #include "kernels/sgemm.h"
@@ -757,4 +758,26 @@ TEST_CASE("blas_core_to_restart_with: Haswell on Zen 4, SkylakeX on Zen 5, never
   CHECK(pick(nullptr, zen5) == "-");
   // This machine's facts are what CPUID says (a family is always found on x86).
   CHECK(k::cpu_facts().family > 0);
+}
+
+TEST_CASE("fma_peak: every variant runs the same fused recurrence, bit for bit, and counts its flops") {
+  // a <- fma(a, 1 - 2^-10, 2^-10) per lane: the scalar std::fma is the reference.
+  for (const int64_t iters : {int64_t(0), int64_t(1), int64_t(7), int64_t(1000)}) {
+    const k::FmaProbe ref = k::fma_probe(k::Isa::scalar, iters);
+    CHECK(ref.flops == 2.0 * 16 * k::kFmaChains * (double)iters);
+    CHECK(std::isfinite(ref.checksum));
+    for (const k::Isa isa : supported_isas()) {
+      const k::FmaProbe p = k::fma_probe(isa, iters);
+      INFO("isa " << std::string(k::isa_name(isa)) << ", iters " << iters);
+      CHECK(p.flops == ref.flops);
+      CHECK(p.checksum == ref.checksum);
+    }
+  }
+  // The values move (a probe that the compiler could skip would not), and
+  // stay in [0.5, 2): 192 chains converge to 1 from their start values.
+  const float c0 = k::fma_probe(k::Isa::scalar, 0).checksum;
+  const float c1 = k::fma_probe(k::Isa::scalar, 100000).checksum;
+  CHECK(c0 != c1);
+  CHECK(c1 == doctest::Approx(16.0 * k::kFmaChains).epsilon(1e-3));
+  CHECK_THROWS_AS(k::fma_probe(k::Isa::scalar, -1), std::invalid_argument);
 }

@@ -34,15 +34,26 @@ float resolve_cnn_training_defaults(const std::string& model, TrainFlags& f) {
   return 0.0f;  // the decay runs from --lr to --lr-end over the run
 }
 
+int cnn_epochs_default(const std::string& model) { return model == "fp" ? kCnnEpochsFp : kCnnEpochs; }
+
 bool cnn_normalize_default(const std::string& model) { return model == "fp"; }
 
-Augment cnn_augment(bool on) {
+Augment cnn_augment(const std::string& mode) {
+  QNN_CHECK(mode == "crop4+flip" || mode == "crop4" || mode == "off", "unknown augmentation '" + mode + "'");
   Augment a;
-  if (on) {
-    a.crop_pad = 4;
-    a.hflip = true;
-  }
+  if (mode != "off") a.crop_pad = 4;
+  a.hflip = mode == "crop4+flip";
   return a;
+}
+
+std::string cnn_augment_default(const std::string& dataset) { return dataset == "svhn" ? "crop4" : "crop4+flip"; }
+
+std::string resolve_cnn_augment(const std::string& flag, const std::string& dataset) {
+  if (flag == "on") return cnn_augment_default(dataset);
+  if (flag == "crop+flip" || flag == "crop4+flip") return "crop4+flip";
+  if (flag == "crop" || flag == "crop4") return "crop4";
+  QNN_CHECK(flag == "off", "--augment must be on, crop+flip, crop or off, got '" + flag + "'");
+  return "off";
 }
 
 // ---- data --------------------------------------------------------------------------
@@ -131,8 +142,9 @@ float resolve_cnn_app(CnnAppOptions& o) {
   QNN_CHECK(o.dataset == "cifar10" || o.dataset == "svhn", "--dataset must be cifar10 or svhn, got '" + o.dataset + "'");
   if (t.kernels) c.kernels = *t.kernels ? 1 : 0;
   resolve_cnn_defaults(c);
+  if (o.epochs_from_recipe) t.epochs = cnn_epochs_default(c.model);
   const float decay = resolve_cnn_training_defaults(c.model, t);
-  if (!o.augment) o.augment = true;
+  o.augment = resolve_cnn_augment(o.augment.value_or("on"), o.dataset);
   if (!o.normalize) o.normalize = cnn_normalize_default(c.model);
   // --limit-train N without --val: validate on a tenth of N (BinaryNet's
   // 5k of 50k), so quick runs need no second flag.
@@ -149,7 +161,7 @@ json cnn_config_json(const CnnAppOptions& o, float lr_decay) {
          {"fc", c.fc}, {"wbits", c.wbits}, {"abits", c.abits}, {"surrogate", c.surrogate},
          {"weight_surrogate", c.weight_surrogate}, {"pad", c.pad_mode}, {"shift_bn", c.shift_bn},
          {"lr_scale", c.lr_scale}, {"bn_eps", f2d(c.bn_eps)}, {"bn_momentum", f2d(c.bn_momentum)},
-         {"augment", o.augment.value_or(true) ? "crop4+flip" : "off"}, {"normalize", o.normalize.value_or(false)},
+         {"augment", resolve_cnn_augment(o.augment.value_or("on"), o.dataset)}, {"normalize", o.normalize.value_or(false)},
          {"pixel_scale", "(2p-255)/256"}, {"epochs", t.epochs}, {"batch", t.batch}, {"optimizer", t.optimizer},
          {"lr", t.lr ? json(f2d(*t.lr)) : json(nullptr)}, {"lr_end", t.lr_end ? json(f2d(*t.lr_end)) : json(nullptr)},
          {"schedule", t.schedule}, {"loss", t.loss ? json(*t.loss) : json(nullptr)}, {"seed", t.seed},
@@ -251,7 +263,7 @@ TrainResult run_cifar_cnn(CnnAppOptions& o) {
     std::printf("# data %s (%s): train %lld, validation %lld (class-balanced), test %lld; %s; augmentation %s\n",
                 o.data.c_str(), d.layout.c_str(), (long long)d.train.size(), (long long)d.val.size(),
                 (long long)test.size(), *o.normalize ? "per-channel normalization" : "no normalization",
-                *o.augment ? "crop 4 + flip" : "off");
+                o.augment->c_str());
 
   std::optional<DataLoader> loader;
   if (!t.eval_only) {

@@ -17,9 +17,11 @@
 //     standardised with the training split's mean and standard deviation,
 //     which travel in the model's metadata so --load / --eval-only use the
 //     values the model was trained with;
-//   - augmentation (default on): random crop with 4-pixel padding, then a
-//     horizontal flip with probability 1/2 (data/dataloader.h), training
-//     batches only.
+//   - augmentation (training batches only, data/dataloader.h): CIFAR-10's
+//     default is a random crop with 4-pixel padding, then a horizontal flip
+//     with probability 1/2 (torchvision's recipe); SVHN's is the crop alone,
+//     because a mirrored digit is another glyph (a mirrored 2 is no 2), and
+//     BinaryNet's SVHN run did not flip either.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -39,7 +41,8 @@ namespace qnn::app {
 // ---- the recipe: values of flags the user did not give (apps/cifar_cnn.cpp
 // explains the choice) --------------------------------------------------------
 inline constexpr float kCnnWidth = 0.5f;   // --width
-inline constexpr int kCnnEpochs = 15;      // --epochs
+inline constexpr int kCnnEpochs = 28;      // --epochs of bnn / qnn (cnn_epochs_default)
+inline constexpr int kCnnEpochsFp = 20;    // --epochs of fp
 inline constexpr int64_t kCnnBatch = 50;   // --batch (BinaryNet's)
 inline constexpr int64_t kCnnVal = 5000;   // --val (BinaryNet's 45k / 5k split)
 
@@ -48,11 +51,20 @@ inline constexpr int64_t kCnnVal = 5000;   // --val (BinaryNet's 45k / 5k split)
 // epoch, exponentially over the run). Returns the per-epoch factor for
 // TrainJob::lr_decay: 0 (the decay is over the run, whatever --epochs is).
 float resolve_cnn_training_defaults(const std::string& model, TrainFlags& f);
+// The recipe's epoch budget for `model`: kCnnEpochsFp for fp, kCnnEpochs
+// for the quantized models (both fit 2 hours on a 2-core Zen 5).
+int cnn_epochs_default(const std::string& model);
 // Per-channel normalisation by default: fp yes, bnn/qnn no (BinaryNet feeds
 // the scaled pixels; the first binary layer's sign weights do not care).
 bool cnn_normalize_default(const std::string& model);
-// The training loader's augmentation: crop 4 + flip, or none.
-Augment cnn_augment(bool on);
+// The training loader's augmentation, by the name --augment resolves to and
+// the config records: "crop4+flip", "crop4" or "off".
+Augment cnn_augment(const std::string& mode);
+// The recipe's augmentation for a data set: cifar10 "crop4+flip", svhn "crop4".
+std::string cnn_augment_default(const std::string& dataset);
+// --augment's value as the config records it: on (the data set's recipe),
+// crop+flip, crop, off. Throws qnn::Error naming the flag for anything else.
+std::string resolve_cnn_augment(const std::string& flag, const std::string& dataset);
 
 // ---- data ----------------------------------------------------------------------
 
@@ -94,7 +106,9 @@ struct CnnAppOptions {
   CnnConfig cnn;     // --model --arch --width --wbits --abits --surrogate --weight-surrogate --pad --shift-bn
   TrainFlags train;  // the shared flags (epochs, batch, val defaults set by the app)
   bool val_given = false;  // --val on the command line (else scaled with --limit-train)
-  std::optional<bool> augment, normalize;  // unset: the recipe's
+  bool epochs_from_recipe = false;  // no --epochs: train.epochs becomes cnn_epochs_default(model)
+  std::optional<std::string> augment;  // --augment as given (unset: the recipe's); resolved: "crop4+flip" | "crop4" | "off"
+  std::optional<bool> normalize;       // unset: the recipe's
   bool allow_mismatch = false;
   bool quiet = false;  // tests: no summary table / per-epoch lines
 };

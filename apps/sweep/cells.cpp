@@ -176,7 +176,7 @@ static RunSpec make_cnn_spec(const Options& o, const Cell& cell) {
   r.lr_decay = app::resolve_cnn_app(a);
   r.cnn = a.cnn;
   r.train = a.train;
-  r.augment = a.augment.value_or(true);
+  r.augment = *a.augment;  // resolved by resolve_cnn_app
   r.normalize = a.normalize.value_or(false);
   r.config = app::cnn_config_json(a, r.lr_decay);
   r.identity = identity_of(r.config);

@@ -71,7 +71,8 @@ struct RunSpec {
   std::string app = "mnist_mlp";
   app::CnnConfig cnn;     // --app cifar_cnn: resolved as cifar_cnn resolves it (app::resolve_cnn_app)
   app::LstmAppOptions lstm;  // --app imdb_lstm: resolved as imdb_lstm resolves it (app::resolve_lstm_app)
-  bool augment = false, normalize = false;  // cifar_cnn: the recipe's data settings for this model
+  std::string augment = "off";  // cifar_cnn: the recipe's data settings for this model
+  bool normalize = false;
   app::TrainFlags train;  // lr, lr_end and loss filled with the model's defaults
   float lr_decay = 0;     // the default schedule's per-epoch factor (0: over the run)
   json config;            // mnist_mlp's config keys + limit_train, pixel_scale
