@@ -72,7 +72,7 @@ LstmLevels recurrent_levels(const std::shared_ptr<Quantizer>& qh, const std::sha
   // faster, and they give the same bits, so this choice changes no number.
   // Measured on the IMDB LSTM (H = 100, 1 thread, AVX2 without AVX-512,
   // training seq/s packed vs float): 1 x 1 bit 445 vs 452 (XNOR: even),
-  // 1 x 2 261 vs 411, 2 x 2 201 vs 427, 4 x 4 78 vs 433 (docs/results.md).
+  // 1 x 2 261 vs 411, 2 x 2 201 vs 427, 4 x 4 78 vs 433 (docs/results-log.md).
   // So only the XNOR product stays packed; core's lstm() still takes the
   // bit-serial path for any caller that asks (LstmLevels::kernels).
   l.kernels = kernels && l.h_bits * l.w_bits <= kMaxRecurrentPlanePairs;
