@@ -113,6 +113,22 @@ TEST_CASE("build_cnn cnv: FINN's unpadded 64-64-MP-128-128-MP-256-256, 512-512-1
   CHECK(conv2->kernel_path() == QuantKernelPath::levels);
 }
 
+TEST_CASE("build_cnn fp --dropout: after the hidden FC layers' ReLUs only, never between a conv and its BN") {
+  Rng rng(3);
+  CnnConfig c = config("binarynet", "fp");
+  c.dropout = 0.3f;
+  const std::vector<std::string> want{
+      "Conv2d",  "BatchNorm2d", "ReLU",    "Conv2d",      "MaxPool2d", "BatchNorm2d", "ReLU",        "Conv2d",
+      "BatchNorm2d", "ReLU",    "Conv2d",  "MaxPool2d",   "BatchNorm2d", "ReLU",      "Conv2d",      "BatchNorm2d",
+      "ReLU",    "Conv2d",      "MaxPool2d", "BatchNorm2d", "ReLU",     "Flatten",     "Linear",      "BatchNorm1d",
+      "ReLU",    "Dropout",     "Linear",  "BatchNorm1d", "ReLU",      "Dropout",     "Linear",      "BatchNorm1d"};
+  CHECK(types(*build_cnn(c, rng)) == want);
+  c.dropout = 0.0f;  // no Dropout layer at all when off
+  int drops = 0;
+  for (const std::string& t : types(*build_cnn(c, rng))) drops += t == "Dropout";
+  CHECK(drops == 0);
+}
+
 TEST_CASE("build_cnn: forward/backward of every arch x model on [2, 3, 32, 32] at width 0.25") {
   for (const std::string arch : {"binarynet", "cnv"})
     for (const std::string model : {"fp", "bnn", "qnn"}) {

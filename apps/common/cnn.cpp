@@ -108,12 +108,15 @@ struct Builder {
     }
   }
 
-  // After a hidden layer's batch norm: ReLU (+ Dropout) for fp; for bnn/qnn
-  // the quantizer goes to the next product layer (HardTanh when abits = 32).
-  void activation() {
+  // After a hidden layer's batch norm: ReLU for fp (+ Dropout after the
+  // hidden FC layers only: between a conv and its batch norm, dropout would
+  // make the BN's training statistics disagree with its running ones, and
+  // the FC layers hold most of the weights that over-fit); for bnn/qnn the
+  // quantizer goes to the next product layer (HardTanh when abits = 32).
+  void activation(bool fc = false) {
     if (fp) {
       net.add(ReLU());
-      if (c.dropout > 0) net.add(std::make_shared<Dropout>(c.dropout, rng));
+      if (fc && c.dropout > 0) net.add(std::make_shared<Dropout>(c.dropout, rng));
     } else if (c.abits == 32) {
       net.add(HardTanh());
     } else {
@@ -212,7 +215,7 @@ std::shared_ptr<Module> build_cnn(const CnnConfig& c, Rng& rng) {
   for (int i = 0; i < 2; ++i) {
     b.linear(fin, c.fc, false);
     b.batch_norm(c.fc, false);
-    b.activation();
+    b.activation(true);
     fin = c.fc;
   }
   b.linear(fin, c.classes, true);

@@ -57,7 +57,7 @@ struct CnnConfig {
   int lr_scale = -1;                // Courbariaux's per-layer LR scale: on for bnn/qnn
   float bn_eps = -1;                // fp 1e-5, bnn/qnn 1e-4 (Courbariaux, FINN)
   float bn_momentum = 0.1f;
-  float dropout = -1;               // fp only, after each hidden activation; default 0
+  float dropout = -1;               // fp only, after each hidden FC layer's ReLU; default 0
   int kernels = -1;                 // 1 on, 0 off, -1 the process default (QNN_QUANT_KERNELS)
   int64_t in_channels = 3, image = 32, classes = 10;  // square images [N, in_channels, image, image]
 };

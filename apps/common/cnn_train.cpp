@@ -161,7 +161,7 @@ json cnn_config_json(const CnnAppOptions& o, float lr_decay) {
          {"fc", c.fc}, {"wbits", c.wbits}, {"abits", c.abits}, {"surrogate", c.surrogate},
          {"weight_surrogate", c.weight_surrogate}, {"pad", c.pad_mode}, {"shift_bn", c.shift_bn},
          {"lr_scale", c.lr_scale}, {"bn_eps", f2d(c.bn_eps)}, {"bn_momentum", f2d(c.bn_momentum)},
-         {"augment", resolve_cnn_augment(o.augment.value_or("on"), o.dataset)}, {"normalize", o.normalize.value_or(false)},
+         {"dropout", f2d(c.dropout)}, {"augment", o.augment.value()}, {"normalize", o.normalize.value_or(false)},
          {"pixel_scale", "(2p-255)/256"}, {"epochs", t.epochs}, {"batch", t.batch}, {"optimizer", t.optimizer},
          {"lr", t.lr ? json(f2d(*t.lr)) : json(nullptr)}, {"lr_end", t.lr_end ? json(f2d(*t.lr_end)) : json(nullptr)},
          {"schedule", t.schedule}, {"loss", t.loss ? json(*t.loss) : json(nullptr)}, {"seed", t.seed},
