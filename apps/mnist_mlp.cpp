@@ -62,6 +62,7 @@ json config_json(const Options& o) {
          {"bn_eps", f2d(*m.bn_eps)}, {"kernels", *m.kernels ? "on" : "off"}};
   if (o.lr_decay > 0) c["lr_decay"] = f2d(o.lr_decay);  // the default schedule: per epoch, lr_end its floor
   if (t.limit_train) c["limit_train"] = *t.limit_train;
+  app::record_weight_decay(c, t);
   return c;
 }
 

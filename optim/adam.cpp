@@ -24,10 +24,12 @@ namespace {
 // The update loop, instantiated with and without the fused clip so neither
 // version tests a flag per element. A plain function with __restrict
 // pointers (not a lambda capturing them) so GCC vectorises both versions.
+// wd is the L2 factor added to g (Adam), shrink the factor p is multiplied
+// by first (AdamW: 1 - lr * weight_decay; 1 for Adam).
 template <bool kClip>
 void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
                float step_size, float inv_sqrt_bc2, float b1, float c1, float b2, float c2, float eps, float wd,
-               float lo, float hi) {
+               float shrink, float lo, float hi) {
   QNN_OPTIM_PARALLEL_FOR(n)
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i] + wd * p[i];
@@ -35,7 +37,7 @@ void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict
     const float vi = b2 * v[i] + c2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    float pi = p[i] - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+    float pi = p[i] * shrink - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
     if constexpr (kClip) pi = pi < lo ? lo : (pi > hi ? hi : pi);  // Clip's exact expression
     p[i] = pi;
   }
@@ -52,9 +54,13 @@ void Adam::update(const ParamUpdate& u) {
   const float b2 = opt_.beta2, c2 = 1.0f - opt_.beta2;
   float* m = slot(u, "exp_avg");
   float* v = slot(u, "exp_avg_sq");
+  const float wd = opt_.decoupled ? 0.0f : opt_.weight_decay;
+  // The effective LR (with the parameter's lr_scale), as PyTorch uses its group's lr.
+  const double shrink = opt_.decoupled ? 1.0 - (double)u.lr * opt_.weight_decay : 1.0;
+  QNN_CHECK(shrink >= 0.0, "adamw: lr * weight_decay = " + std::to_string((double)u.lr * opt_.weight_decay) +
+                               " > 1 would flip the sign of the weights; lower --lr or --weight-decay");
   auto loop = u.clip ? adam_loop<true> : adam_loop<false>;
-  loop(u.p, u.g, m, v, u.n, step_size, inv_sqrt_bc2, b1, c1, b2, c2, opt_.eps, opt_.weight_decay, u.clip_lo,
-       u.clip_hi);
+  loop(u.p, u.g, m, v, u.n, step_size, inv_sqrt_bc2, b1, c1, b2, c2, opt_.eps, wd, (float)shrink, u.clip_lo, u.clip_hi);
 }
 
 }  // namespace qnn

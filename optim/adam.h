@@ -1,7 +1,9 @@
-// optim/adam.h — Adam (Kingma & Ba 2015), torch.optim.Adam semantics.
+// optim/adam.h — Adam (Kingma & Ba 2015), torch.optim.Adam semantics, and
+// AdamW (Loshchilov & Hutter 2019), torch.optim.AdamW semantics.
 //
 // Per parameter p with gradient g, at its step t (1-based):
-//   g  = g + weight_decay * p              (L2 penalty added to the gradient)
+//   Adam:  g = g + weight_decay * p        (L2 penalty added to the gradient)
+//   AdamW: p = p * (1 - lr * weight_decay) (decoupled: the decay never enters m, v)
 //   m  = beta1 * m + (1 - beta1) * g
 //   v  = beta2 * v + (1 - beta2) * g^2
 //   p  = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
@@ -10,6 +12,13 @@
 // BinaryNet, folds sqrt(1 - beta2^t) into the step instead, which amounts to
 // an eps larger by 1/sqrt(1 - beta2^t) early on; the difference vanishes
 // after a few thousand steps.)
+//
+// Why AdamW: with Adam's L2 the decay is divided by sqrt(v) like any
+// gradient, so weights with large gradients are barely decayed; AdamW
+// shrinks every weight by the same factor per step, which is what weight
+// decay is meant to do (and regularises CNNs trained with Adam better).
+// Both decay every parameter they are given (PyTorch's default), batch-norm
+// scales and biases included.
 //
 // Performance: the update is one fused pass per tensor (read p, g, m, v;
 // write p, m, v) with the two bias-correction factors computed once per
@@ -31,10 +40,11 @@ class Adam : public Optimizer {
     float beta2 = 0.999f;
     float eps = 1e-8f;
     float weight_decay = 0.0f;
+    bool decoupled = false;  // true: AdamW's decay, applied to p, not added to g
   };
   Adam(std::vector<Tensor> params, float lr, Options opt);
   Adam(std::vector<Tensor> params, float lr = 1e-3f) : Adam(std::move(params), lr, Options{}) {}
-  std::string name() const override { return "adam"; }
+  std::string name() const override { return opt_.decoupled ? "adamw" : "adam"; }
   bool elementwise() const override { return true; }
   const Options& options() const { return opt_; }
 

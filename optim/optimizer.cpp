@@ -170,9 +170,10 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<T
     o.weight_decay = cfg.weight_decay;
     return std::make_unique<SGD>(std::move(params), lr, o);
   }
-  if (name == "adam") {
+  if (name == "adam" || name == "adamw") {
     adam_only("momentum");
     Adam::Options o;
+    o.decoupled = name == "adamw";
     if (cfg.beta1) o.beta1 = *cfg.beta1;
     if (cfg.beta2) o.beta2 = *cfg.beta2;
     if (cfg.eps) o.eps = *cfg.eps;
@@ -197,7 +198,7 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<T
     o.weight_decay = cfg.weight_decay;
     return std::make_unique<ShiftAdaMax>(std::move(params), lr, o);
   }
-  fail("make_optimizer: unknown optimizer '" + name + "' (expected one of: sgd, adam, adamax, adamax-shift)");
+  fail("make_optimizer: unknown optimizer '" + name + "' (expected one of: sgd, adam, adamw, adamax, adamax-shift)");
 }
 
 }  // namespace qnn

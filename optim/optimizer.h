@@ -135,14 +135,14 @@ class Optimizer {
 // own default (Adam 0.9/0.999/1e-8, AdaMax 0.9/0.999/1e-8, shift-based AdaMax
 // 1-2^-3 / 1-2^-10 / 2^-27).
 struct OptimizerConfig {
-  float weight_decay = 0.0f;  // L2 added to the gradient (all optimizers)
+  float weight_decay = 0.0f;  // L2 added to the gradient; adamw: decoupled decay of p (adam.h)
   float momentum = 0.0f;      // sgd
   float dampening = 0.0f;     // sgd
   bool nesterov = false;      // sgd (needs momentum > 0, dampening 0)
   std::optional<float> beta1 = {}, beta2 = {}, eps = {};  // adam, adamax, adamax-shift
 };
 
-// name: "sgd" | "adam" | "adamax" | "adamax-shift". Throws qnn::Error listing
+// name: "sgd" | "adam" | "adamw" | "adamax" | "adamax-shift". Throws qnn::Error listing
 // the valid names for anything else, and for invalid hyper-parameters.
 std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<Tensor> params,
                                           float lr, const OptimizerConfig& cfg = {});

@@ -106,7 +106,7 @@ TEST_CASE("cli: mnist_mlp refuses every out-of-range flag value, naming the flag
   std::vector<Row> rows;
   auto bad = [&](std::vector<std::string> args, std::string names) { rows.push_back({"mnist_mlp", args, names}); };
   for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
-           {"--epochs", "-1"},         {"--batch", "0"},          {"--optimizer", "adamw"},  {"--lr", "-1"},
+           {"--epochs", "-1"},         {"--batch", "0"},          {"--optimizer", "rmsprop"}, {"--lr", "-1"}, {"--weight-decay", "-1"}, {"--weight-decay", "nan"},
            {"--lr", "0"},              {"--lr", "nan"},           {"--lr", "inf"},           {"--lr-end", "-1"},
            {"--schedule", "linear"},   {"--loss", "hinge"},       {"--val", "-1"},           {"--limit-train", "-1"},
            {"--limit-train", "0"},     {"--patience", "-2"},      {"--seed", "-1"},          {"--threads", "-1"},
@@ -121,6 +121,7 @@ TEST_CASE("cli: mnist_mlp refuses every out-of-range flag value, naming the flag
   bad({"--batch", "50", "--micro-batches", "3"}, "--micro-batches");  // slices must be equal
   bad({"--eval-only"}, "--eval-only");                           // a random model is no evaluation
   bad({"--patience", "2", "--val", "0"}, "--patience");           // nothing to watch
+  bad({"--optimizer", "adamw", "--lr", "0.5", "--weight-decay", "3"}, "--weight-decay");  // would flip the weights
   bad({"--json", "/proc/qnn-no/run.json", "--epochs", "1"}, "--json");  // unwritable: refused before training
   bad({"--save", "/proc/qnn-no/m.ckpt"}, "--save");
   bad({"--export", "/proc/qnn-no/m.qnnx"}, "--export");
@@ -132,7 +133,7 @@ TEST_CASE("cli: imdb_lstm refuses every out-of-range flag value, naming the flag
   std::vector<Row> rows;
   auto bad = [&](std::vector<std::string> args, std::string names) { rows.push_back({"imdb_lstm", args, names}); };
   for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
-           {"--epochs", "-1"},      {"--batch", "0"},          {"--optimizer", "adamw"}, {"--lr", "-1"},
+           {"--epochs", "-1"},      {"--batch", "0"},          {"--optimizer", "rmsprop"}, {"--lr", "-1"}, {"--weight-decay", "-1"}, {"--weight-decay", "nan"},
            {"--lr", "nan"},         {"--lr-end", "0"},         {"--schedule", "linear"}, {"--loss", "hinge"},
            {"--val", "-1"},         {"--limit-train", "0"},    {"--patience", "-2"},     {"--seed", "-1"},
            {"--threads", "0"},      {"--kernels", "maybe"},    {"--profile-steps", "-1"}, {"--model", "bnn"},
@@ -157,7 +158,7 @@ TEST_CASE("cli: cifar_cnn refuses every out-of-range flag value, naming the flag
   std::vector<Row> rows;
   auto bad = [&](std::vector<std::string> args, std::string names) { rows.push_back({"cifar_cnn", args, names}); };
   for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
-           {"--epochs", "-1"},        {"--batch", "0"},          {"--optimizer", "adamw"},  {"--lr", "-1"},
+           {"--epochs", "-1"},        {"--batch", "0"},          {"--optimizer", "rmsprop"}, {"--lr", "-1"}, {"--weight-decay", "-1"}, {"--weight-decay", "nan"},
            {"--lr", "nan"},           {"--lr-end", "0"},         {"--schedule", "linear"},  {"--loss", "hinge"},
            {"--val", "-1"},           {"--limit-train", "0"},    {"--patience", "-2"},      {"--seed", "-1"},
            {"--threads", "0"},        {"--kernels", "maybe"},    {"--profile-steps", "-1"}, {"--dataset", "mnist"},

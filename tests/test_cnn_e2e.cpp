@@ -209,6 +209,8 @@ TEST_CASE("cnn recipe: --augment resolves per data set; digits are cropped, neve
   CHECK(app::resolve_cnn_augment("crop", "cifar10") == "crop4");
   CHECK(app::resolve_cnn_augment("off", "cifar10") == "off");
   CHECK_THROWS_WITH_AS(app::resolve_cnn_augment("flip", "cifar10"), doctest::Contains("--augment"), Error);
+  // The resolved names are what the config records, not flag values.
+  CHECK_THROWS_WITH_AS(app::resolve_cnn_augment("crop4", "cifar10"), doctest::Contains("--augment"), Error);
   const Augment both = app::cnn_augment("crop4+flip"), crop = app::cnn_augment("crop4"), none = app::cnn_augment("off");
   CHECK((both.crop_pad == 4 && both.hflip));
   CHECK((crop.crop_pad == 4 && !crop.hflip));
@@ -237,6 +239,25 @@ TEST_CASE("cnn e2e: cifar_cnn bnn on CIFAR-10 binary batches: trains, tests, sav
 
 TEST_CASE("cnn e2e: cifar_cnn fp on a compressed SVHN .mat (normalisation stored with the model)") {
   train_then_reload("svhn", write_svhn("svhn_fp", true), "fp");
+}
+
+TEST_CASE("cnn e2e: --optimizer adamw decays the weights: recorded in the config, and the run is not adam's") {
+  const fs::path data = write_cifar("cifar_fp_adamw");
+  app::CnnAppOptions a = tiny("cifar10", data, "fp");
+  const app::TrainResult ra = app::run_cifar_cnn(a);
+  app::CnnAppOptions w = tiny("cifar10", data, "fp");
+  w.train.optimizer = "adamw";
+  w.train.weight_decay = 20.0f;  // lr 1e-3: every step multiplies the weights by 0.98
+  const app::TrainResult rw = app::run_cifar_cnn(w);
+  app::CnnAppOptions d = tiny("cifar10", data, "fp");
+  d.train.optimizer = "adamw";  // no --weight-decay: PyTorch's 0.01
+  const app::TrainResult rd = app::run_cifar_cnn(d);
+  REQUIRE((ra.test && rw.test && rd.test));
+  CHECK(!ra.json["config"].contains("weight_decay"));  // 0: absent, so older configs keep their identity
+  CHECK(rw.json["config"]["optimizer"] == "adamw");
+  CHECK(rw.json["config"]["weight_decay"] == 20.0);
+  CHECK(rd.json["config"]["weight_decay"] == 0.01);
+  CHECK(rw.test->loss != ra.test->loss);
 }
 
 TEST_CASE("cnn e2e: an fp model trained with --normalize off is evaluated without normalisation by default") {

@@ -204,6 +204,56 @@ TEST_CASE("adam: weight decay (L2 into the gradient)") {
   CHECK(state_entry(opt, "0.exp_avg").item() == doctest::Approx(0.05f));
 }
 
+TEST_CASE("adamw: decoupled decay shrinks p by lr * wd and stays out of m and v") {
+  Tensor p = param({2.0f, -1.0f});
+  Adam opt({p}, 0.1f, {.weight_decay = 0.5f, .decoupled = true});
+  CHECK(opt.name() == "adamw");
+  set_grad(p, {-0.5f, 0.0f});
+  opt.step();
+  // p0: 2 * (1 - 0.1 * 0.5) = 1.9, then the first Adam step -lr * g / |g| = +0.1 -> 2.0
+  //     (Adam's L2 would have used g' = -0.5 + 1 = +0.5 and moved it to 1.9).
+  // p1: zero gradient, so only the decay: -1 * 0.95 = -0.95.
+  CHECK(p.data()[0] == doctest::Approx(2.0f).epsilon(1e-6));
+  CHECK(p.data()[1] == doctest::Approx(-0.95f).epsilon(1e-6));
+  CHECK(state_entry(opt, "0.exp_avg").data()[0] == doctest::Approx(-0.05f));     // 0.1 * g, no decay term
+  CHECK(state_entry(opt, "0.exp_avg_sq").data()[0] == doctest::Approx(0.00025f));  // 0.001 * g^2
+  CHECK(state_entry(opt, "0.exp_avg").data()[1] == 0.0f);
+
+  // The decay follows the effective LR: a second step at lr 0.01 shrinks by 1 - 0.005.
+  opt.set_lr(0.01f);
+  set_grad(p, {0.0f, 0.0f});
+  const float before = p.data()[1];
+  opt.step();
+  // m = 0.9 * 0 = 0 and v = 0 for element 1: only the decay moves it.
+  CHECK(p.data()[1] == doctest::Approx(before * 0.995f).epsilon(1e-6));
+}
+
+TEST_CASE("adamw: weight decay 0 gives Adam's bits; lr * wd > 1 is refused") {
+  Rng rng(3);
+  std::vector<float> v0(37), g(37);
+  for (auto& x : v0) x = rng.uniform(-1.0f, 1.0f);
+  for (auto& x : g) x = rng.uniform(-1.0f, 1.0f);
+  Tensor a = param(v0), b = param(v0);
+  Adam adam({a}, 0.01f), adamw({b}, 0.01f, {.decoupled = true});
+  for (int s = 0; s < 3; ++s) {
+    set_grad(a, g);
+    set_grad(b, g);
+    adam.step();
+    adamw.step();
+  }
+  CHECK(std::memcmp(a.data(), b.data(), 37 * sizeof(float)) == 0);
+
+  Tensor c = param({1.0f});
+  Adam bad({c}, 1.0f, {.weight_decay = 2.0f, .decoupled = true});
+  set_grad(c, {0.1f});
+  try {
+    bad.step();
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("flip the sign") != std::string::npos);
+  }
+}
+
 TEST_CASE("adam: large tensors (OpenMP path) match the small-tensor arithmetic") {
   const int64_t n = 1 << 17;  // above the parallel threshold
   Rng rng(7);
@@ -467,6 +517,9 @@ TEST_CASE("make_optimizer: names, defaults and errors") {
   Tensor p = param({1.0f});
   CHECK(make_optimizer("sgd", {p}, 0.1f)->name() == "sgd");
   CHECK(make_optimizer("adam", {p}, 0.1f)->name() == "adam");
+  CHECK(make_optimizer("adamw", {p}, 0.1f)->name() == "adamw");
+  CHECK(dynamic_cast<Adam&>(*make_optimizer("adamw", {p}, 0.1f, {.weight_decay = 0.01f})).options().weight_decay ==
+        0.01f);
   CHECK(make_optimizer("adamax", {p}, 0.1f)->name() == "adamax");
   CHECK(make_optimizer("adamax-shift", {p}, 0.1f)->name() == "adamax-shift");
   auto adam = make_optimizer("adam", {p}, 0.1f, {.beta1 = 0.5f});
@@ -479,7 +532,7 @@ TEST_CASE("make_optimizer: names, defaults and errors") {
   } catch (const Error& e) {
     const std::string w = e.what();
     CHECK(w.find("unknown optimizer 'rmsprop'") != std::string::npos);
-    CHECK(w.find("sgd, adam, adamax, adamax-shift") != std::string::npos);
+    CHECK(w.find("sgd, adam, adamw, adamax, adamax-shift") != std::string::npos);
   }
   CHECK_THROWS_AS(make_optimizer("adam", {p}, 0.1f, {.momentum = 0.9f}), Error);
   CHECK_THROWS_AS(make_optimizer("sgd", {p}, 0.1f, {.beta1 = 0.9f}), Error);

@@ -50,8 +50,8 @@ std::string cnn_augment_default(const std::string& dataset) { return dataset == 
 
 std::string resolve_cnn_augment(const std::string& flag, const std::string& dataset) {
   if (flag == "on") return cnn_augment_default(dataset);
-  if (flag == "crop+flip" || flag == "crop4+flip") return "crop4+flip";
-  if (flag == "crop" || flag == "crop4") return "crop4";
+  if (flag == "crop+flip") return "crop4+flip";
+  if (flag == "crop") return "crop4";
   QNN_CHECK(flag == "off", "--augment must be on, crop+flip, crop or off, got '" + flag + "'");
   return "off";
 }
@@ -169,6 +169,7 @@ json cnn_config_json(const CnnAppOptions& o, float lr_decay) {
          {"kernels", c.kernels == 1 ? "on" : "off"}};
   if (lr_decay > 0) j["lr_decay"] = f2d(lr_decay);
   if (t.limit_train) j["limit_train"] = *t.limit_train;
+  record_weight_decay(j, t);
   return j;
 }
 

@@ -59,7 +59,7 @@ CLI::Validator one_of(const std::vector<std::string>& words) {
 
 const std::vector<std::string>& training_flag_names() {
   static const std::vector<std::string> names = {
-      "--epochs", "--batch", "--optimizer", "--lr",   "--lr-end", "--schedule", "--loss",   "--val",
+      "--epochs", "--batch", "--optimizer", "--weight-decay", "--lr",   "--lr-end", "--schedule", "--loss",   "--val",
       "--limit-train", "--patience", "--seed", "--threads", "--json", "--save", "--load", "--eval-only",
       "--kernels", "--export", "--profile-steps", "--checkpoint", "--resume", "--plot", "--dist", "--micro-batches"};
   return names;
@@ -80,9 +80,14 @@ void add_training_flags(CLI::App& cli, TrainFlags& f, const std::vector<std::str
   if (want("--batch"))
     cli.add_option("--batch", f.batch, "batch size (>= 1)")->capture_default_str()->check(integer_in(1, 1 << 24, "an integer >= 1"));
   if (want("--optimizer"))
-    cli.add_option("--optimizer", f.optimizer, "adam | sgd | adamax | adamax-shift")
+    cli.add_option("--optimizer", f.optimizer, "adam | adamw | sgd | adamax | adamax-shift")
         ->capture_default_str()
-        ->check(one_of({"adam", "sgd", "adamax", "adamax-shift"}));
+        ->check(one_of({"adam", "adamw", "sgd", "adamax", "adamax-shift"}));
+  if (want("--weight-decay"))
+    cli.add_option("--weight-decay", f.weight_decay,
+                   "weight decay of every parameter (>= 0; default 0, adamw 0.01): adamw shrinks the weights by "
+                   "lr * wd per step, the other optimizers add wd * w to the gradient (L2)")
+        ->check(number_in(0, 1e300, false, false, "a number >= 0"));
   if (want("--lr")) cli.add_option("--lr", f.lr, "start learning rate (> 0; default per model)")->check(positive_number());
   if (want("--lr-end"))
     cli.add_option("--lr-end", f.lr_end,
@@ -163,11 +168,19 @@ void resolve_training_flags(TrainFlags& f) {
             "--patience " + std::to_string(f.patience) + " needs validation images (--val > 0) to watch");
   QNN_CHECK(f.resume_path.empty() || !f.eval_only, "--resume continues training; it cannot go with --eval-only");
   if (!f.resume_path.empty() && f.checkpoint_path.empty()) f.checkpoint_path = f.resume_path;
+  if (!f.weight_decay) f.weight_decay = f.optimizer == "adamw" ? 0.01f : 0.0f;
+  QNN_CHECK(f.optimizer != "adamw" || !f.lr || (double)*f.lr * *f.weight_decay <= 1.0,
+            "--weight-decay " + float_str(*f.weight_decay) + " with --lr " + float_str(f.lr.value_or(0)) +
+                ": adamw multiplies the weights by 1 - lr * wd each step, which must not be negative");
   dist::init(f.dist);  // --dist mpi: MPI_Init (an error if the build has no MPI)
   if (!f.eval_only) dist::check_batch(f.batch, f.micro_batches);
   // Default threads: the cores, shared by the ranks on this host.
   if (!f.threads) f.threads = (int)std::max(1u, std::thread::hardware_concurrency() / (unsigned)dist::local_size());
   kernels::set_num_threads(*f.threads);
+}
+
+void record_weight_decay(nlohmann::json& config, const TrainFlags& f) {
+  if (f.weight_decay.value_or(0.0f) > 0.0f) config["weight_decay"] = f2d(*f.weight_decay);
 }
 
 void check_writable(const std::string& flag, const std::string& path) {

@@ -54,7 +54,8 @@ inline const CLI::Validator& probability_below_one() {
 struct TrainFlags {
   int epochs = 3;                           // >= 0 (an app may tighten it)
   int64_t batch = 100;                      // >= 1
-  std::string optimizer = "adam";           // adam | sgd | adamax | adamax-shift
+  std::string optimizer = "adam";           // adam | adamw | sgd | adamax | adamax-shift
+  std::optional<float> weight_decay;        // >= 0; default 0, adamw 0.01 (PyTorch's)
   std::optional<float> lr, lr_end;          // > 0; defaults per app/model
   std::string schedule = "exponential";     // exponential | cosine | step | constant
   std::optional<std::string> loss;          // xent | sqhinge; default per app/model
@@ -95,6 +96,11 @@ void resolve_training_flags(TrainFlags& f);
 // training. Throws qnn::Error naming the flag and the path.
 void check_writable(const std::string& flag, const std::string& path);
 void check_output_paths(const TrainFlags& f);
+
+// Records --weight-decay in a run's config when it is > 0 (absent when 0,
+// so configs, resume checks and sweep caches of runs without it keep their
+// identity).
+void record_weight_decay(nlohmann::json& config, const TrainFlags& f);
 
 // ---- printing values as typed ---------------------------------------------
 

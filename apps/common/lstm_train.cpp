@@ -134,6 +134,7 @@ json lstm_config_json(const LstmAppOptions& o, float lr_decay) {
          {"val", t.val}, {"patience", t.patience}, {"kernels", t.kernels.value_or(true) ? "on" : "off"}};
   if (lr_decay > 0) j["lr_decay"] = f2d(lr_decay);
   if (t.limit_train) j["limit_train"] = *t.limit_train;
+  record_weight_decay(j, t);
   return j;
 }
 

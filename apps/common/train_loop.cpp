@@ -346,7 +346,11 @@ TrainResult run_training(TrainJob& job) {
   }
   const LossKind loss_kind = parse_loss(*f.loss);
   if (!job.make_optimizer)
-    job.make_optimizer = [&f](Module& m, float lr) { return qnn::make_optimizer(f.optimizer, m.parameters(), lr); };
+    job.make_optimizer = [&f](Module& m, float lr) {
+      OptimizerConfig cfg;
+      cfg.weight_decay = f.weight_decay.value_or(0.0f);
+      return qnn::make_optimizer(f.optimizer, m.parameters(), lr, cfg);
+    };
 
   TrainResult r;
   auto fresh_model = [&](bool verbose) {
