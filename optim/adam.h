@@ -61,4 +61,10 @@ class Adam : public Optimizer {
 // weight_decay finite and >= 0.
 void check_adam_hyper(const std::string& who, float beta1, float beta2, float eps, float weight_decay);
 
+// "" when AdamW's per-step shrink 1 - lr * weight_decay is >= 0, else what is
+// wrong. One wording for the two places that check it: the command line
+// (before any work, naming the flags) and each update (a parameter's own LR
+// scale can push lr * weight_decay past 1).
+std::string adamw_decay_problem(double lr, double weight_decay);
+
 }  // namespace qnn

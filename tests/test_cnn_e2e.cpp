@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/common/cnn_train.h"
@@ -233,6 +235,34 @@ TEST_CASE("cnn recipe: without --epochs each model trains its recipe's budget; a
   }
 }
 
+TEST_CASE("cnn recipe: fp trains with adamw and the recipe's decay unless --optimizer / --weight-decay say otherwise") {
+  auto resolved = [](const std::string& model, bool optimizer_from_recipe, const std::string& optimizer,
+                     std::optional<float> wd) {
+    app::CnnAppOptions o;
+    o.cnn.model = model;
+    o.optimizer_from_recipe = optimizer_from_recipe;
+    o.train.optimizer = optimizer;
+    o.train.weight_decay = wd;
+    app::resolve_cnn_app(o);
+    return std::make_pair(o.train.optimizer, *o.train.weight_decay);
+  };
+  CHECK(resolved("fp", true, "adam", {}) == std::make_pair(std::string("adamw"), app::kCnnWeightDecayFp));
+  CHECK(resolved("fp", true, "adam", 0.05f) == std::make_pair(std::string("adamw"), 0.05f));
+  CHECK(resolved("fp", false, "adamw", {}) == std::make_pair(std::string("adamw"), app::kCnnWeightDecayFp));
+  CHECK(resolved("fp", false, "adam", {}) == std::make_pair(std::string("adam"), 0.0f));
+  CHECK(resolved("bnn", true, "adam", {}) == std::make_pair(std::string("adam"), 0.0f));
+  CHECK(resolved("qnn", true, "adam", {}) == std::make_pair(std::string("adam"), 0.0f));
+  CHECK(resolved("bnn", false, "adamw", {}) == std::make_pair(std::string("adamw"), 0.01f));  // the library's default
+  // The config records it, so a run says which optimizer and decay it had.
+  app::CnnAppOptions o;
+  o.cnn.model = "fp";
+  o.optimizer_from_recipe = true;
+  const float decay = app::resolve_cnn_app(o);
+  const auto j = app::cnn_config_json(o, decay);
+  CHECK(j["optimizer"] == "adamw");
+  CHECK(j["weight_decay"].get<double>() == doctest::Approx(app::kCnnWeightDecayFp));
+}
+
 TEST_CASE("cnn e2e: cifar_cnn bnn on CIFAR-10 binary batches: trains, tests, saves; --eval-only reproduces it") {
   train_then_reload("cifar10", write_cifar("cifar_bnn"), "bnn");
 }
@@ -250,13 +280,13 @@ TEST_CASE("cnn e2e: --optimizer adamw decays the weights: recorded in the config
   w.train.weight_decay = 20.0f;  // lr 1e-3: every step multiplies the weights by 0.98
   const app::TrainResult rw = app::run_cifar_cnn(w);
   app::CnnAppOptions d = tiny("cifar10", data, "fp");
-  d.train.optimizer = "adamw";  // no --weight-decay: PyTorch's 0.01
+  d.train.optimizer = "adamw";  // no --weight-decay: the fp recipe's (bnn / qnn: PyTorch's 0.01)
   const app::TrainResult rd = app::run_cifar_cnn(d);
   REQUIRE((ra.test && rw.test && rd.test));
   CHECK(!ra.json["config"].contains("weight_decay"));  // 0: absent, so older configs keep their identity
   CHECK(rw.json["config"]["optimizer"] == "adamw");
   CHECK(rw.json["config"]["weight_decay"] == 20.0);
-  CHECK(rd.json["config"]["weight_decay"] == 0.01);
+  CHECK(rd.json["config"]["weight_decay"].get<double>() == doctest::Approx(app::kCnnWeightDecayFp));
   CHECK(rw.test->loss != ra.test->loss);
 }
 

@@ -34,6 +34,11 @@ float resolve_cnn_training_defaults(const std::string& model, TrainFlags& f) {
   return 0.0f;  // the decay runs from --lr to --lr-end over the run
 }
 
+void resolve_cnn_fp_optimizer(TrainFlags& f, bool optimizer_from_recipe) {
+  if (optimizer_from_recipe) f.optimizer = "adamw";
+  if (f.optimizer == "adamw" && !f.weight_decay) f.weight_decay = kCnnWeightDecayFp;
+}
+
 int cnn_epochs_default(const std::string& model) { return model == "fp" ? kCnnEpochsFp : kCnnEpochs; }
 
 bool cnn_normalize_default(const std::string& model) { return model == "fp"; }
@@ -143,6 +148,7 @@ float resolve_cnn_app(CnnAppOptions& o) {
   if (t.kernels) c.kernels = *t.kernels ? 1 : 0;
   resolve_cnn_defaults(c);
   if (o.epochs_from_recipe) t.epochs = cnn_epochs_default(c.model);
+  if (c.model == "fp") resolve_cnn_fp_optimizer(t, o.optimizer_from_recipe);
   const float decay = resolve_cnn_training_defaults(c.model, t);
   o.augment = resolve_cnn_augment(o.augment.value_or("on"), o.dataset);
   if (!o.normalize) o.normalize = cnn_normalize_default(c.model);

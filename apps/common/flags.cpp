@@ -17,6 +17,7 @@
 #include "apps/common/plot.h"
 #include "core/tensor.h"  // QNN_CHECK, fail
 #include "kernels/sgemm.h"
+#include "optim/adam.h"  // adamw_decay_problem
 
 namespace qnn::app {
 namespace fs = std::filesystem;
@@ -169,9 +170,10 @@ void resolve_training_flags(TrainFlags& f) {
   QNN_CHECK(f.resume_path.empty() || !f.eval_only, "--resume continues training; it cannot go with --eval-only");
   if (!f.resume_path.empty() && f.checkpoint_path.empty()) f.checkpoint_path = f.resume_path;
   if (!f.weight_decay) f.weight_decay = f.optimizer == "adamw" ? 0.01f : 0.0f;
-  QNN_CHECK(f.optimizer != "adamw" || !f.lr || (double)*f.lr * *f.weight_decay <= 1.0,
-            "--weight-decay " + float_str(*f.weight_decay) + " with --lr " + float_str(f.lr.value_or(0)) +
-                ": adamw multiplies the weights by 1 - lr * wd each step, which must not be negative");
+  if (f.optimizer == "adamw" && f.lr) {
+    const std::string problem = adamw_decay_problem(*f.lr, *f.weight_decay);
+    QNN_CHECK(problem.empty(), "--weight-decay " + float_str(*f.weight_decay) + " with --lr " + float_str(*f.lr) + ": " + problem);
+  }
   dist::init(f.dist);  // --dist mpi: MPI_Init (an error if the build has no MPI)
   if (!f.eval_only) dist::check_batch(f.batch, f.micro_batches);
   // Default threads: the cores, shared by the ranks on this host.

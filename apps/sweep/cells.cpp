@@ -171,8 +171,9 @@ static RunSpec make_cnn_spec(const Options& o, const Cell& cell) {
     a.cnn.wbits = a.cnn.abits = cell.bits;
   }
   if (!cell.surrogate.empty()) a.cnn.surrogate = cell_surrogate(o, cell);
-  a.train = o.train;  // optimizer adam, schedule exponential, patience 0: the sweep's fixed protocol
+  a.train = o.train;  // schedule exponential, patience 0: the sweep's fixed protocol
   a.val_given = o.val_given;
+  a.optimizer_from_recipe = true;  // cifar_cnn's per model: fp adamw, bnn / qnn adam
   r.lr_decay = app::resolve_cnn_app(a);
   r.cnn = a.cnn;
   r.train = a.train;
