@@ -106,8 +106,7 @@ int main(int argc, char** argv) {
       ->description("training epochs (>= 0; default: the recipe's, bnn/qnn " + std::to_string(app::kCnnEpochs) +
                     ", fp " + std::to_string(app::kCnnEpochsFp) + ")")
       ->default_str("");
-  cli.get_option("--optimizer")->description("adam | adamw | sgd | adamax | adamax-shift (default: fp adamw, bnn/qnn adam)")
-      ->default_str("");
+  cli.get_option("--optimizer")->description("adam | adamw | sgd | adamax | adamax-shift (default: fp adamw, bnn/qnn adam)");
   cli.get_option("--weight-decay")
       ->description("weight decay (>= 0; default: fp " + app::float_str(app::kCnnWeightDecayFp) +
                     " with adamw, else 0): adamw shrinks the weights by lr * wd per step, the other optimizers add "
@@ -149,7 +148,6 @@ int main(int argc, char** argv) {
     if (normalize) o.normalize = *normalize == "on";
     o.val_given = cli.count("--val") > 0;
     o.epochs_from_recipe = cli.count("--epochs") == 0;
-    o.optimizer_from_recipe = cli.count("--optimizer") == 0;
     app::run_cifar_cnn(o);
     return 0;
   });

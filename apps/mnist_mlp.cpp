@@ -56,7 +56,7 @@ json config_json(const Options& o) {
          {"layers", m.layers}, {"wbits", *m.wbits}, {"abits", *m.abits}, {"surrogate", m.surrogate},
          {"weight_surrogate", m.weight_surrogate}, {"binarize", m.binarize}, {"shift_bn", m.shift_bn},
          {"lr_scale", *m.lr_scale ? 1 : 0}, {"dropout", f2d(*m.dropout)}, {"input_dropout", f2d(*m.input_dropout)},
-         {"epochs", t.epochs}, {"batch", t.batch}, {"optimizer", t.optimizer}, {"lr", f2d(*t.lr)},
+         {"epochs", t.epochs}, {"batch", t.batch}, {"optimizer", *t.optimizer}, {"lr", f2d(*t.lr)},
          {"lr_end", f2d(*t.lr_end)}, {"schedule", t.schedule}, {"loss", *t.loss}, {"seed", t.seed},
          {"threads", *t.threads}, {"val", t.val}, {"patience", t.patience}, {"bn_momentum", f2d(m.bn_momentum)},
          {"bn_eps", f2d(*m.bn_eps)}, {"kernels", *m.kernels ? "on" : "off"}};

@@ -222,7 +222,13 @@ int run_merge(const Options& o, const std::vector<int>& bits, const std::vector<
 
 int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::string>& surs, const Only& only) {
   if (o.data.empty()) o.data = "datasets/" + o.dataset;
-  app::resolve_training_flags(o.train);  // threads
+  {
+    // Only the threads here: each cell resolves the rest for its model (the
+    // optimizer and weight decay differ between cifar_cnn's fp and bnn).
+    app::TrainFlags checked = o.train;
+    app::resolve_training_flags(checked);
+    o.train.threads = checked.threads;
+  }
   app::check_writable("--out", o.out + "/sweep.json");  // before any training
 
   // The plan: fp first (the reference), then bits x surrogates, row by row.

@@ -207,6 +207,28 @@ TEST_CASE("cli: sweep refuses out-of-range values of its own and the shared flag
   check_rows(rows);
 }
 
+TEST_CASE("cli: a sweep's cifar_cnn cells resolve the recipe per model (fp: adamw with its decay, bnn: adam)") {
+  // The sweep once resolved the shared flags before its cells: the fp cell
+  // then got adamw with the decay of plain adam (0), not cifar_cnn's. Its
+  // printed plan shows each cell's config.
+  const std::string out = (fs::temp_directory_path() / "qnn_test_cli" / "sweep_recipe").string();
+  const Ran r = run_app("sweep", {"--dry-run", "--out", out, "--app", "cifar_cnn", "--bits", "1", "--surrogates", "hardtanh"});
+  REQUIRE_MESSAGE(r.rc == 0, r.err);
+  auto config_of = [&](const std::string& model) {
+    const std::string tag = "# config " + model;
+    const size_t at = r.out.find(tag);
+    REQUIRE_MESSAGE(at != std::string::npos, r.out);
+    const size_t brace = r.out.find('{', at);
+    return nlohmann::json::parse(r.out.substr(brace, r.out.find('\n', brace) - brace));
+  };
+  const auto fp = config_of("fp");
+  CHECK(fp["optimizer"] == "adamw");
+  CHECK(fp["weight_decay"].get<double>() == doctest::Approx(0.2));
+  const auto bnn = config_of("bnn");
+  CHECK(bnn["optimizer"] == "adam");
+  CHECK(!bnn.contains("weight_decay"));
+}
+
 TEST_CASE("cli: bench_mlp, bench_kernels, qnn_infer, walkthrough refuse out-of-range values") {
   std::vector<Row> rows;
   for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{

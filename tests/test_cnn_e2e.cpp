@@ -236,27 +236,27 @@ TEST_CASE("cnn recipe: without --epochs each model trains its recipe's budget; a
 }
 
 TEST_CASE("cnn recipe: fp trains with adamw and the recipe's decay unless --optimizer / --weight-decay say otherwise") {
-  auto resolved = [](const std::string& model, bool optimizer_from_recipe, const std::string& optimizer,
-                     std::optional<float> wd) {
+  // (--optimizer as given or not, --weight-decay as given or not) -> resolved
+  auto resolved = [](const std::string& model, std::optional<std::string> optimizer, std::optional<float> wd) {
     app::CnnAppOptions o;
     o.cnn.model = model;
-    o.optimizer_from_recipe = optimizer_from_recipe;
     o.train.optimizer = optimizer;
     o.train.weight_decay = wd;
     app::resolve_cnn_app(o);
-    return std::make_pair(o.train.optimizer, *o.train.weight_decay);
+    return std::make_pair(o.train.optimizer.value(), o.train.weight_decay.value());
   };
-  CHECK(resolved("fp", true, "adam", {}) == std::make_pair(std::string("adamw"), app::kCnnWeightDecayFp));
-  CHECK(resolved("fp", true, "adam", 0.05f) == std::make_pair(std::string("adamw"), 0.05f));
-  CHECK(resolved("fp", false, "adamw", {}) == std::make_pair(std::string("adamw"), app::kCnnWeightDecayFp));
-  CHECK(resolved("fp", false, "adam", {}) == std::make_pair(std::string("adam"), 0.0f));
-  CHECK(resolved("bnn", true, "adam", {}) == std::make_pair(std::string("adam"), 0.0f));
-  CHECK(resolved("qnn", true, "adam", {}) == std::make_pair(std::string("adam"), 0.0f));
-  CHECK(resolved("bnn", false, "adamw", {}) == std::make_pair(std::string("adamw"), 0.01f));  // the library's default
+  using P = std::pair<std::string, float>;
+  CHECK(resolved("fp", {}, {}) == P("adamw", app::kCnnWeightDecayFp));
+  CHECK(resolved("fp", {}, 0.05f) == P("adamw", 0.05f));
+  CHECK(resolved("fp", "adamw", {}) == P("adamw", app::kCnnWeightDecayFp));
+  CHECK(resolved("fp", "adam", {}) == P("adam", 0.0f));
+  CHECK(resolved("fp", "sgd", 1e-4f) == P("sgd", 1e-4f));
+  CHECK(resolved("bnn", {}, {}) == P("adam", 0.0f));
+  CHECK(resolved("qnn", {}, {}) == P("adam", 0.0f));
+  CHECK(resolved("bnn", "adamw", {}) == P("adamw", 0.01f));  // the library's default
   // The config records it, so a run says which optimizer and decay it had.
   app::CnnAppOptions o;
   o.cnn.model = "fp";
-  o.optimizer_from_recipe = true;
   const float decay = app::resolve_cnn_app(o);
   const auto j = app::cnn_config_json(o, decay);
   CHECK(j["optimizer"] == "adamw");
@@ -274,6 +274,7 @@ TEST_CASE("cnn e2e: cifar_cnn fp on a compressed SVHN .mat (normalisation stored
 TEST_CASE("cnn e2e: --optimizer adamw decays the weights: recorded in the config, and the run is not adam's") {
   const fs::path data = write_cifar("cifar_fp_adamw");
   app::CnnAppOptions a = tiny("cifar10", data, "fp");
+  a.train.optimizer = "adam";  // fp's recipe is adamw: the run without decay asks for adam
   const app::TrainResult ra = app::run_cifar_cnn(a);
   app::CnnAppOptions w = tiny("cifar10", data, "fp");
   w.train.optimizer = "adamw";

@@ -23,6 +23,8 @@ using json = nlohmann::json;
 
 float resolve_cnn_training_defaults(const std::string& model, TrainFlags& f) {
   const bool quant = model != "fp";
+  if (!f.optimizer) f.optimizer = quant ? "adam" : "adamw";
+  if (!quant && *f.optimizer == "adamw" && !f.weight_decay) f.weight_decay = kCnnWeightDecayFp;
   if (!f.loss) f.loss = quant ? "sqhinge" : "xent";
   if (!f.lr) f.lr = 1e-3f;
   // BinaryNet's CIFAR-10 schedule is 1e-3 -> 3e-7 over 500 epochs. Over a
@@ -32,11 +34,6 @@ float resolve_cnn_training_defaults(const std::string& model, TrainFlags& f) {
   // batch-norm statistics in the last epochs and fits any --epochs budget.
   if (!f.lr_end) f.lr_end = *f.lr / 50;
   return 0.0f;  // the decay runs from --lr to --lr-end over the run
-}
-
-void resolve_cnn_fp_optimizer(TrainFlags& f, bool optimizer_from_recipe) {
-  if (optimizer_from_recipe) f.optimizer = "adamw";
-  if (f.optimizer == "adamw" && !f.weight_decay) f.weight_decay = kCnnWeightDecayFp;
 }
 
 int cnn_epochs_default(const std::string& model) { return model == "fp" ? kCnnEpochsFp : kCnnEpochs; }
@@ -148,7 +145,6 @@ float resolve_cnn_app(CnnAppOptions& o) {
   if (t.kernels) c.kernels = *t.kernels ? 1 : 0;
   resolve_cnn_defaults(c);
   if (o.epochs_from_recipe) t.epochs = cnn_epochs_default(c.model);
-  if (c.model == "fp") resolve_cnn_fp_optimizer(t, o.optimizer_from_recipe);
   const float decay = resolve_cnn_training_defaults(c.model, t);
   o.augment = resolve_cnn_augment(o.augment.value_or("on"), o.dataset);
   if (!o.normalize) o.normalize = cnn_normalize_default(c.model);
@@ -168,7 +164,7 @@ json cnn_config_json(const CnnAppOptions& o, float lr_decay) {
          {"weight_surrogate", c.weight_surrogate}, {"pad", c.pad_mode}, {"shift_bn", c.shift_bn},
          {"lr_scale", c.lr_scale}, {"bn_eps", f2d(c.bn_eps)}, {"bn_momentum", f2d(c.bn_momentum)},
          {"dropout", f2d(c.dropout)}, {"augment", o.augment.value()}, {"normalize", o.normalize.value_or(false)},
-         {"pixel_scale", "(2p-255)/256"}, {"epochs", t.epochs}, {"batch", t.batch}, {"optimizer", t.optimizer},
+         {"pixel_scale", "(2p-255)/256"}, {"epochs", t.epochs}, {"batch", t.batch}, {"optimizer", *t.optimizer},
          {"lr", t.lr ? json(f2d(*t.lr)) : json(nullptr)}, {"lr_end", t.lr_end ? json(f2d(*t.lr_end)) : json(nullptr)},
          {"schedule", t.schedule}, {"loss", t.loss ? json(*t.loss) : json(nullptr)}, {"seed", t.seed},
          {"threads", t.threads.value_or(0)}, {"val", t.val}, {"patience", t.patience},

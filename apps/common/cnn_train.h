@@ -45,18 +45,19 @@ inline constexpr int kCnnEpochs = 28;      // --epochs of bnn / qnn (cnn_epochs_
 inline constexpr int kCnnEpochsFp = 20;    // --epochs of fp
 inline constexpr int64_t kCnnBatch = 50;   // --batch (BinaryNet's)
 inline constexpr int64_t kCnnVal = 5000;   // --val (BinaryNet's 45k / 5k split)
-inline constexpr float kCnnWeightDecayFp = 0.2f;  // --weight-decay of fp, whose optimizer is adamw (resolve_cnn_fp_optimizer)
+inline constexpr float kCnnWeightDecayFp = 0.2f;  // --weight-decay of fp with adamw (resolve_cnn_training_defaults)
 
-// fp's optimizer: AdamW with kCnnWeightDecayFp unless --optimizer or
-// --weight-decay say otherwise (with --optimizer adamw alone the decay is
-// still the recipe's). bnn / qnn keep Adam without decay: shrinking latent
-// weights towards 0 only makes their signs flip more often.
-void resolve_cnn_fp_optimizer(TrainFlags& f, bool optimizer_from_recipe);
-
-// --lr, --lr-end and --loss for `model` (fp: xent, bnn/qnn: sqhinge; from
-// 1e-3 for both (fp: AdamW, bnn/qnn: Adam), BinaryNet's CIFAR-10 start, to --lr / 50 at the last
-// epoch, exponentially over the run). Returns the per-epoch factor for
-// TrainJob::lr_decay: 0 (the decay is over the run, whatever --epochs is).
+// The flags the user did not give, for `model`:
+//   --optimizer     fp: adamw, bnn/qnn: adam (shrinking latent weights
+//                   towards 0 only makes their signs flip more often);
+//   --weight-decay  fp with adamw: kCnnWeightDecayFp, also when --optimizer
+//                   adamw is given alone (bnn/qnn with adamw: the library's
+//                   0.01, resolve_training_flags);
+//   --loss          fp: xent, bnn/qnn: sqhinge;
+//   --lr, --lr-end  1e-3 (BinaryNet's CIFAR-10 start) to --lr / 50 at the
+//                   last epoch, exponentially over the run.
+// Returns the per-epoch factor for TrainJob::lr_decay: 0 (the decay is over
+// the run, whatever --epochs is).
 float resolve_cnn_training_defaults(const std::string& model, TrainFlags& f);
 // The recipe's epoch budget for `model`: kCnnEpochsFp for fp, kCnnEpochs
 // for the quantized models (both fit 2 hours on a 2-core Zen 5).
@@ -114,7 +115,6 @@ struct CnnAppOptions {
   TrainFlags train;  // the shared flags (epochs, batch, val defaults set by the app)
   bool val_given = false;  // --val on the command line (else scaled with --limit-train)
   bool epochs_from_recipe = false;  // no --epochs: train.epochs becomes cnn_epochs_default(model)
-  bool optimizer_from_recipe = false;  // no --optimizer: fp trains with adamw (resolve_cnn_fp_optimizer)
   std::optional<std::string> augment;  // --augment as given (unset: the recipe's); resolved: "crop4+flip" | "crop4" | "off"
   std::optional<bool> normalize;       // unset: the recipe's
   bool allow_mismatch = false;

@@ -81,8 +81,7 @@ void add_training_flags(CLI::App& cli, TrainFlags& f, const std::vector<std::str
   if (want("--batch"))
     cli.add_option("--batch", f.batch, "batch size (>= 1)")->capture_default_str()->check(integer_in(1, 1 << 24, "an integer >= 1"));
   if (want("--optimizer"))
-    cli.add_option("--optimizer", f.optimizer, "adam | adamw | sgd | adamax | adamax-shift")
-        ->capture_default_str()
+    cli.add_option("--optimizer", f.optimizer, "adam | adamw | sgd | adamax | adamax-shift (default adam)")
         ->check(one_of({"adam", "adamw", "sgd", "adamax", "adamax-shift"}));
   if (want("--weight-decay"))
     cli.add_option("--weight-decay", f.weight_decay,
@@ -169,8 +168,9 @@ void resolve_training_flags(TrainFlags& f) {
             "--patience " + std::to_string(f.patience) + " needs validation images (--val > 0) to watch");
   QNN_CHECK(f.resume_path.empty() || !f.eval_only, "--resume continues training; it cannot go with --eval-only");
   if (!f.resume_path.empty() && f.checkpoint_path.empty()) f.checkpoint_path = f.resume_path;
-  if (!f.weight_decay) f.weight_decay = f.optimizer == "adamw" ? 0.01f : 0.0f;
-  if (f.optimizer == "adamw" && f.lr) {
+  if (!f.optimizer) f.optimizer = "adam";
+  if (!f.weight_decay) f.weight_decay = *f.optimizer == "adamw" ? 0.01f : 0.0f;
+  if (*f.optimizer == "adamw" && f.lr) {
     const std::string problem = adamw_decay_problem(*f.lr, *f.weight_decay);
     QNN_CHECK(problem.empty(), "--weight-decay " + float_str(*f.weight_decay) + " with --lr " + float_str(*f.lr) + ": " + problem);
   }

@@ -54,7 +54,7 @@ inline const CLI::Validator& probability_below_one() {
 struct TrainFlags {
   int epochs = 3;                           // >= 0 (an app may tighten it)
   int64_t batch = 100;                      // >= 1
-  std::string optimizer = "adam";           // adam | adamw | sgd | adamax | adamax-shift
+  std::optional<std::string> optimizer;     // adam | adamw | sgd | adamax | adamax-shift; default per app/model (adam)
   std::optional<float> weight_decay;        // >= 0; default 0, adamw 0.01 (PyTorch's)
   std::optional<float> lr, lr_end;          // > 0; defaults per app/model
   std::string schedule = "exponential";     // exponential | cosine | step | constant
@@ -87,8 +87,9 @@ const std::vector<std::string>& training_flag_names();
 void add_training_flags(CLI::App& cli, TrainFlags& f, const std::vector<std::string>& only = {});
 
 // Cross-flag checks and process settings, after the app filled its defaults:
-// --eval-only needs --load; --patience needs --val > 0; --threads (default
-// all cores) is applied to BLAS/OpenMP. Throws qnn::Error naming the flags.
+// --eval-only needs --load; --patience needs --val > 0; --optimizer defaults
+// to adam and --weight-decay to its optimizer's; --threads (default all
+// cores) is applied to BLAS/OpenMP. Throws qnn::Error naming the flags.
 void resolve_training_flags(TrainFlags& f);
 
 // Files the run will write (--json, --save, --export, ...): create each

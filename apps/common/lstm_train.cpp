@@ -83,6 +83,7 @@ std::shared_ptr<SequenceClassifier> build_lstm_classifier(const LstmConfig& c, R
 }
 
 float resolve_lstm_training_defaults(const std::string& model, TrainFlags& f) {
+  if (!f.optimizer) f.optimizer = "adam";
   if (!f.loss) f.loss = "xent";
   if (!f.lr) f.lr = 2e-3f;
   if (f.lr_end) return 0.0f;  // --lr-end given: the decay runs from --lr to it over the run
@@ -128,7 +129,7 @@ json lstm_config_json(const LstmAppOptions& o, float lr_decay) {
          {"dropout", c.dropout ? json(f2d(*c.dropout)) : json(nullptr)},
          {"weight_scale", c.model == "qnn" && c.wbits.value_or(32) < 32 ? json(f2d(lstm_weight_scale(c.hidden))) : json(nullptr)},
          {"head", "linear fp32"}, {"epochs", t.epochs}, {"batch", t.batch},
-         {"optimizer", t.optimizer}, {"lr", t.lr ? json(f2d(*t.lr)) : json(nullptr)},
+         {"optimizer", *t.optimizer}, {"lr", t.lr ? json(f2d(*t.lr)) : json(nullptr)},
          {"lr_end", t.lr_end ? json(f2d(*t.lr_end)) : json(nullptr)}, {"schedule", t.schedule},
          {"loss", t.loss ? json(*t.loss) : json(nullptr)}, {"seed", t.seed}, {"threads", t.threads.value_or(0)},
          {"val", t.val}, {"patience", t.patience}, {"kernels", t.kernels.value_or(true) ? "on" : "off"}};

@@ -60,6 +60,7 @@ void validate(const MlpConfig& c) {
 
 float resolve_training_defaults(const std::string& model, TrainFlags& f) {
   const bool quant = model != "fp";
+  if (!f.optimizer) f.optimizer = "adam";
   if (!f.loss) f.loss = quant ? "sqhinge" : "xent";
   if (!f.lr) f.lr = quant ? 3e-3f : 1e-3f;
   if (f.lr_end) return 0.0f;  // --lr-end given: the decay runs from --lr to it over the run

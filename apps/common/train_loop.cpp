@@ -349,7 +349,7 @@ TrainResult run_training(TrainJob& job) {
     job.make_optimizer = [&f](Module& m, float lr) {
       OptimizerConfig cfg;
       cfg.weight_decay = f.weight_decay.value_or(0.0f);
-      return qnn::make_optimizer(f.optimizer, m.parameters(), lr, cfg);
+      return qnn::make_optimizer(f.optimizer.value_or("adam"), m.parameters(), lr, cfg);
     };
 
   TrainResult r;

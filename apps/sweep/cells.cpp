@@ -173,7 +173,6 @@ static RunSpec make_cnn_spec(const Options& o, const Cell& cell) {
   if (!cell.surrogate.empty()) a.cnn.surrogate = cell_surrogate(o, cell);
   a.train = o.train;  // schedule exponential, patience 0: the sweep's fixed protocol
   a.val_given = o.val_given;
-  a.optimizer_from_recipe = true;  // cifar_cnn's per model: fp adamw, bnn / qnn adam
   r.lr_decay = app::resolve_cnn_app(a);
   r.cnn = a.cnn;
   r.train = a.train;
@@ -237,7 +236,7 @@ RunSpec make_spec(const Options& o, const Cell& cell) {
                   {"weight_surrogate", m.weight_surrogate}, {"binarize", m.binarize}, {"shift_bn", m.shift_bn},
                   {"lr_scale", *m.lr_scale ? 1 : 0}, {"dropout", f2d(*m.dropout)},
                   {"input_dropout", f2d(*m.input_dropout)}, {"epochs", t.epochs}, {"batch", t.batch},
-                  {"optimizer", t.optimizer}, {"lr", f2d(*t.lr)}, {"lr_end", f2d(*t.lr_end)},
+                  {"optimizer", *t.optimizer}, {"lr", f2d(*t.lr)}, {"lr_end", f2d(*t.lr_end)},
                   {"schedule", t.schedule}, {"loss", *t.loss}, {"seed", t.seed}, {"threads", t.threads.value_or(0)},
                   {"val", t.val}, {"patience", t.patience}, {"bn_momentum", f2d(m.bn_momentum)},
                   {"bn_eps", f2d(*m.bn_eps)}, {"limit_train", t.limit_train.value_or(-1)},
