@@ -165,3 +165,26 @@ TEST_CASE("plot: gnuplot draws an SVG naming the series") {
   CHECK(read_file(png).substr(1, 3) == "PNG");
   fs::remove_all(d);
 }
+
+TEST_CASE("sweep report: the fp run may have its own optimizer; quantized runs that differ are flagged") {
+  // cifar_cnn's recipe: fp trains with adamw and weight decay, the quantized
+  // nets with adam; the table states both and warns only when the quantized
+  // cells disagree among themselves.
+  auto run = [](const std::string& key, int bits, json config) {
+    return json{{"key", key}, {"bits", bits}, {"surrogate", bits == 32 ? "" : "hardtanh"}, {"status", "ok"},
+                {"test_acc", 0.9}, {"best_epoch", 1}, {"best_val_acc", 0.9}, {"seconds", 1.0},
+                {"config", std::move(config)}};
+  };
+  const json adam = {{"optimizer", "adam"}, {"loss", "sqhinge"}};
+  std::vector<json> runs = {run("fp", 32, {{"optimizer", "adamw"}, {"weight_decay", 0.2}, {"loss", "xent"}}),
+                            run("bits=1,surrogate=hardtanh", 1, adam), run("bits=2,surrogate=hardtanh", 2, adam)};
+  const fs::path dir = fs::temp_directory_path() / "qnn_test_sweep_report";
+  std::string md = sweep::write_outputs(dir.string(), json::object(), runs, {1, 2}, {"hardtanh"});
+  CHECK(md.find("WARNING") == std::string::npos);
+  CHECK(md.find("Quantized: adam,") != std::string::npos);
+  CHECK(md.find("FP: adamw, weight decay 0.2,") != std::string::npos);
+  runs[2]["config"]["optimizer"] = "sgd";
+  md = sweep::write_outputs(dir.string(), json::object(), runs, {1, 2}, {"hardtanh"});
+  CHECK(md.find("WARNING: runs differ in `optimizer`") != std::string::npos);
+  fs::remove_all(dir);
+}

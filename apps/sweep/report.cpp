@@ -101,12 +101,20 @@ std::string cell_text(const json* r) {
 
 // Settings that must agree between runs for the table to compare like with
 // like: all runs share `common`; the quantized runs also share `quant_only`
-// (the fp run has its own model defaults for those).
-const std::vector<std::string> kCommon = {"dataset", "hidden", "layers", "epochs", "batch", "optimizer", "schedule",
+// (the fp run has its own model defaults for those: cifar_cnn's fp trains
+// with adamw and weight decay, its quantized nets with adam).
+const std::vector<std::string> kCommon = {"dataset", "hidden", "layers", "epochs", "batch", "schedule",
                                           "seed", "val", "limit_train", "bn_momentum", "patience",
                                           "arch", "width", "augment", "pad"};
-const std::vector<std::string> kQuantOnly = {"lr", "lr_end", "lr_decay", "loss", "dropout", "input_dropout", "lr_scale",
+const std::vector<std::string> kQuantOnly = {"optimizer", "weight_decay", "lr", "lr_end", "lr_decay", "loss", "dropout", "input_dropout", "lr_scale",
                                              "bn_eps", "binarize", "shift_bn"};
+
+// "adam", or "adamw, weight decay 0.2" when the config records a decay.
+static std::string optimizer_words(const json& config) {
+  std::string w = json_str(at(config, "optimizer"));
+  if (config.contains("weight_decay")) w += ", weight decay " + json_str(config["weight_decay"]);
+  return w;
+}
 
 std::vector<std::string> consistency_notes(const std::vector<json>& runs) {
   std::vector<std::string> notes;
@@ -184,20 +192,19 @@ std::string make_markdown(const std::vector<json>& runs, const Grid& g) {
                                                      json_str(at(c, "maxlen")) + " tokens"
                                                : "MLP " + json_str(at(c, "hidden")) + " x " + json_str(at(c, "layers")) +
                                                      " hidden";
-    md += "\nSetup: " + json_str(at(c, "dataset")) + ", " + net + ", " + json_str(at(c, "epochs")) + " epoch(s), batch " + json_str(at(c, "batch")) + ", " +
-          json_str(at(c, "optimizer")) + ", seed " + json_str(at(c, "seed")) + ", validation " + json_str(at(c, "val")) +
+    md += "\nSetup: " + json_str(at(c, "dataset")) + ", " + net + ", " + json_str(at(c, "epochs")) + " epoch(s), batch " + json_str(at(c, "batch")) + ", seed " + json_str(at(c, "seed")) + ", validation " + json_str(at(c, "val")) +
           (c.value("limit_train", (int64_t)-1) > 0 ? ", first " + json_str(at(c, "limit_train")) + " training images"
                                                    : "") +
           ".";
     if (q) {
       const json& qc = at(*q, "config");
-      md += " Quantized: " + json_str(at(qc, "loss")) + " loss, LR " + json_str(at(qc, "lr")) + " -> " +
+      md += " Quantized: " + optimizer_words(qc) + ", " + json_str(at(qc, "loss")) + " loss, LR " + json_str(at(qc, "lr")) + " -> " +
             json_str(at(qc, "lr_end")) + " " + json_str(at(qc, "schedule")) +
             (qc.contains("input_dropout") ? ", input dropout " + json_str(at(qc, "input_dropout")) : "") + ".";
     }
     if (g.fp) {
       const json& fc = at(*g.fp, "config");
-      md += " FP: " + json_str(at(fc, "loss")) + " loss, LR " + json_str(at(fc, "lr")) + " -> " + json_str(at(fc, "lr_end")) +
+      md += " FP: " + optimizer_words(fc) + ", " + json_str(at(fc, "loss")) + " loss, LR " + json_str(at(fc, "lr")) + " -> " + json_str(at(fc, "lr_end")) +
             (fc.contains("dropout") ? ", dropout " + json_str(at(fc, "dropout")) : "") +
             (fc.value("normalize", false) ? ", per-channel normalisation" : "") + ".";
     }
