@@ -297,27 +297,13 @@ void run_fma_peak(int threads, int reps, json& records) {
   std::printf("\n%-16s %8s %11s %10s %14s\n", "probe", "threads", "median_ms", "gflops", "gflops/thread");
   for (const k::Isa isa : {k::Isa::avx512, k::Isa::avx2}) {
     if (!k::isa_supported(isa)) continue;
-    int64_t iters = 1 << 16;
-    auto all_threads = [&] {
-#pragma omp parallel num_threads(threads)
-      {
-        const k::FmaProbe p = k::fma_probe(isa, iters);
-        if (p.checksum != p.checksum) std::abort();  // NaN: cannot happen; keeps the result used
-      }
-    };
-    for (double t = 0; t < 0.1; iters *= 2) {  // calibrate: double until a run takes 0.1 s
-      const double t0 = now_s();
-      all_threads();
-      t = now_s() - t0;
-    }
-    const Timing tm = time_median(all_threads, reps);
-    const double flops = (double)threads * 2.0 * 16 * k::kFmaChains * (double)iters;  // what each probe reports
-    const double gflops = flops / tm.wall / 1e9;
+    const k::FmaPeak p = k::measure_fma_peak(isa, threads, reps);
     const std::string name = std::string("fma-peak-") + k::isa_name(isa);
-    std::printf("%-16s %8d %11.2f %10.1f %14.1f\n", name.c_str(), threads, tm.wall * 1e3, gflops, gflops / threads);
-    records.push_back({{"kernel", name}, {"threads", threads}, {"median_ms", tm.wall * 1e3}, {"gflops", gflops},
-                       {"gflops_per_thread", gflops / threads}, {"fmas_per_lane_per_iter", k::kFmaChains},
-                       {"iters", iters}});
+    std::printf("%-16s %8d %11.2f %10.1f %14.1f\n", name.c_str(), threads, p.median_s * 1e3, p.gflops,
+                p.gflops / threads);
+    records.push_back({{"kernel", name}, {"threads", threads}, {"median_ms", p.median_s * 1e3}, {"gflops", p.gflops},
+                       {"gflops_per_thread", p.gflops / threads}, {"fmas_per_lane_per_iter", k::kFmaChains},
+                       {"iters", p.iters}});
   }
 }
 

@@ -19,7 +19,9 @@
 //
 // Resumable: a run whose identical config (threads and data path aside) is
 // already finished in DIR/sweep.json is skipped ("cached") unless --force; the
-// outputs are rewritten atomically after every run. A cell of a run equals
+// outputs are rewritten atomically after every run, and the cell in training
+// keeps its run state in DIR/<cell>.ckpt after every epoch, so a stopped sweep
+// goes on from the last finished epoch of that cell. A cell of a run equals
 //   mnist_mlp --model qnn --wbits b --abits b --surrogate S --epochs N --seed S ...
 // (--model bnn for b = 1, --model fp for the reference) with the same flags.
 //
@@ -43,6 +45,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -52,6 +55,7 @@
 #include "apps/common/cli_main.h"
 #include "apps/common/flags.h"
 #include "apps/common/mlp.h"
+#include "apps/common/run_state.h"
 #include "apps/common/train_loop.h"
 #include "apps/sweep/cells.h"
 #include "apps/sweep/report.h"
@@ -71,6 +75,38 @@ struct Data {
 };
 
 std::string label(const Cell& c) { return c.key == "fp" ? "fp" : "bits=" + std::to_string(c.bits) + " " + c.surrogate; }
+
+// A cell's run state, written after every epoch (its app's --checkpoint) to
+// DIR/<cell key>.ckpt, so a sweep stopped in the middle of a cell continues
+// that cell from its last finished epoch on the next call (a CIFAR-10 cell
+// takes 1-2 hours); deleted once the cell is recorded in sweep.json. A
+// checkpoint of another config (other flags, thread count) is set aside: the
+// cell starts afresh.
+std::string cell_checkpoint(const Options& o, const Cell& c) {
+  std::string k = c.key;
+  for (char& ch : k)
+    if (!std::isalnum((unsigned char)ch) && ch != '-') ch = '_';
+  return o.out + "/" + k + ".ckpt";
+}
+
+void use_cell_checkpoint(app::TrainFlags& f, const std::string& path, const json& config, const std::string& what) {
+  fs::create_directories(fs::path(path).parent_path());
+  // an interrupted atomic write leaves PATH.tmp.<pid>: not a checkpoint
+  for (const auto& e : fs::directory_iterator(fs::path(path).parent_path()))
+    if (e.path().filename().string().rfind(fs::path(path).filename().string() + ".tmp.", 0) == 0) fs::remove(e.path());
+  f.checkpoint_path = path;
+  f.resume_path.clear();
+  if (!fs::exists(path)) return;
+  try {
+    const app::RunState st = app::load_run_state(path);
+    app::check_resume_config(st.config, config, path);
+    f.resume_path = path;
+    std::printf("    %s: resuming from %s after epoch %d\n", what.c_str(), path.c_str(), st.epochs_done);
+  } catch (const std::exception& e) {
+    std::printf("    %s: not resuming %s (%s); the cell starts afresh\n", what.c_str(), path.c_str(), e.what());
+  }
+  std::fflush(stdout);
+}
 
 // Trains one cell through the shared loop; returns its JSON record. A NaN/Inf
 // loss is recorded as status "diverged", other errors propagate.
@@ -96,8 +132,10 @@ json train_run(const Options& o, const RunSpec& r, Data& d, const std::string& t
   }
   DataLoader loader(d.train, r.train.batch, true, r.train.seed);
   if (cnn) loader.set_augment(app::cnn_augment(r.augment));
+  app::TrainFlags flags = r.train;
+  use_cell_checkpoint(flags, cell_checkpoint(o, r.cell), r.config, label(r.cell));
   app::TrainJob job;
-  job.flags = &r.train;
+  job.flags = &flags;
   job.build = [&]() -> std::shared_ptr<Module> {
     Rng rng(r.train.seed);
     return cnn ? app::build_cnn(c, rng) : app::build_mlp(m, rng);
@@ -142,6 +180,7 @@ json train_lstm_run(const Options& o, const RunSpec& r, const ImdbData& d, const
            {"config", r.config}, {"status", "running"}, {"epochs", json::array()}};
   app::LstmAppOptions a = r.lstm;
   a.quiet = o.quiet;
+  use_cell_checkpoint(a.train, cell_checkpoint(o, r.cell), r.config, label(r.cell));
   app::LstmRunHooks hooks;
   hooks.line_prefix = "    " + label(r.cell) + " ";
   hooks.progress_prefix = tag + " " + label(r.cell) + " ";
@@ -317,7 +356,7 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
       dopt.limit_train = o.train.limit_train;
       app::CnnData cd = app::load_cnn_data(dopt);
       auto [mean, stdev] = channel_mean_std(cd.train);
-      data = Data{std::move(cd.train), std::move(cd.val), std::move(cd.test), std::move(mean), std::move(stdev)};
+      data = Data{std::move(cd.train), std::move(cd.val), std::move(cd.test), std::move(mean), std::move(stdev), nullptr};
       std::printf("# data %s (%s): train %lld, validation %lld (class-balanced), test %lld\n", o.data.c_str(),
                   cd.layout.c_str(), (long long)data->train.size(), (long long)data->val.size(),
                   (long long)data->test.size());
@@ -326,7 +365,7 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
       // mnist_mlp's data: app::mnist_options (pixels (2p - 255) / 256).
       Dataset train_full = load_mnist(o.data, "train", app::mnist_options(o.train.limit_train.value_or(-1)));
       auto [train, val] = app::split_validation(train_full, o.train);
-      data = Data{std::move(train), std::move(val), load_mnist(o.data, "test", app::mnist_options()), {}, {}};
+      data = Data{std::move(train), std::move(val), load_mnist(o.data, "test", app::mnist_options()), {}, {}, nullptr};
       std::printf("# data %s: train %lld, validation %lld, test %lld\n", o.data.c_str(),
                   (long long)data->train.size(), (long long)data->val.size(), (long long)data->test.size());
     }
@@ -343,6 +382,7 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
     std::fflush(stdout);
     upsert(runs, run);
     write_outputs(o.out, settings, runs, bits, surs);
+    fs::remove(cell_checkpoint(o, s.cell));  // recorded: its run state is no longer needed
   }
   const std::string md = write_outputs(o.out, settings, runs, bits, surs);
   std::printf("\n%s\n# wrote %s/sweep.json, sweep.csv, sweep.md\n", md.c_str(), o.out.c_str());

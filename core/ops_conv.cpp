@@ -134,56 +134,61 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
       if (want_x || want_w) {
         const ConvPlan plan(N, g, O);
         Tensor scratch = Tensor::empty({plan.scratch_size()});
-        const int T = plan.threads;
-        // dW partial sums, one [O, CKK] block per thread, reduced in a fixed
-        // order below (so a run at a fixed thread count is reproducible).
-        Tensor dw_part;
-        if (want_w && T > 1) dw_part = Tensor::zeros({T, O * K});
-        float* gw = want_w ? w.grad_data() : nullptr;
-        float* gx = want_x ? x.grad_data() : nullptr;
-        const float* px = x.data();
-        const float* pw = w.data();
+        if (plan.winograd) {
+          kernels::conv2d_f32_backward_winograd(x.data(), pg, N, g, O, w.data(), want_x ? x.grad_data() : nullptr,
+                                                want_w ? w.grad_data() : nullptr, plan, scratch.data());
+        } else {
+          const int T = plan.threads;
+          // dW partial sums, one [O, CKK] block per thread, reduced in a fixed
+          // order below (so a run at a fixed thread count is reproducible).
+          Tensor dw_part;
+          if (want_w && T > 1) dw_part = Tensor::zeros({T, O * K});
+          float* gw = want_w ? w.grad_data() : nullptr;
+          float* gx = want_x ? x.grad_data() : nullptr;
+          const float* px = x.data();
+          const float* pw = w.data();
 #pragma omp parallel num_threads(T) if (parallel: plan.parallel)
-        {
-          const int tid = omp_get_thread_num();
-          float* cols = plan.cols_of(scratch.data(), tid);
-          float* dw = dw_part.defined() ? dw_part.data() + (int64_t)tid * O * K : gw;
-          // One block: images [n0, n0 + gc), L = gc*P columns; gg [O, L] is its output gradient.
-          auto block = [&](int64_t n0, int64_t gc, const float* gg) {
-            const int64_t L = gc * P;
-            if (want_w) {
-              // dW2d [O, CKK] += gg [O, L] . cols^T [L, CKK]  (cols recomputed, not saved)
-              for (int64_t j = 0; j < gc; ++j) kernels::im2col_cols(px + (n0 + j) * img, g, 0.f, cols + j * P, L);
-              sgemm(false, true, O, K, L, 1.f, gg, L, cols, L, 1.f, dw, K);
-            }
-            if (want_x) {
-              // dcols [CKK, L] = W2d^T [CKK, O] . gg [O, L];  dx_n += col2im(dcols of image n)
-              sgemm(true, false, K, L, O, 1.f, pw, K, gg, L, 0.f, cols, L);
-              for (int64_t j = 0; j < gc; ++j) kernels::col2im_cols_add(cols + j * P, g, gx + (n0 + j) * img, L);
-            }
-          };
-          for (int64_t n0 = N * tid / T, n_end = N * (tid + 1) / T; n0 < n_end; n0 += plan.G) {
-            const int64_t gc = std::min(plan.G, n_end - n0);
-            if (gc == 1) {
-              block(n0, 1, pg + n0 * O * P);
-            } else {
-              // the group's output gradients side by side: stage [O, gc*P]
+          {
+            const int tid = omp_get_thread_num();
+            float* cols = plan.cols_of(scratch.data(), tid);
+            float* dw = dw_part.defined() ? dw_part.data() + (int64_t)tid * O * K : gw;
+            // One block: images [n0, n0 + gc), L = gc*P columns; gg [O, L] is its output gradient.
+            auto block = [&](int64_t n0, int64_t gc, const float* gg) {
               const int64_t L = gc * P;
-              float* stage = cols + K * L;
-              for (int64_t j = 0; j < gc; ++j)
-                for (int64_t o = 0; o < O; ++o)
-                  std::copy(pg + ((n0 + j) * O + o) * P, pg + ((n0 + j) * O + o + 1) * P, stage + o * L + j * P);
-              block(n0, gc, stage);
+              if (want_w) {
+                // dW2d [O, CKK] += gg [O, L] . cols^T [L, CKK]  (cols recomputed, not saved)
+                for (int64_t j = 0; j < gc; ++j) kernels::im2col_cols(px + (n0 + j) * img, g, 0.f, cols + j * P, L);
+                sgemm(false, true, O, K, L, 1.f, gg, L, cols, L, 1.f, dw, K);
+              }
+              if (want_x) {
+                // dcols [CKK, L] = W2d^T [CKK, O] . gg [O, L];  dx_n += col2im(dcols of image n)
+                sgemm(true, false, K, L, O, 1.f, pw, K, gg, L, 0.f, cols, L);
+                for (int64_t j = 0; j < gc; ++j) kernels::col2im_cols_add(cols + j * P, g, gx + (n0 + j) * img, L);
+              }
+            };
+            for (int64_t n0 = N * tid / T, n_end = N * (tid + 1) / T; n0 < n_end; n0 += plan.G) {
+              const int64_t gc = std::min(plan.G, n_end - n0);
+              if (gc == 1) {
+                block(n0, 1, pg + n0 * O * P);
+              } else {
+                // the group's output gradients side by side: stage [O, gc*P]
+                const int64_t L = gc * P;
+                float* stage = cols + K * L;
+                for (int64_t j = 0; j < gc; ++j)
+                  for (int64_t o = 0; o < O; ++o)
+                    std::copy(pg + ((n0 + j) * O + o) * P, pg + ((n0 + j) * O + o + 1) * P, stage + o * L + j * P);
+                block(n0, gc, stage);
+              }
             }
           }
-        }
-        if (dw_part.defined()) {
-          const float* part = dw_part.data();
+          if (dw_part.defined()) {
+            const float* part = dw_part.data();
 #pragma omp parallel for schedule(static) if (parallel: O * K * T > kParallelMin)
-          for (int64_t i = 0; i < O * K; ++i) {
-            float s = gw[i];
-            for (int t = 0; t < T; ++t) s += part[(int64_t)t * O * K + i];
-            gw[i] = s;
+            for (int64_t i = 0; i < O * K; ++i) {
+              float s = gw[i];
+              for (int t = 0; t < T; ++t) s += part[(int64_t)t * O * K + i];
+              gw[i] = s;
+            }
           }
         }
       }

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels/im2col.h"
+#include "kernels/winograd.h"
 
 namespace qnn::kernels {
 
@@ -39,11 +40,22 @@ struct ConvPlan {
   int threads = 1;
   bool parallel = false;  // run `threads` OpenMP threads (else one thread, threaded sgemm)
   int64_t G = 1;          // images per GEMM
+  // Winograd F(2x2, 3x3) (kernels/winograd.h) for 3x3 stride-1 convolutions
+  // with C >= kWinogradMinChannels, unless switched off: the GEMM columns are
+  // then tiles (G images' worth, at least kMinGemmCols), and the scratch
+  // holds the transformed weights U [16, O, C] once, then per thread the
+  // padded plane, V [16, C, G*tiles], M [16, O, G*tiles] and a dU [16, O, C]
+  // partial sum for the backward.
+  bool winograd = false;
+  WinogradTiles tiles;
+  int64_t shared = 0;     // scratch floats before the per-thread slots (U)
   int64_t slot = 0;       // scratch floats per thread: cols [CKK, G*P] (+ staging [O, G*P] if G > 1)
   ConvPlan(int64_t N, const PatchGeom& g, int64_t O);
   // Floats of scratch the forward (or a backward using the same plan) needs.
-  int64_t scratch_size() const { return threads * std::max<int64_t>(1, slot); }
-  float* cols_of(float* scratch, int tid) const { return scratch + (int64_t)tid * slot; }
+  int64_t scratch_size() const { return shared + threads * std::max<int64_t>(1, slot); }
+  float* cols_of(float* scratch, int tid) const { return scratch + shared + (int64_t)tid * slot; }
+  // Winograd slots: the pieces of thread tid's slot.
+  int64_t wino_cols() const { return G * tiles.per_image(); }
 };
 
 // x [N, C, H, W], w2d [O, CKK] (= w [O, C, KH, KW]), bias [O] or nullptr
@@ -51,5 +63,12 @@ struct ConvPlan {
 // scratch: at least plan.scratch_size() floats; plan = ConvPlan(N, g, O).
 void conv2d_f32_forward(const float* x, int64_t N, const PatchGeom& g, int64_t O, const float* w2d,
                         const float* bias, float* y, const ConvPlan& plan, float* scratch);
+
+// The backward of a plan.winograd convolution (no bias: the caller sums it):
+//   gx [N, C, H, W] += dL/dx,  gw [O, C, 3, 3] += dL/dw   (either may be nullptr)
+// from gy = dL/dy [N, O, OH, OW]. The dw partial sums of the threads are
+// added in a fixed order, so a fixed thread count gives fixed results.
+void conv2d_f32_backward_winograd(const float* x, const float* gy, int64_t N, const PatchGeom& g, int64_t O,
+                                  const float* w, float* gx, float* gw, const ConvPlan& plan, float* scratch);
 
 }  // namespace qnn::kernels

@@ -29,4 +29,15 @@ struct FmaProbe {
 // std::invalid_argument if this CPU cannot run `isa`.
 FmaProbe fma_probe(Isa isa, int64_t iters);
 
+// The measured peak of `threads` cores: every thread runs fma_probe(isa) at
+// once, the round count doubled until one run takes 0.1 s, then the median
+// of `reps` runs (flops of all threads over the wall time). The denominator
+// of the benchmarks' "fraction of the FMA peak" figures.
+struct FmaPeak {
+  double gflops = 0;    // all threads
+  double median_s = 0;  // one run
+  int64_t iters = 0;    // rounds per thread in a run
+};
+FmaPeak measure_fma_peak(Isa isa, int threads, int reps);
+
 }  // namespace qnn::kernels

@@ -249,7 +249,31 @@ TEST_CASE("cli: bench_mlp, bench_kernels, qnn_infer, walkthrough refuse out-of-r
            {"--bits", "5"}, {"--bits", "1,1"}, {"--bits", "x"}, {"--bits", ""}, {"--family", "gru"}, {"--threads", "0"},
            {"--reps", "0"}, {"--min-time", "0"}, {"--big-batch", "1"}})
     rows.push_back({"bench_bits", {"--small", flag, v}, flag});
+  for (const auto& [flag, v] : std::vector<std::pair<std::string, std::string>>{
+           {"--width", "0"}, {"--batch", "0"}, {"--threads", "0"}, {"--reps", "0"}})
+    rows.push_back({"bench_conv", {flag, v}, flag});
   check_rows(rows);
+}
+
+TEST_CASE("cli: bench_conv times every conv layer with im2col, and with Winograd where it applies") {
+  const std::string js = (fs::temp_directory_path() / "qnn_test_cli" / "conv.json").string();
+  const Ran r = run_app("bench_conv", {"--width", "0.125", "--batch", "2", "--reps", "1", "--threads", "1", "--json", js},
+                        120);
+  REQUIRE_MESSAGE(r.rc == 0, r.err);
+  const auto j = nlohmann::json::parse(slurp(js));
+  // width 0.125: 16-16-32-32-64-64 channels; the first layer (3 channels) is im2col only
+  REQUIRE(j["layers"].size() == 11);
+  int wino = 0;
+  for (const auto& row : j["layers"]) {
+    CAPTURE(row.dump());
+    CHECK(row["forward_ms"].get<double>() > 0);
+    CHECK(row["backward_ms"].get<double>() >= 0);
+    wino += row["algorithm"] == "winograd";
+    if (row["C"] == 3) CHECK(row["algorithm"] == "im2col");
+  }
+  CHECK(wino == 5);
+  CHECK(j["speedup_vs_im2col"].get<double>() > 0);
+  CHECK(j["fma_peak_gflops"].get<double>() > 0);
 }
 
 TEST_CASE("cli: bench_bits writes one row per family x bits x kernels, deployed figures where the runner applies") {

@@ -28,6 +28,9 @@ std::string pct(const json& v) {
   return buf;
 }
 
+// Helpers of write_outputs and table_heatmap: internal to this file.
+namespace {
+
 std::string fmt_g(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
@@ -110,7 +113,7 @@ const std::vector<std::string> kQuantOnly = {"optimizer", "weight_decay", "lr", 
                                              "bn_eps", "binarize", "shift_bn"};
 
 // "adam", or "adamw, weight decay 0.2" when the config records a decay.
-static std::string optimizer_words(const json& config) {
+std::string optimizer_words(const json& config) {
   std::string w = json_str(at(config, "optimizer"));
   if (config.contains("weight_decay")) w += ", weight decay " + json_str(config["weight_decay"]);
   return w;
@@ -165,7 +168,9 @@ std::string make_markdown(const std::vector<json>& runs, const Grid& g) {
     md += "| " + std::to_string(b) + (b == 1 ? " (BNN)" : "") + " |";
     for (const auto& s : g.surrogates) {
       auto it = g.cells.find({b, s});
-      md += " " + cell_text(it == g.cells.end() ? nullptr : it->second) + " |";
+      md += ' ';
+      md += cell_text(it == g.cells.end() ? nullptr : it->second);
+      md += " |";
     }
     md += "\n";
   }
@@ -279,7 +284,10 @@ std::string make_csv(const std::vector<json>& runs, const Grid& g) {
                                   json_str(at(c, "limit_train")),
                                   r.value("host", ""),
                                   r.value("error", "")};
-    for (size_t i = 0; i < f.size(); ++i) csv += (i ? "," : "") + csv_field(f[i]);
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (i) csv += ',';
+      csv += csv_field(f[i]);
+    }
     csv += "\n";
   };
   if (g.fp) row(*g.fp);
@@ -308,6 +316,8 @@ json table_json(const Grid& g) {
               {"fp", g.fp ? (g.fp->value("status", "") == "ok" ? at(*g.fp, "test_acc") : json(g.fp->value("status", "")))
                           : json(nullptr)}};
 }
+
+}  // namespace
 
 std::string write_outputs(const std::string& dir, const json& settings, const std::vector<json>& runs,
                           const std::vector<int>& bits, const std::vector<std::string>& surs) {
