@@ -48,6 +48,7 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -73,6 +74,23 @@ struct Data {
   std::vector<float> mean, stdev;  // cifar_cnn: the training split's per-channel statistics
   std::shared_ptr<const ImdbData> imdb;  // imdb_lstm: the reviews as token ids (the Datasets are empty)
 };
+
+// --time-limit: thrown from a cell's epoch_done hook (after that epoch's
+// checkpoint is written) once the sweep has run longer than the limit.
+struct TimeUp {
+  int epoch;
+};
+
+const double g_started = app::now_seconds();  // the program's start: --time-limit counts from here
+
+// The hook that stops a sweep at its --time-limit (none without one).
+std::function<void(int)> time_limit_hook(const Options& o) {
+  if (o.time_limit_min <= 0) return {};
+  const double limit_s = o.time_limit_min * 60.0;
+  return [limit_s](int epoch) {
+    if (app::now_seconds() - g_started >= limit_s) throw TimeUp{epoch};
+  };
+}
 
 std::string label(const Cell& c) { return c.key == "fp" ? "fp" : "bits=" + std::to_string(c.bits) + " " + c.surrogate; }
 
@@ -155,6 +173,7 @@ json train_run(const Options& o, const RunSpec& r, Data& d, const std::string& t
   job.epoch_lines = !o.quiet;
   job.announce = false;
   job.record_divergence = true;
+  job.epoch_done = time_limit_hook(o);
   const app::TrainResult res = app::run_training(job);
   run["model"] = res.json["model"];
   run["epochs"] = res.epochs;
@@ -186,6 +205,7 @@ json train_lstm_run(const Options& o, const RunSpec& r, const ImdbData& d, const
   hooks.progress_prefix = tag + " " + label(r.cell) + " ";
   hooks.record_divergence = true;
   hooks.announce = false;
+  hooks.epoch_done = time_limit_hook(o);
   const app::TrainResult res = app::run_imdb_lstm(a, &d, hooks);
   run["model"] = res.json["model"];
   run["epochs"] = res.epochs;
@@ -369,7 +389,16 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
       std::printf("# data %s: train %lld, validation %lld, test %lld\n", o.data.c_str(),
                   (long long)data->train.size(), (long long)data->val.size(), (long long)data->test.size());
     }
-    json run = s.app == "imdb_lstm" ? train_lstm_run(o, s, *data->imdb, tag) : train_run(o, s, *data, tag);
+    json run;
+    try {
+      run = s.app == "imdb_lstm" ? train_lstm_run(o, s, *data->imdb, tag) : train_run(o, s, *data, tag);
+    } catch (const TimeUp& t) {
+      write_outputs(o.out, settings, runs, bits, surs);
+      std::printf("%s %s: stopped after epoch %d at --time-limit %g min; its run state is in %s: the same "
+                  "command continues from there\n",
+                  tag, s.cell.key.c_str(), t.epoch, o.time_limit_min, cell_checkpoint(o, s.cell).c_str());
+      return 0;
+    }
     if (run["status"] == "ok")
       std::printf("%s %-8s %-10s test %6.2f%%  best epoch %d/%d  val %s%%  %.1fs\n", tag,
                   s.cell.key == "fp" ? "fp" : ("bits=" + std::to_string(s.cell.bits)).c_str(),
@@ -442,6 +471,11 @@ int main(int argc, char** argv) {
   cli.add_flag("--force", o.force, "rerun runs that are already finished in DIR/sweep.json");
   cli.add_flag("--quiet", o.quiet, "no per-epoch lines, only one line per run");
   cli.add_flag("--dry-run", o.dry_run, "print the plan (and what is cached) and exit");
+  cli.add_option("--time-limit", o.time_limit_min,
+                 "minutes: stop after the epoch that ends past this (the cell's run state stays in "
+                 "DIR/<cell>.ckpt; the same command continues it); 0 = no limit")
+      ->check(app::number_in(0, 1e6, false, false, "a number of minutes in [0, 1e6]"))
+      ->capture_default_str();
   std::string plot_path;
   cli.add_option("--plot", plot_path, "also draw the table as a heat map to FILE.svg or FILE.png (needs gnuplot)");
   return app::parse_and_run(cli, argc, argv, "sweep", [&] {

@@ -191,6 +191,47 @@ TEST_CASE("cli: mnist_mlp --limit-train below --val says which flags to change")
   CHECK(r.out.find("epoch ") == std::string::npos);
 }
 
+// A sweep stopped by --time-limit keeps the cell's run state; the same
+// command continues the cell and ends where an uninterrupted sweep ends.
+TEST_CASE("cli: sweep --time-limit stops after an epoch, and the next call resumes the cell to the same result" *
+          doctest::skip(!have_mnist())) {
+  const fs::path base = fs::temp_directory_path() / ("qnn_test_sweep_resume_" + std::to_string(::getpid()));
+  fs::remove_all(base);
+  auto sweep = [&](const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--epochs", "2", "--limit-train", "1200", "--val", "200", "--bits", "1",
+                                     "--surrogates", "hardtanh", "--no-fp", "--threads", "1", "--seed", "3",
+                                     "--out", (base / out).string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_app("sweep", args, 120);
+  };
+  const Ran stopped = sweep("a", {"--time-limit", "0.00001"});
+  REQUIRE_MESSAGE(stopped.rc == 0, stopped.err);
+  CHECK(stopped.out.find("stopped after epoch 1 at --time-limit") != std::string::npos);
+  const fs::path ckpt = base / "a" / "bits_1_surrogate_hardtanh.ckpt";
+  REQUIRE(fs::exists(ckpt));
+  CHECK(nlohmann::json::parse(slurp((base / "a" / "sweep.json").string()))["runs"].empty());
+
+  const Ran resumed = sweep("a", {});
+  REQUIRE_MESSAGE(resumed.rc == 0, resumed.err);
+  CHECK(resumed.out.find("resuming from") != std::string::npos);
+  CHECK(resumed.out.find("after epoch 1") != std::string::npos);
+  CHECK_FALSE(fs::exists(ckpt));  // recorded, so removed
+
+  const Ran whole = sweep("b", {});
+  REQUIRE_MESSAGE(whole.rc == 0, whole.err);
+  const auto ra = nlohmann::json::parse(slurp((base / "a" / "sweep.json").string()))["runs"];
+  const auto rb = nlohmann::json::parse(slurp((base / "b" / "sweep.json").string()))["runs"];
+  REQUIRE(ra.size() == 1);
+  REQUIRE(rb.size() == 1);
+  CHECK(ra[0]["test_acc"] == rb[0]["test_acc"]);
+  REQUIRE(ra[0]["epochs"].size() == 2);
+  for (int e = 0; e < 2; ++e) {
+    REQUIRE(ra[0]["epochs"][e]["train_loss"].is_number());
+    CHECK(ra[0]["epochs"][e]["train_loss"] == rb[0]["epochs"][e]["train_loss"]);
+  }
+  fs::remove_all(base);
+}
+
 TEST_CASE("cli: sweep refuses out-of-range values of its own and the shared flags") {
   const std::string out = (fs::temp_directory_path() / "qnn_test_cli" / "sweep").string();
   std::vector<Row> rows;

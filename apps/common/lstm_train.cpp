@@ -251,6 +251,7 @@ TrainResult run_imdb_lstm(LstmAppOptions& o, const ImdbData* data, const LstmRun
   job.progress_prefix = hooks.progress_prefix;
   job.record_divergence = hooks.record_divergence;
   job.announce = hooks.announce;
+  job.epoch_done = hooks.epoch_done;
   int64_t params = 0;
   double bytes_packed = 0;
   job.describe_model = [&](Module& model) {

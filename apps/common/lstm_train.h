@@ -30,6 +30,8 @@
 // every prefix is balanced).
 #pragma once
 
+#include <functional>
+
 #include <nlohmann/json.hpp>
 
 #include <memory>
@@ -156,6 +158,7 @@ struct LstmRunHooks {
   std::string line_prefix, progress_prefix;  // TrainJob's
   bool record_divergence = false;
   bool announce = true;
+  std::function<void(int)> epoch_done;  // TrainJob's
 };
 TrainResult run_imdb_lstm(LstmAppOptions& o, const ImdbData* data = nullptr, const LstmRunHooks& hooks = {});
 

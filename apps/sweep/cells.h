@@ -39,6 +39,7 @@ struct Options {
   std::string out = "runs/sweep";
   std::string merge;
   bool force = false, quiet = false, dry_run = false;
+  double time_limit_min = 0;  // --time-limit: stop after the epoch that passes it (0 = none)
 };
 
 // "a, b,c" -> {"a", "b", "c"} (blanks trimmed; empty parts kept).
