@@ -13,7 +13,10 @@
 //   db[o] += sum over n, p of g_n[o, p]
 //
 // The forward and the thread / GEMM-width plan (ConvPlan) live in
-// kernels/conv_f32.h, shared with the exported-model runner.
+// kernels/conv_f32.h, shared with the exported-model runner. A 3x3 stride-1
+// convolution with 16 or more input channels runs as Winograd F(2x2, 3x3)
+// instead, forward and backward (kernels/winograd.h; ConvPlan::winograd);
+// what follows describes the im2col path.
 // Per-image GEMMs, images spread over the threads, each thread running a
 // single-threaded sgemm on its own images (OpenBLAS runs single-threaded
 // inside an OpenMP region). Measured once (a standalone timing, forward +

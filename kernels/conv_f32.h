@@ -11,6 +11,8 @@
 // Per image n (P = OH*OW output pixels, CKK = C*KH*KW taps):
 //   cols_n [CKK, P] = im2col_cols(x_n)        (zero padding)
 //   y_n    [O, P]   = w2d [O, CKK] . cols_n   (+ bias[o] on row o) -- already NCHW
+// except a 3x3 stride-1 convolution with C >= kWinogradMinChannels, which runs
+// as Winograd F(2x2, 3x3) (kernels/winograd.h; plan.winograd says which).
 #pragma once
 #include <algorithm>
 #include <cstdint>
