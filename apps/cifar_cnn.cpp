@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   t.val = app::kCnnVal;
   std::optional<int> wbits, abits, lr_scale;
   std::optional<float> dropout, bn_eps;
-  std::optional<std::string> augment, normalize;
+  std::optional<std::string> augment, normalize, shortcuts;
 
   CLI::App cli{"Train and evaluate a CNN (BinaryNet's CIFAR-10 net or FINN's CNV) on CIFAR-10 / SVHN, full "
                "precision, binarized or k-bit (qnn)."};
@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
   cli.add_option("--pad", c.pad_mode, "zero | one: what padded taps of a quantized conv input hold")
       ->capture_default_str()
       ->check(app::one_of({"zero", "one"}));
+  cli.add_option("--shortcuts", shortcuts,
+                 "on | off: real-valued shortcuts around the binarynet layers that keep their width (default off)")
+      ->check(app::one_of({"on", "off"}));
   app::add_training_flags(cli, t);
   cli.get_option("--val")->description(
       "validation images, class-balanced, from the training set (>= 0; default 5000, or a tenth of --limit-train)");
@@ -145,6 +148,7 @@ int main(int argc, char** argv) {
     if (dropout) c.dropout = *dropout;
     if (bn_eps) c.bn_eps = *bn_eps;
     if (augment) o.augment = *augment;
+    if (shortcuts) c.shortcuts = *shortcuts == "on";
     if (normalize) o.normalize = *normalize == "on";
     o.val_given = cli.count("--val") > 0;
     o.epochs_from_recipe = cli.count("--epochs") == 0;

@@ -137,7 +137,15 @@ static void summarize_rec(const Module& m, const std::string& name, Shape& shape
     rows.push_back(r);
     return;
   }
+  const Shape in = shape;
   for (const auto& [n, c] : m.children()) summarize_rec(*c, name.empty() ? n : name + "." + n, shape, rows);
+  if (m.summary_row_after_children()) {
+    LayerSummary r = m.summary_row();
+    r.name = name.empty() ? "0" : name;
+    shape = m.output_shape(in);
+    if (!shape.empty()) r.output = shape_str(shape);
+    rows.push_back(r);
+  }
 }
 
 std::vector<LayerSummary> summarize(const Module& m, const Shape& input) {

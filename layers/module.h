@@ -45,6 +45,9 @@ class Module {
   virtual std::string type_name() const = 0;
   // Summary row for this module alone (children report their own).
   virtual LayerSummary summary_row() const;
+  // A container whose own computation is more than running its children in
+  // turn (Residual's add) also gets a summary row, after its children's.
+  virtual bool summary_row_after_children() const { return false; }
   // Shape of forward(x) for an x of shape `in`, without computing anything:
   // what summaries print in their "output" column. -1 marks a dimension not
   // known here (the batch, or anything before the first layer that fixes it);

@@ -166,7 +166,8 @@ TEST_CASE("cli: cifar_cnn refuses every out-of-range flag value, naming the flag
            {"--width", "17"},         {"--width", "nan"},        {"--fc", "0"},             {"--pad", "two"},
            {"--augment", "maybe"},    {"--normalize", "1"},      {"--wbits", "17"},         {"--abits", "0"},
            {"--surrogate", "tanh:x"}, {"--weight-surrogate", "x"}, {"--lr-scale", "5"},     {"--dropout", "1"},
-           {"--bn-eps", "0"},         {"--bn-momentum", "2"},    {"--epochs", "1.5"},       {"--micro-batches", "-1"}})
+           {"--bn-eps", "0"},         {"--bn-momentum", "2"},    {"--epochs", "1.5"},       {"--micro-batches", "-1"},
+           {"--shortcuts", "yes"}})
     bad({flag, v}, flag);
   bad({"--model", "bnn", "--wbits", "2"}, "--wbits");          // bnn is 1/1: bits need --model qnn
   bad({"--model", "bnn", "--dropout", "0.2"}, "--dropout");    // fp only
@@ -178,6 +179,8 @@ TEST_CASE("cli: cifar_cnn refuses every out-of-range flag value, naming the flag
   bad({"--load", "/nonexistent/qnn.ckpt"}, "--load");
   bad({"--model", "qnn", "--wbits", "16", "--abits", "16", "--pad", "one", "--export", "/tmp/qnn_test_cli/cnn.qnnx"},
       "too wide to be exact");  // not exportable: refused before any data is read
+  bad({"--model", "bnn", "--shortcuts", "on", "--export", "/tmp/qnn_test_cli/cnn.qnnx"}, "--shortcuts on");
+  bad({"--arch", "cnv", "--shortcuts", "on"}, "--shortcuts");
   check_rows(rows);
 }
 

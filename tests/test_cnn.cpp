@@ -15,6 +15,8 @@
 #include "layers/basic.h"
 #include "layers/conv.h"
 #include "layers/pool.h"
+#include "layers/residual.h"
+#include "layers/quant/export.h"
 #include "layers/quant/quant.h"
 #include "optim/sgd.h"
 
@@ -222,4 +224,68 @@ TEST_CASE("CnnConfig: clear errors for impossible configurations") {
   CHECK_THROWS_WITH_AS(resolve_cnn_defaults(c), doctest::Contains("--wbits"), Error);
   CHECK(scaled_channels(128, 0.25f) == 32);
   CHECK(scaled_channels(64, 0.001f) == 1);
+}
+
+TEST_CASE("build_cnn --shortcuts: Residual around the width-keeping layers, y = body(x) + MP(x), export refused") {
+  Rng rng(5);
+  CnnConfig c = config("binarynet", "bnn");
+  c.shortcuts = true;
+  auto net = build_cnn(c, rng);
+  // conv 1 and the width-doubling convs 3, 5 and FC 1 stay plain; convs 2, 4, 6 and FC 2 get shortcuts.
+  const std::vector<std::string> want{
+      "QuantConv2d", "BatchNorm2d", "QuantConv2d", "MaxPool2d",   "BatchNorm2d", "+ MaxPool2(x)", "QuantConv2d",
+      "BatchNorm2d", "QuantConv2d", "MaxPool2d",   "BatchNorm2d", "+ MaxPool2(x)", "QuantConv2d", "BatchNorm2d",
+      "QuantConv2d", "MaxPool2d",   "BatchNorm2d", "+ MaxPool2(x)", "Flatten",     "QuantLinear", "BatchNorm1d",
+      "QuantLinear", "BatchNorm1d", "+ x",         "QuantLinear", "BatchNorm1d"};
+  CHECK(types(*net) == want);
+  const auto rows = summarize(*net, {-1, 3, 32, 32});
+  CHECK(rows[5].output == "[-1, 32, 16, 16]");  // width 0.25: 32 channels, pooled like the body
+  CHECK(rows[23].output == "[-1, 64]");
+
+  // The Residual computes body(x) + max_pool2d(x, 2), gradients included.
+  auto* res = dynamic_cast<Residual*>(&(*std::static_pointer_cast<Sequential>(net))[2]);
+  REQUIRE(res);
+  CHECK(res->shortcut_pool() == 2);
+  net->eval();
+  Tensor x = Tensor::uniform({2, 32, 8, 6}, -1, 1, rng);
+  Tensor y, want_y;
+  {
+    NoGradGuard ng;
+    y = res->forward(x);
+    want_y = add(res->body().forward(x), max_pool2d(x, 2, 2));
+  }
+  CHECK(y.to_vector() == want_y.to_vector());
+  Tensor xg = x.detach();
+  xg.set_requires_grad(true);
+  Tensor z = res->forward(xg);
+  sum(z).backward();
+  // The gradient is the body's plus the pool's (1 at each window's arg-max).
+  Tensor xb = x.detach(), xs = x.detach();
+  xb.set_requires_grad(true);
+  xs.set_requires_grad(true);
+  sum(res->body().forward(xb)).backward();
+  sum(max_pool2d(xs, 2, 2)).backward();
+  const auto gb = xb.grad().to_vector(), gs = xs.grad().to_vector(), g = xg.grad().to_vector();
+  int ones = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    CHECK(g[i] == gb[i] + gs[i]);
+    ones += gs[i] == 1.0f;
+  }
+  CHECK(ones == 2 * 32 * 4 * 3);  // one arg-max per 2x2 window
+
+  // The .qnnx format is a chain of layers: a model with a Residual is refused.
+  CHECK_THROWS_WITH_AS(export_model(*net, ExportOptions{}), doctest::Contains("is not a chain of layers"), Error);
+
+  // A body that changes the channels is refused with the shapes named.
+  auto bad = std::make_shared<Sequential>();
+  bad->add(std::make_shared<Conv2d>(4, 8, 3, rng, Conv2dOptions{1, 1, false, "he"}));
+  Residual r(bad, 0);
+  CHECK_THROWS_WITH_AS(r.forward(Tensor::uniform({1, 4, 5, 5}, -1, 1, rng)),
+                       doctest::Contains("differs from the shortcut's"), Error);
+  CHECK_THROWS_WITH_AS(r.output_shape({-1, 4, 5, 5}), doctest::Contains("the shortcut to"), Error);
+
+  // cnv has no width-keeping layer of the same map size: refused.
+  CnnConfig cnv = config("cnv", "bnn");
+  cnv.shortcuts = true;
+  CHECK_THROWS_WITH_AS(validate_cnn(cnv), doctest::Contains("--shortcuts is for --arch binarynet"), Error);
 }

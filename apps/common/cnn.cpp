@@ -8,6 +8,7 @@
 #include "layers/conv.h"
 #include "layers/linear.h"
 #include "layers/pool.h"
+#include "layers/residual.h"
 #include "layers/quant/quant.h"
 
 namespace qnn::app {
@@ -55,7 +56,7 @@ int64_t final_size(const CnnConfig& c, std::string* why) {
 struct Builder {
   const CnnConfig& c;
   Rng& rng;
-  Sequential& net;
+  Sequential* net;  // where layers go: the model, or a Residual's body
   bool fp;
   BatchNormOptions bn;
   Surrogate act_s, weight_s;
@@ -67,7 +68,7 @@ struct Builder {
   void conv(int64_t cin, int64_t cout, int64_t pad) {
     if (fp) {
       // No bias: batch norm follows (its beta is the bias).
-      net.add(std::make_shared<Conv2d>(cin, cout, 3, rng, Conv2dOptions{1, pad, false, "he"}));
+      net->add(std::make_shared<Conv2d>(cin, cout, 3, rng, Conv2dOptions{1, pad, false, "he"}));
       return;
     }
     QuantConv2dOptions o;
@@ -79,13 +80,13 @@ struct Builder {
     if (o.weight_quantizer) o.weight_constraint = Clip{-1.0f, 1.0f};
     o.glorot_lr_scale = o.weight_quantizer && c.lr_scale > 0;
     o.init = "glorot";
-    net.add(std::make_shared<QuantConv2d>(cin, cout, 3, rng, o));
+    net->add(std::make_shared<QuantConv2d>(cin, cout, 3, rng, o));
     pending = nullptr;
   }
 
   void linear(int64_t fin, int64_t fout, bool last) {
     if (fp) {
-      net.add(std::make_shared<Linear>(fin, fout, rng, LinearOptions{false, last ? "glorot" : "he"}));
+      net->add(std::make_shared<Linear>(fin, fout, rng, LinearOptions{false, last ? "glorot" : "he"}));
       return;
     }
     QuantLinearOptions o;
@@ -94,17 +95,17 @@ struct Builder {
     if (o.weight_quantizer) o.weight_constraint = Clip{-1.0f, 1.0f};
     o.glorot_lr_scale = o.weight_quantizer && c.lr_scale > 0;
     o.init = "glorot";
-    net.add(std::make_shared<QuantLinear>(fin, fout, rng, o));
+    net->add(std::make_shared<QuantLinear>(fin, fout, rng, o));
     pending = nullptr;
   }
 
   void batch_norm(int64_t ch, bool spatial) {
     if (c.shift_bn) {
-      net.add(std::make_shared<ShiftBatchNorm>(ch, bn, true, spatial ? 2 : 0));
+      net->add(std::make_shared<ShiftBatchNorm>(ch, bn, true, spatial ? 2 : 0));
     } else if (spatial) {
-      net.add(std::make_shared<BatchNorm2d>(ch, bn));
+      net->add(std::make_shared<BatchNorm2d>(ch, bn));
     } else {
-      net.add(std::make_shared<BatchNorm1d>(ch, bn));
+      net->add(std::make_shared<BatchNorm1d>(ch, bn));
     }
   }
 
@@ -115,10 +116,10 @@ struct Builder {
   // quantizer goes to the next product layer (HardTanh when abits = 32).
   void activation(bool fc = false) {
     if (fp) {
-      net.add(ReLU());
-      if (fc && c.dropout > 0) net.add(std::make_shared<Dropout>(c.dropout, rng));
+      net->add(ReLU());
+      if (fc && c.dropout > 0) net->add(std::make_shared<Dropout>(c.dropout, rng));
     } else if (c.abits == 32) {
-      net.add(HardTanh());
+      net->add(HardTanh());
     } else {
       pending = quantizer_for_bits(c.abits, act_s, false, &rng);
     }
@@ -170,6 +171,8 @@ void validate_cnn(const CnnConfig& c) {
   parse_surrogate(c.weight_surrogate);
   QNN_CHECK(c.pad_mode == "zero" || c.pad_mode == "one", "--pad-mode must be zero or one, got '" + c.pad_mode + "'");
   QNN_CHECK(!(fp && c.shift_bn), "--shift-bn is for quantized models (--model bnn|qnn)");
+  QNN_CHECK(!c.shortcuts || c.arch == "binarynet",
+            "--shortcuts is for --arch binarynet (cnv's unpadded convs change every map's size)");
   QNN_CHECK(c.dropout >= 0 && c.dropout < 1, "--dropout must be in [0, 1), got " + std::to_string(c.dropout));
   QNN_CHECK(fp || c.dropout == 0,
             "--dropout is for --model fp: in bnn/qnn the activation quantizer sits in the next layer's input, "
@@ -185,20 +188,36 @@ std::shared_ptr<Module> build_cnn(const CnnConfig& c, Rng& rng) {
   validate_cnn(c);
   auto net = std::make_shared<Sequential>();
   const bool fp = c.model == "fp";
-  Builder b{c, rng, *net, fp, BatchNormOptions{c.bn_momentum, c.bn_eps, true}, parse_surrogate(c.surrogate),
+  Builder b{c, rng, net.get(), fp, BatchNormOptions{c.bn_momentum, c.bn_eps, true}, parse_surrogate(c.surrogate),
             parse_surrogate(c.weight_surrogate), parse_conv_padding(c.pad_mode), nullptr};
   const bool binarynet = c.arch == "binarynet";
   const int64_t pad = conv_pad(c.arch);
 
   int64_t cin = c.in_channels, h = c.image;
+  // Layers added between begin and end go into a Residual's body when
+  // `on` (the shortcut pools like the body: `pool`), else into the model.
+  std::shared_ptr<Sequential> body;
+  auto begin_shortcut = [&](bool on) {
+    if (!on) return;
+    body = std::make_shared<Sequential>();
+    b.net = body.get();
+  };
+  auto end_shortcut = [&](int64_t pool) {
+    if (!body) return;
+    net->add(std::make_shared<Residual>(body, pool));
+    body = nullptr;
+    b.net = net.get();
+  };
   for (const ConvSpec& s : conv_specs(c.arch)) {
     const int64_t cout = scaled_channels(s.channels, c.width);
+    begin_shortcut(c.shortcuts && cin == cout);
     b.conv(cin, cout, pad);
     h = h + 2 * pad - 2;
     if (binarynet) {
       // conv -> max-pool -> BN -> activation (Courbariaux's order)
-      if (s.pool) net->add(std::make_shared<MaxPool2d>(2));
+      if (s.pool) b.net->add(std::make_shared<MaxPool2d>(2));
       b.batch_norm(cout, true);
+      end_shortcut(s.pool ? 2 : 0);
       b.activation();
     } else {
       // conv -> BN -> activation -> max-pool (FINN's order; for bnn/qnn the
@@ -213,8 +232,10 @@ std::shared_ptr<Module> build_cnn(const CnnConfig& c, Rng& rng) {
   net->add(std::make_shared<Flatten>());
   int64_t fin = cin * h * h;
   for (int i = 0; i < 2; ++i) {
+    begin_shortcut(c.shortcuts && fin == c.fc);
     b.linear(fin, c.fc, false);
     b.batch_norm(c.fc, false);
+    end_shortcut(0);
     b.activation(true);
     fin = c.fc;
   }

@@ -30,6 +30,12 @@
 // quantized inputs with +1 (the top level): the XNOR path applies to every
 // padded binary conv; zero padding (BinaryNet's) makes them the float path.
 //
+// shortcuts (binarynet, --shortcuts on; Bi-Real Net's idea, layers/residual.h):
+//   the layers whose input and output widths agree (the 2nd conv of each
+//   block and the 2nd hidden FC) become y = BN(MP(conv(q(x)))) + MP(x), x the
+//   previous batch norm's real output: every product stays 1-bit, and the
+//   activations' magnitudes, which sign() drops, reach the next layer.
+//
 //   fp: the same topology with real weights, ReLU after each batch norm
 //   (CNV: before the pool), optional Dropout after each hidden activation.
 #pragma once
@@ -54,6 +60,7 @@ struct CnnConfig {
   std::string weight_surrogate = "hardtanh";  // weight quantizers' (BinaryNet: clipped STE)
   std::string pad_mode = "zero";    // zero | one: what padded taps of a quantized input hold
   bool shift_bn = false;            // shift-based batch norm (bnn/qnn)
+  bool shortcuts = false;           // binarynet: real-valued shortcuts around the layers that keep their width
   int lr_scale = -1;                // Courbariaux's per-layer LR scale: on for bnn/qnn
   float bn_eps = -1;                // fp 1e-5, bnn/qnn 1e-4 (Courbariaux, FINN)
   float bn_momentum = 0.1f;

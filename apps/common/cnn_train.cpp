@@ -144,6 +144,10 @@ float resolve_cnn_app(CnnAppOptions& o) {
   QNN_CHECK(o.dataset == "cifar10" || o.dataset == "svhn", "--dataset must be cifar10 or svhn, got '" + o.dataset + "'");
   if (t.kernels) c.kernels = *t.kernels ? 1 : 0;
   resolve_cnn_defaults(c);
+  // Refused before training, not after it: the .qnnx format is a chain of
+  // layers with folded thresholds, and a shortcut's add is not one.
+  QNN_CHECK(!(c.shortcuts && !t.export_path.empty()),
+            "--export: the .qnnx format holds chains of layers, not --shortcuts on (save a checkpoint with --save)");
   if (o.epochs_from_recipe) t.epochs = cnn_epochs_default(c.model);
   const float decay = resolve_cnn_training_defaults(c.model, t);
   o.augment = resolve_cnn_augment(o.augment.value_or("on"), o.dataset);
@@ -162,6 +166,7 @@ json cnn_config_json(const CnnAppOptions& o, float lr_decay) {
   json j{{"dataset", o.dataset}, {"data", o.data}, {"model", c.model}, {"arch", c.arch}, {"width", f2d(c.width)},
          {"fc", c.fc}, {"wbits", c.wbits}, {"abits", c.abits}, {"surrogate", c.surrogate},
          {"weight_surrogate", c.weight_surrogate}, {"pad", c.pad_mode}, {"shift_bn", c.shift_bn},
+         {"shortcuts", c.shortcuts},
          {"lr_scale", c.lr_scale}, {"bn_eps", f2d(c.bn_eps)}, {"bn_momentum", f2d(c.bn_momentum)},
          {"dropout", f2d(c.dropout)}, {"augment", o.augment.value()}, {"normalize", o.normalize.value_or(false)},
          {"pixel_scale", "(2p-255)/256"}, {"epochs", t.epochs}, {"batch", t.batch}, {"optimizer", *t.optimizer},

@@ -37,6 +37,11 @@ void collect_leaves(Module& m, const std::string& prefix, std::vector<Leaf>& out
     out.emplace_back(prefix.empty() ? std::string("0") : prefix, &m);
     return;
   }
+  // The .qnnx format is a chain of layers: a container that computes more
+  // than its children in turn (Residual's add) cannot be flattened into one.
+  QNN_CHECK(dynamic_cast<Sequential*>(&m) != nullptr,
+            "export: layer '" + (prefix.empty() ? std::string("0") : prefix) + "' (" + m.type_name() +
+                ") is not a chain of layers; the .qnnx format holds only sequential models");
   for (const auto& [name, c] : m.children()) collect_leaves(*c, prefix.empty() ? name : prefix + "." + name, out);
 }
 
