@@ -25,6 +25,7 @@
 #include "layers/lstm.h"
 #include "layers/module.h"
 #include "layers/pool.h"
+#include "layers/residual.h"
 
 #include "layers/quant/quant.h"
 #include "layers/quant/binary_conv_op.h"

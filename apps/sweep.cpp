@@ -29,7 +29,8 @@
 // bits {1, 2, 3, 4} x surrogate {hardtanh, tanh:4} plus fp, each cell the
 // cifar_cnn run of the same flags (apps/common/cnn_train.h: its recipe's
 // batch 50, 5,000 class-balanced validation images, augmentation, fp
-// normalisation; the BinaryNet network at --width 0.5 unless --arch/--width):
+// normalisation; the BinaryNet network at --width 0.5 unless --arch/--width;
+// --shortcuts on gives the quantized cells cifar_cnn's real-valued shortcuts):
 //   build/apps/sweep --app cifar_cnn --epochs 10 --threads 2 --out runs/sweep-cifar
 //
 // --app imdb_lstm runs the report's LSTM table (IMDB): bits {1, 2, 3, 4} x
@@ -233,6 +234,7 @@ json settings_json(const Options& o, const std::vector<int>& bits, const std::ve
     j.erase("hidden");
     j.erase("layers");
     j.update(json{{"arch", o.arch}, {"width", app::f2d(o.width)}});
+    if (o.shortcuts) j["shortcuts"] = true;  // only when on: older sweeps' settings stay equal
   }
   return j;
 }
@@ -461,6 +463,10 @@ int main(int argc, char** argv) {
   cli.add_option("--width", o.width, "--app cifar_cnn: conv channel multiplier, in (0, 16]")
       ->capture_default_str()
       ->check(app::number_in(0, 16, true, false, "a number in (0, 16]"));
+  std::optional<std::string> shortcuts;
+  cli.add_option("--shortcuts", shortcuts,
+                 "--app cifar_cnn: on | off: real-valued shortcuts in the quantized cells' binarynet (default off)")
+      ->check(app::one_of({"on", "off"}));
   cli.add_option("--dataset", o.dataset, "mnist | fashion-mnist (mnist_mlp); cifar10 | svhn (cifar_cnn, default cifar10)")
       ->capture_default_str()
       ->check(app::one_of({"mnist", "fashion-mnist", "cifar10", "svhn", "imdb"}));
@@ -500,14 +506,16 @@ int main(int argc, char** argv) {
       if (!cli.count("--epochs")) o.train.epochs = app::kLstmEpochs;
       if (!cli.count("--hidden")) o.hidden = app::kLstmHidden;
       QNN_CHECK(o.dataset == "imdb", "--dataset " + o.dataset + " is not a text data set; --app imdb_lstm takes imdb");
-      QNN_CHECK(!cli.count("--layers") && !cli.count("--arch") && !cli.count("--width"),
-                "--layers / --arch / --width are the MLP's and CNN's; --app imdb_lstm takes --hidden");
+      QNN_CHECK(!cli.count("--layers") && !cli.count("--arch") && !cli.count("--width") && !shortcuts,
+                "--layers / --arch / --width / --shortcuts are the MLP's and CNN's; --app imdb_lstm takes --hidden");
     } else {
       QNN_CHECK(o.dataset == "mnist" || o.dataset == "fashion-mnist",
                 "--dataset " + o.dataset + " is an image data set for --app cifar_cnn; mnist_mlp takes mnist or fashion-mnist");
-      QNN_CHECK(!cli.count("--arch") && !cli.count("--width"), "--arch / --width need --app cifar_cnn");
+      QNN_CHECK(!cli.count("--arch") && !cli.count("--width") && !shortcuts,
+                "--arch / --width / --shortcuts need --app cifar_cnn");
     }
     o.val_given = cli.count("--val") > 0;
+    o.shortcuts = shortcuts && *shortcuts == "on";
     // The lists are checked before anything runs, with the flag named.
     const auto bits = parse_bits_list(o.bits);
     const auto surs = parse_surrogate_list(o.surrogates);

@@ -169,8 +169,13 @@ TEST_CASE("binary_conv2d: kernels on and off are bit-identical (forward, dx, dW,
 TEST_CASE("binary_conv2d: the straight-through gradients equal a naive double reference") {
   // L = sum(y * G): dq_x[n,c,iy,ix] = sum G * sign(w), dq_W = sum G * tap value
   // (0 or +1 on padding); dx = 1{|x| <= 1} dq_x, dW = 1{|W| <= 1} dq_W.
-  for (const Geo& g : {Geo{2, 5, 5, 4, 3, 3, 1, 1, false, false}, Geo{2, 65, 4, 5, 3, 3, 2, 1, true, false}}) {
+  // The third shape takes the Winograd backward (3x3, stride 1, C >= 16, no bias, zero padding).
+  for (const Geo& g : {Geo{2, 5, 5, 4, 3, 3, 1, 1, false, false}, Geo{2, 65, 4, 5, 3, 3, 2, 1, true, false},
+                       Geo{3, 24, 7, 5, 6, 3, 1, 1, false, false}}) {
     CAPTURE(g.one);
+    CAPTURE(g.C);
+    CHECK(binary_conv_winograd(g.N, kernels::make_patch_geom(g.C, g.H, g.W, 3, 3, g.stride, g.pad), g.O, g.one,
+                               g.bias) == (g.C == 24));
     Rng rng(3);
     const Tensor x = Tensor::uniform({g.N, g.C, g.H, g.W}, -1.5f, 1.5f, rng);
     const Tensor G = Tensor::uniform({g.N, g.O, g.OH(), g.OW()}, -1, 1, rng);

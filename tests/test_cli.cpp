@@ -248,6 +248,8 @@ TEST_CASE("cli: sweep refuses out-of-range values of its own and the shared flag
   rows.push_back({"sweep", {"--dry-run", "--out", out, "--app", "cifar_cnn", "--dataset", "mnist"}, "--dataset"});
   rows.push_back({"sweep", {"--dry-run", "--out", out, "--app", "cifar_cnn", "--hidden", "64"}, "--hidden"});
   rows.push_back({"sweep", {"--dry-run", "--out", out, "--width", "0.25"}, "--app cifar_cnn"});
+  rows.push_back({"sweep", {"--dry-run", "--out", out, "--shortcuts", "on"}, "--app cifar_cnn"});
+  rows.push_back({"sweep", {"--dry-run", "--out", out, "--app", "cifar_cnn", "--shortcuts", "1"}, "--shortcuts"});
   check_rows(rows);
 }
 
@@ -271,6 +273,19 @@ TEST_CASE("cli: a sweep's cifar_cnn cells resolve the recipe per model (fp: adam
   const auto bnn = config_of("bnn");
   CHECK(bnn["optimizer"] == "adam");
   CHECK(!bnn.contains("weight_decay"));
+  CHECK(!bnn.contains("shortcuts"));  // recorded only when on, so older sweeps' cells stay cached
+
+  // --shortcuts on reaches the quantized cells only.
+  const Ran s = run_app("sweep", {"--dry-run", "--out", out + "_sc", "--app", "cifar_cnn", "--bits", "1", "--surrogates",
+                                  "hardtanh", "--shortcuts", "on"});
+  REQUIRE_MESSAGE(s.rc == 0, s.err);
+  auto line_of = [&](const std::string& tag) {
+    const size_t at = s.out.find(tag);
+    REQUIRE_MESSAGE(at != std::string::npos, s.out);
+    return s.out.substr(at, s.out.find('\n', at) - at);
+  };
+  CHECK(line_of("# config bnn ").find("\"shortcuts\":true") != std::string::npos);
+  CHECK(line_of("# config fp ").find("shortcuts") == std::string::npos);
 }
 
 TEST_CASE("cli: bench_mlp, bench_kernels, qnn_infer, walkthrough refuse out-of-range values") {

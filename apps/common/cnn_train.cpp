@@ -166,7 +166,6 @@ json cnn_config_json(const CnnAppOptions& o, float lr_decay) {
   json j{{"dataset", o.dataset}, {"data", o.data}, {"model", c.model}, {"arch", c.arch}, {"width", f2d(c.width)},
          {"fc", c.fc}, {"wbits", c.wbits}, {"abits", c.abits}, {"surrogate", c.surrogate},
          {"weight_surrogate", c.weight_surrogate}, {"pad", c.pad_mode}, {"shift_bn", c.shift_bn},
-         {"shortcuts", c.shortcuts},
          {"lr_scale", c.lr_scale}, {"bn_eps", f2d(c.bn_eps)}, {"bn_momentum", f2d(c.bn_momentum)},
          {"dropout", f2d(c.dropout)}, {"augment", o.augment.value()}, {"normalize", o.normalize.value_or(false)},
          {"pixel_scale", "(2p-255)/256"}, {"epochs", t.epochs}, {"batch", t.batch}, {"optimizer", *t.optimizer},
@@ -175,6 +174,9 @@ json cnn_config_json(const CnnAppOptions& o, float lr_decay) {
          {"threads", t.threads.value_or(0)}, {"val", t.val}, {"patience", t.patience},
          {"kernels", c.kernels == 1 ? "on" : "off"}};
   if (lr_decay > 0) j["lr_decay"] = f2d(lr_decay);
+  // Recorded only when on: configs written before the flag existed (a
+  // sweep's finished cells) stay equal to today's plain ones.
+  if (c.shortcuts) j["shortcuts"] = true;
   if (t.limit_train) j["limit_train"] = *t.limit_train;
   record_weight_decay(j, t);
   return j;

@@ -171,6 +171,7 @@ static RunSpec make_cnn_spec(const Options& o, const Cell& cell) {
     a.cnn.wbits = a.cnn.abits = cell.bits;
   }
   if (!cell.surrogate.empty()) a.cnn.surrogate = cell_surrogate(o, cell);
+  a.cnn.shortcuts = o.shortcuts && cell.bits != 32;
   a.train = o.train;  // schedule exponential, patience 0: the sweep's fixed protocol
   a.val_given = o.val_given;
   r.lr_decay = app::resolve_cnn_app(a);

@@ -27,6 +27,7 @@ struct Options {
   std::string app = "mnist_mlp";  // mnist_mlp | cifar_cnn: the program a cell is a run of
   std::string arch = "binarynet";  // --app cifar_cnn: apps/common/cnn.h
   float width = app::kCnnWidth;
+  bool shortcuts = false;          // --app cifar_cnn --shortcuts on: the quantized cells' (fp stays plain)
   bool val_given = false;          // --val on the command line (cifar_cnn scales it with --limit-train otherwise)
   app::TrainFlags train;  // --epochs --batch --lr --lr-end --seed --threads --limit-train --val
   int64_t hidden = 2048, layers = 3;

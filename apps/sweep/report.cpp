@@ -110,7 +110,7 @@ const std::vector<std::string> kCommon = {"dataset", "hidden", "layers", "epochs
                                           "seed", "val", "limit_train", "bn_momentum", "patience",
                                           "arch", "width", "augment", "pad"};
 const std::vector<std::string> kQuantOnly = {"optimizer", "weight_decay", "lr", "lr_end", "lr_decay", "loss", "dropout", "input_dropout", "lr_scale",
-                                             "bn_eps", "binarize", "shift_bn"};
+                                             "bn_eps", "binarize", "shift_bn", "shortcuts"};
 
 // "adam", or "adamw, weight decay 0.2" when the config records a decay.
 std::string optimizer_words(const json& config) {

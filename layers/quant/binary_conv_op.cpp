@@ -12,6 +12,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "kernels/bitpack.h"
+#include "kernels/conv_f32.h"
 #include "kernels/im2col.h"
 #include "kernels/packed_conv.h"
 #include "kernels/pm1_gemm.h"
@@ -79,6 +80,13 @@ void surrogate_add(const Tensor& x, bool quantize, const Surrogate& sur, const W
 
 }  // namespace
 
+bool binary_conv_winograd(int64_t N, const kernels::PatchGeom& g, int64_t O, bool one_padding, bool has_bias) {
+  // Winograd's padded plane holds 0, so one-padding (+1 taps) stays on the
+  // look-up products; a bias keeps the reference's "dot + b" rows.
+  if (has_bias || (one_padding && g.pad > 0)) return false;
+  return kernels::ConvPlan(N, g, O).winograd;
+}
+
 // ---- binary_conv2d -------------------------------------------------------------------------
 // y[N, O, OH, OW] = conv(sign(x), sign(W)) + b          (exact integer sums, then one add)
 // backward: dq_x = col2im(g_rows · sign(W2)),  dx += S'_x(x) * dq_x
@@ -130,10 +138,43 @@ Tensor binary_conv2d(const Tensor& x, const Tensor& W, const Tensor& b, const Bi
 
   std::vector<Tensor> inputs{x, W};
   if (b.defined()) inputs.push_back(b);
+  const bool winograd = binary_conv_winograd(N, g, O, spec.one_padding, b.defined());
   record(y, "binary_conv2d", std::move(inputs),
-         [x, W, b, xp, xm, wsign, wm, spec, g, N, O](const Tensor& gout) {
+         [x, W, b, xp, xm, wsign, wm, spec, g, N, O, winograd](const Tensor& gout) {
     const int64_t P = g.pixels(), CKK = g.taps(), M = N * P, C = g.C, CHW = g.image_size();
     const float* pg = gout.data();
+    if (winograd) {
+      // A 3x3 stride-1 layer: both products as the float convolution's
+      // Winograd backward on the +-1 operands (fewer multiplications than
+      // the look-up products; the reference's conv2d node runs the same
+      // call on the same values, so the bits agree).
+      const kernels::ConvPlan plan(N, g, O);
+      Tensor scratch = Tensor::empty({plan.scratch_size()});
+      Tensor wq = Tensor::empty({O, CKK}), xq, dqx, dqw;
+      const float* pw = W.data();
+      float* pwq = wq.data();
+      for (int64_t i = 0; i < O * CKK; ++i) pwq[i] = pw[i] < 0.0f ? -1.0f : 1.0f;  // kernels/bitpack.h's rule
+      float* gx = nullptr;
+      if (x.requires_grad()) {
+        if (spec.quantize_input) {
+          dqx = Tensor::zeros({N, C, g.H, g.W});
+          gx = dqx.data();
+        } else {
+          gx = x.grad_data();
+        }
+      }
+      if (W.requires_grad()) {
+        xq = Tensor::empty({N, C, g.H, g.W});
+        kernels::unpack_nhwc(xp->data(), N, C, g.H, g.W, xq.data());
+        dqw = Tensor::zeros({O, CKK});
+      }
+      kernels::conv2d_f32_backward_winograd(xq.defined() ? xq.data() : nullptr, pg, N, g, O, pwq, gx,
+                                            dqw.defined() ? dqw.data() : nullptr, plan, scratch.data());
+      if (x.requires_grad() && spec.quantize_input)
+        surrogate_add(x, true, spec.input_surrogate, xm.get(), N, CHW, dqx.data());
+      if (W.requires_grad()) surrogate_add(W, spec.quantize_weight, spec.weight_surrogate, wm.get(), O, CKK, dqw.data());
+      return;
+    }
     // The reference's rows_to_nchw backward hands its product "0 + g" in
     // pixel-major rows; the bias sums those values over pixels, in order.
     if (b.defined() && b.requires_grad()) {
@@ -226,6 +267,10 @@ Tensor binary_conv2d(const Tensor& x, const Tensor& W, const Tensor& b, const Bi
 Tensor binary_conv2d_reference(const Tensor& xq, const Tensor& wq, const Tensor& b, int64_t stride, int64_t pad,
                                float pad_value) {
   const kernels::PatchGeom g = checked_geom("binary_conv2d_reference", xq, wq, b, stride, pad);
+  // The float convolution: exact integer sums on +-1 operands (im2col or
+  // Winograd alike), and the backward binary_conv2d runs for these layers.
+  if (binary_conv_winograd(xq.dim(0), g, wq.dim(0), pad_value != 0.0f, b.defined()))
+    return conv2d(xq, wq, Tensor(), stride, pad);
   const Tensor rows = im2col(xq, g.KH, g.KW, stride, pad, pad_value);  // [M, CKK]
   const Tensor w2 = wq.reshape({wq.dim(0), g.taps()});                  // columns (c, ky, kx)
   Tensor y = pm1_linear(rows, w2, Tensor());                            // exact integer sums

@@ -39,6 +39,17 @@
 // exactly as the quantizer nodes do. So forward outputs and every gradient
 // are bit-identical with the kernels on and off (tests/test_binary_conv.cpp).
 //
+// WINOGRAD LAYERS. Where the float convolution would run as Winograd
+// F(2x2, 3x3) (3x3, stride 1, C >= 16, no bias, zero padding or none, and
+// QNN_WINOGRAD not 0: binary_conv_winograd), both backward products instead
+// run as the float convolution's Winograd backward on +-1 floats
+// (sign(W) from W, sign(x) unpacked from the saved bits): 16 products per
+// 2x2 output block instead of 36, and on CPUs whose 16-lane permute is
+// slow (Intel's AVX-512) clearly faster than the look-ups. The reference
+// then is conv2d(xq, wq) itself, whose node makes the same call on the same
+// values in the same thread plan; its forward sums are exact integers, as
+// the packed forward's are. So the two stay bit-identical there too.
+//
 // MEMORY. The reference keeps xq [N, C, H, W] and rows [M, CKK] as floats
 // (9x the input for a 3x3 kernel) and wq; binary_conv2d keeps 2 bits per
 // input value and per weight (binary_conv2d_{fused,unfused}_bytes).
@@ -47,10 +58,15 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "kernels/im2col.h"  // PatchGeom
 #include "layers/quant/binary_linear_op.h"  // SavedBytes
 #include "layers/quant/surrogate.h"
 
 namespace qnn {
+
+// Whether a binary convolution of this geometry takes the Winograd backward
+// (above); binary_conv2d and its reference both ask this.
+bool binary_conv_winograd(int64_t N, const kernels::PatchGeom& g, int64_t O, bool one_padding, bool has_bias);
 
 struct BinaryConvSpec {
   int64_t stride = 1, pad = 0;
