@@ -39,6 +39,10 @@
 //     lr * 0.2) instead of Adam: the float net over-fits without it.
 //   - padding: zero (BinaryNet's). --pad one pads quantized inputs with +1
 //     (Larq's pad_values = 1).
+//   - shortcuts: off (BinaryNet's plain chain). --shortcuts on adds Bi-Real
+//     Net's real-valued shortcuts around the layers that keep their width
+//     (apps/common/cnn.h); +3.9 points in a 4-epoch run on 10,000 images
+//     (docs/results-log.md "Session 16"), not yet measured at full length.
 // Measured (docs/results.md, the study; Zen 5): bnn 79.79 % test in 84.5
 // minutes (session 10; best-validation epoch 26 of 28), above the QNN
 // report's 1-bit 78.86 %, short of the 82 % target. fp with AdamW 0.2:
