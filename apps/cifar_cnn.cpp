@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(app::one_of({"zero", "one"}));
   cli.add_option("--shortcuts", shortcuts,
-                 "on | off: real-valued shortcuts around the binarynet layers that keep their width (default off)")
+                 "on | off: real-valued shortcuts around the binarynet layers that keep their width (default: a --load checkpoint's, else off)")
       ->check(app::one_of({"on", "off"}));
   app::add_training_flags(cli, t);
   cli.get_option("--val")->description(
@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     if (dropout) c.dropout = *dropout;
     if (bn_eps) c.bn_eps = *bn_eps;
     if (augment) o.augment = *augment;
-    if (shortcuts) c.shortcuts = *shortcuts == "on";
+    if (shortcuts) o.shortcuts = *shortcuts == "on";
     if (normalize) o.normalize = *normalize == "on";
     o.val_given = cli.count("--val") > 0;
     o.epochs_from_recipe = cli.count("--epochs") == 0;

@@ -308,6 +308,26 @@ TEST_CASE("cnn e2e: an fp model trained with --normalize off is evaluated withou
   CHECK(r2.test->loss == r.test->loss);
 }
 
+TEST_CASE("cnn e2e: a bnn trained with --shortcuts on is evaluated with them by default; --shortcuts off is refused") {
+  const fs::path data = write_cifar("cifar_bnn_shortcuts");
+  app::CnnAppOptions o = tiny("cifar10", data, "bnn");
+  o.shortcuts = true;
+  o.train.save_path = (data / "m.ckpt").string();
+  const app::TrainResult r = app::run_cifar_cnn(o);
+  REQUIRE(r.test.has_value());
+  CHECK(r.json["config"]["shortcuts"] == true);
+  app::CnnAppOptions ev = tiny("cifar10", data, "bnn");  // --shortcuts not given
+  ev.train.load_path = o.train.save_path;
+  ev.train.eval_only = true;
+  const app::TrainResult r2 = app::run_cifar_cnn(ev);
+  REQUIRE(r2.test.has_value());
+  CHECK(r2.json["config"]["shortcuts"] == true);
+  CHECK(r2.test->loss == r.test->loss);
+  CHECK(r2.test->acc == r.test->acc);
+  ev.shortcuts = false;
+  check_refused(ev, "was trained with --shortcuts on, not --shortcuts off");
+}
+
 TEST_CASE("cnn e2e: cifar_cnn bnn on an uncompressed SVHN .mat = the same images as CIFAR-10 batches, same run") {
   // Both writers store the same pixels and labels (pixel(), i % 10), so the
   // two readers must hand the loop the same data: one seed, one run.

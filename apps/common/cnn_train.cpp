@@ -213,6 +213,19 @@ TrainResult run_cifar_cnn(CnnAppOptions& o) {
     const json a = stored_arch(o.train.load_path);
     if (a.is_object() && a.contains("normalize") && a["normalize"].is_boolean()) o.normalize = a["normalize"].get<bool>();
   }
+  // Likewise its shortcuts (the layer names differ with and without them):
+  // taken from the metadata unless given, and a contradiction is named.
+  if (!o.train.load_path.empty()) {
+    const json a = stored_arch(o.train.load_path);
+    if (a.is_object()) {
+      const bool stored = a.contains("shortcuts") && a["shortcuts"].is_boolean() && a["shortcuts"].get<bool>();
+      QNN_CHECK(!o.shortcuts || *o.shortcuts == stored,
+                "--load " + o.train.load_path + " was trained with --shortcuts " + (stored ? "on" : "off") +
+                    ", not --shortcuts " + (stored ? "off" : "on"));
+      o.shortcuts = stored;
+    }
+  }
+  if (o.shortcuts) o.cnn.shortcuts = *o.shortcuts;
   const float lr_decay = resolve_cnn_app(o);
   auto& t = o.train;
   auto& c = o.cnn;

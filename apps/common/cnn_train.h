@@ -117,6 +117,7 @@ struct CnnAppOptions {
   bool epochs_from_recipe = false;  // no --epochs: train.epochs becomes cnn_epochs_default(model)
   std::optional<std::string> augment;  // --augment as given (unset: the recipe's); resolved: "crop4+flip" | "crop4" | "off"
   std::optional<bool> normalize;       // unset: the recipe's
+  std::optional<bool> shortcuts;       // --shortcuts as given (unset: a --load checkpoint's, else off)
   bool allow_mismatch = false;
   bool quiet = false;  // tests: no summary table / per-epoch lines
 };
