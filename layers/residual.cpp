@@ -1,7 +1,6 @@
 #include "layers/residual.h"
 
 #include "core/ops.h"
-#include "layers/conv.h"
 
 namespace qnn {
 
@@ -9,11 +8,12 @@ Residual::Residual(std::shared_ptr<Module> body, int64_t shortcut_pool) : body_(
   QNN_CHECK(body_ != nullptr, "Residual: the body is null");
   QNN_CHECK(pool_ >= 0, "Residual: shortcut pool must be >= 0, got " + std::to_string(pool_));
   register_module("body", body_);
+  if (pool_ > 1) shortcut_.emplace(pool_);
 }
 
 Tensor Residual::forward(const Tensor& x) {
   Tensor y = body_->forward(x);
-  Tensor s = pool_ > 1 ? max_pool2d(x, pool_, pool_) : x;
+  Tensor s = shortcut_ ? shortcut_->forward(x) : x;
   QNN_CHECK(y.shape() == s.shape(), "Residual: the body's output " + shape_str(y.shape()) +
                                         " differs from the shortcut's " + shape_str(s.shape()) +
                                         " (the body must keep the channels and pool like the shortcut)");
@@ -23,11 +23,7 @@ Tensor Residual::forward(const Tensor& x) {
 Shape Residual::output_shape(const Shape& in) const {
   Shape out = body_->output_shape(in);
   if (in.empty() || out.empty()) return out;
-  Shape s = in;
-  if (pool_ > 1) {
-    QNN_CHECK(in.size() == 4, "Residual: a pooled shortcut needs [N, C, H, W], got " + shape_str(in));
-    s = {in[0], in[1], conv_out_size(in[2], pool_, pool_, 0, "Residual"), conv_out_size(in[3], pool_, pool_, 0, "Residual")};
-  }
+  const Shape s = shortcut_ ? shortcut_->output_shape(in) : in;
   QNN_CHECK(s == out, "Residual: the body maps " + shape_str(in) + " to " + shape_str(out) + ", the shortcut to " +
                           shape_str(s));
   return out;

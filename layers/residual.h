@@ -16,8 +16,10 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "layers/module.h"
+#include "layers/pool.h"
 
 namespace qnn {
 
@@ -37,6 +39,7 @@ class Residual : public Module {
  private:
   std::shared_ptr<Module> body_;
   int64_t pool_;
+  std::optional<MaxPool2d> shortcut_;  // the shortcut's pool when pool_ > 1 (not a child: no summary row)
 };
 
 }  // namespace qnn

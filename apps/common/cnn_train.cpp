@@ -209,14 +209,12 @@ std::optional<std::pair<std::vector<float>, std::vector<float>>> stored_normaliz
 TrainResult run_cifar_cnn(CnnAppOptions& o) {
   // A loaded model sees its input as it was trained (normalised or not)
   // unless --normalize says otherwise.
-  if (!o.train.load_path.empty() && !o.normalize) {
-    const json a = stored_arch(o.train.load_path);
-    if (a.is_object() && a.contains("normalize") && a["normalize"].is_boolean()) o.normalize = a["normalize"].get<bool>();
-  }
   // Likewise its shortcuts (the layer names differ with and without them):
   // taken from the metadata unless given, and a contradiction is named.
   if (!o.train.load_path.empty()) {
     const json a = stored_arch(o.train.load_path);
+    if (!o.normalize && a.is_object() && a.contains("normalize") && a["normalize"].is_boolean())
+      o.normalize = a["normalize"].get<bool>();
     if (a.is_object()) {
       const bool stored = a.contains("shortcuts") && a["shortcuts"].is_boolean() && a["shortcuts"].get<bool>();
       QNN_CHECK(!o.shortcuts || *o.shortcuts == stored,

@@ -112,8 +112,10 @@ Tensor binary_conv2d(const Tensor& x, const Tensor& W, const Tensor& b, const Bi
   }
   // sign(W) as [O, CKK] rows in (c, ky, kx) order (dq_x's operand) and the
   // weight surrogate's mask, in one pass.
+  // Winograd layers take sign(W) as floats in the backward: no packed copy.
+  const bool winograd = rec && binary_conv_winograd(N, g, O, spec.one_padding, b.defined());
   std::shared_ptr<Words> wsign, wm;
-  if (want_dx) wsign = std::make_shared<Words>(O * kernels::packed_words(CKK));
+  if (want_dx && !winograd) wsign = std::make_shared<Words>(O * kernels::packed_words(CKK));
   if (want_dW && spec.quantize_weight && spec.weight_surrogate.kind == SurrogateKind::hardtanh)
     wm = std::make_shared<Words>(O * kernels::packed_words(CKK));
   if (wsign || wm)
@@ -138,7 +140,6 @@ Tensor binary_conv2d(const Tensor& x, const Tensor& W, const Tensor& b, const Bi
 
   std::vector<Tensor> inputs{x, W};
   if (b.defined()) inputs.push_back(b);
-  const bool winograd = binary_conv_winograd(N, g, O, spec.one_padding, b.defined());
   record(y, "binary_conv2d", std::move(inputs),
          [x, W, b, xp, xm, wsign, wm, spec, g, N, O, winograd](const Tensor& gout) {
     const int64_t P = g.pixels(), CKK = g.taps(), M = N * P, C = g.C, CHW = g.image_size();
