@@ -4,13 +4,10 @@
 // bit, cifar_cnn --export must give the runner the accuracy cifar_cnn
 // reported, and damaged conv records must be refused with the problem named.
 #include <doctest/doctest.h>
-#include <zlib.h>
 
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iomanip>
 #include <random>
 #include <unistd.h>
 
@@ -33,30 +30,24 @@
 #include "layers/quant/quant.h"
 #include "layers/quant/quant_conv.h"
 #include "optim/adam.h"
+#include "tests/export_test_util.h"
 #include "tests/isa_util.h"
 
 using namespace qnn;
 namespace k = qnn::kernels;
 namespace fs = std::filesystem;
+using qnn::test::check_same_bits;
+using qnn::test::fix_crc;
+using qnn::test::leaves;
+using qnn::test::peek;
+using qnn::test::poke;
+using qnn::test::random_pixels;
+using qnn::test::runner_logits;
 
 namespace {
 
 std::string tmp_path(const std::string& name) {
   return (fs::temp_directory_path() / ("qnn_test_export_cnn_" + std::to_string(::getpid()) + "_" + name)).string();
-}
-
-void leaves(Module& m, std::vector<Module*>& out) {
-  if (m.children().empty()) out.push_back(&m);
-  for (auto& [n, c] : m.children()) leaves(*c, out);
-}
-
-std::vector<uint8_t> random_pixels(int64_t n, int64_t in, uint64_t seed) {
-  std::mt19937 g((unsigned)seed);
-  std::vector<uint8_t> px((size_t)(n * in));
-  for (auto& v : px) v = (uint8_t)(g() & 0xFF);
-  if (n > 1)
-    for (int64_t i = 0; i < in; ++i) px[(size_t)i] = 0, px[(size_t)(in + i)] = 255;  // the extremes
-  return px;
 }
 
 Tensor pixels_tensor(const std::vector<uint8_t>& px, int64_t n, int64_t C, int64_t H) {
@@ -106,22 +97,6 @@ std::vector<float> framework_logits(Module& m, const std::vector<uint8_t>& px, i
   return std::vector<float>(y.data(), y.data() + y.numel());
 }
 
-std::vector<float> runner_logits(k::PackedRunner& r, const std::vector<uint8_t>& px, int64_t n) {
-  std::vector<float> out((size_t)(n * r.model().num_classes()));
-  r.logits_u8(px.data(), n, out.data());
-  return out;
-}
-
-void check_same_bits(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
-  REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
-      FAIL_CHECK(what << ": logit " << i << " differs: runner " << std::setprecision(9) << a[i] << " vs framework "
-                      << b[i]);
-      return;
-    }
-}
-
 // The runner's logits on random 3 x 32 x 32 pixels equal the framework's eval
 // logits, bit for bit, at batch 1 and `big`, with 1 and 2 threads (pixels
 // seeded by seed_mul * n + threads).
@@ -153,21 +128,6 @@ ExportOptions cnn_export_options(const app::CnnConfig& c) {
   eo.input_dims = {c.in_channels, c.image, c.image};
   eo.input_scale = k::InputScale::odd_over_256;
   return eo;
-}
-
-template <class T>
-void poke(std::string& b, size_t off, T v) {
-  std::memcpy(b.data() + off, &v, sizeof v);
-}
-template <class T>
-T peek(const std::string& b, size_t off) {
-  T v;
-  std::memcpy(&v, b.data() + off, sizeof v);
-  return v;
-}
-void fix_crc(std::string& b) {
-  const uint32_t c = (uint32_t)crc32(0L, reinterpret_cast<const Bytef*>(b.data()), (uInt)(b.size() - 4));
-  std::memcpy(b.data() + b.size() - 4, &c, 4);
 }
 
 }  // namespace
@@ -580,6 +540,7 @@ TEST_CASE("export cnn: cifar_cnn --export, then the runner on the test set — t
                     framework_logits(*res.model, test.pixels, test.size(), 3, 32), std::string(model) + " test set");
   }
   k::set_num_threads(2);
+  fs::remove_all(root.parent_path());  // the process's scratch folder, not only "cifar"
 }
 
 // ---- the runner's integer sign-conv path (packed_cnn.cpp sign_conv_layer) --------

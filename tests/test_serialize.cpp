@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <system_error>
 
 #include "core/fileio.h"
 #include "core/serialize.h"
@@ -12,8 +13,18 @@
 using namespace qnn;
 namespace fs = std::filesystem;
 
+static fs::path scratch_dir() { return fs::temp_directory_path() / ("qnn_test_ser_" + std::to_string(::getpid())); }
+
+// Removed when the test program exits, so runs leave nothing in the temp folder.
+static const struct RemoveScratch {
+  ~RemoveScratch() {
+    std::error_code ec;
+    fs::remove_all(scratch_dir(), ec);
+  }
+} remove_scratch;
+
 static std::string tmp_path(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("qnn_test_ser_" + std::to_string(::getpid()));
+  const fs::path d = scratch_dir();
   fs::create_directories(d);
   return (d / name).string();
 }

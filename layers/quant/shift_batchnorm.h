@@ -33,7 +33,7 @@
 // as straight-through in the backward pass: dAP2(v)/dv := 1. The backward
 // (hand-written, one node) is the exact gradient of the forward with every
 // AP2(v) replaced by v + (AP2(v0) - v0), the offset frozen at the current
-// point; tests/test_quant.cpp checks it against central differences of that
+// point; tests/test_quant_layers.cpp checks it against central differences of that
 // function. Written out, with g = dL/dy, gp = AP2(gamma), s = AP2(inv),
 // r = AP2(C):
 //   dbeta  = sum g                  dgamma = sum g * yhat
