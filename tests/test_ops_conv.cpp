@@ -13,6 +13,7 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/autograd.h"
@@ -250,6 +251,40 @@ TEST_CASE("max_pool2d: values, ties go to the first maximum, overlapping windows
 
   // avg_pool values
   expect_near_vec(avg_pool2d(x.detach(), 2, 1), {13.f / 4, 12.f / 4, 13.f / 4, 8.f / 4}, 1e-6f);
+}
+
+TEST_CASE("max_pool_forward: the 2x2 / stride-2 fast path keeps the first-maximum rule (ties, NaN, odd sizes)") {
+  // kernels::max_pool_forward takes a branch-free loop for k = 2, s = 2; its
+  // values and arg-max must be the documented rule's: strict ">" in the
+  // window's row-major order, so ties and NaNs keep the earliest tap. Values
+  // from a 4-value set make ties common; a few NaNs sit in every position.
+  Rng rng(11);
+  for (auto [planes, H, W] : {std::tuple<int64_t, int64_t, int64_t>{3, 5, 7}, {2, 4, 4}, {70, 33, 32}, {1, 2, 3}}) {
+    std::vector<float> x((size_t)(planes * H * W));
+    for (size_t i = 0; i < x.size(); ++i) {
+      x[i] = (float)((int)(rng.uniform(0.f, 4.f))) - 1.5f;
+      if (i % 37 == 5) x[i] = std::nanf("");
+    }
+    const int64_t OH = H / 2, OW = W / 2;
+    std::vector<float> y((size_t)(planes * OH * OW), -7.f);
+    std::vector<int32_t> arg(y.size(), -1);
+    kernels::max_pool_forward(x.data(), planes, H, W, 2, 2, y.data(), arg.data());
+    int64_t bad = 0, nans = 0;
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t oy = 0; oy < OH; ++oy)
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          const float* xp = x.data() + p * H * W;
+          int64_t best = 2 * oy * W + 2 * ox;
+          for (int64_t t : {2 * oy * W + 2 * ox + 1, (2 * oy + 1) * W + 2 * ox, (2 * oy + 1) * W + 2 * ox + 1})
+            if (xp[t] > xp[best]) best = t;
+          const size_t o = (size_t)((p * OH + oy) * OW + ox);
+          const bool same_value = std::isnan(xp[best]) ? std::isnan(y[o]) : y[o] == xp[best];
+          nans += std::isnan(xp[best]);
+          if (arg[o] != (int32_t)best || !same_value) ++bad;
+        }
+    CHECK_MESSAGE(bad == 0, "planes " << planes << " " << H << "x" << W);
+    if (planes == 70) CHECK(nans > 0);  // a NaN first tap was met and kept
+  }
 }
 
 // =============================================================================
