@@ -50,20 +50,6 @@ kernels::PatchGeom checked_geom(const char* op, const Tensor& x, const Tensor& W
   return kernels::make_patch_geom(x.dim(1), x.dim(2), x.dim(3), W.dim(2), W.dim(3), stride, pad);
 }
 
-// gx[i] += (mask bit i ? 1 : 0) * d[i] for `rows` packed rows of K values:
-// the hardtanh surrogate's "grad += S' * g" (surrogate.cpp), the same float
-// operations as the quantizer node's backward.
-void masked_add_rows(const uint64_t* mask, int64_t rows, int64_t K, const float* d, float* gx) {
-  const int64_t PW = kernels::packed_words(K);
-#pragma omp parallel for schedule(static) if (rows * K > kParallelMin && rows > 1)
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint64_t* m = mask + r * PW;
-    const float* dr = d + r * K;
-    float* g = gx + r * K;
-    for (int64_t k = 0; k < K; ++k) g[k] += (((m[k >> 6] >> (k & 63)) & 1) ? 1.0f : 0.0f) * dr[k];
-  }
-}
-
 // x.grad += S'(x) * dq for a +-1 quantizer: the packed hardtanh mask when kept,
 // else the surrogate itself (it reads x); plain "+= dq" when x was pre-quantized.
 void surrogate_add(const Tensor& x, bool quantize, const Surrogate& sur, const Words* mask, int64_t rows,
@@ -72,7 +58,7 @@ void surrogate_add(const Tensor& x, bool quantize, const Surrogate& sur, const W
   if (!quantize) {
     for (int64_t i = 0; i < rows * K; ++i) gx[i] += dq[i];
   } else if (mask) {
-    masked_add_rows(mask->data(), rows, K, dq, gx);
+    detail::masked_add_rows(mask->data(), rows, K, dq, gx);
   } else {
     surrogate_backward(sur, QuantGeometry{1, 1.0f}, x.data(), dq, gx, rows * K);
   }

@@ -395,6 +395,10 @@ void pack_sign_mask(const float* x, int64_t rows, int64_t K, int64_t ldx, float 
   for (int64_t r = 0; r < rows; ++r)
     fn(x + r * ldx, K, clip, sign ? sign + r * W : nullptr, mask ? mask + r * W : nullptr, W);
 }
+
+void masked_add_rows(const uint64_t* mask, int64_t rows, int64_t K, const float* d, float* gx) {
+  masked_grad_rows(mask, rows, K, d, gx, /*accumulate=*/true);
+}
 }  // namespace detail
 
 // ---- binary_linear -------------------------------------------------------------------------

@@ -202,6 +202,12 @@ namespace detail {
 // output may be nullptr. Uses the variant of kernels::active_isa().
 void pack_sign_mask(const float* x, int64_t rows, int64_t K, int64_t ldx, float clip, uint64_t* sign,
                     uint64_t* mask);
+// gx[r*K + k] += (bit k of mask row r ? 1 : 0) * d[r*K + k] for `rows` rows of
+// K values, mask rows packed_words(K) long: the hardtanh surrogate's backward
+// with the mask pack_sign_mask kept (the same float operations as
+// surrogate_backward, so the same bits, also for -0, inf and NaN in d).
+// Uses the variant of kernels::active_isa().
+void masked_add_rows(const uint64_t* mask, int64_t rows, int64_t K, const float* d, float* gx);
 }  // namespace detail
 
 }  // namespace qnn
