@@ -45,6 +45,7 @@
 #include "core/autograd.h"
 #include "core/fileio.h"
 #include "core/ops.h"
+#include "kernels/denormals.h"
 #include "kernels/isa.h"
 #include "kernels/packed_model.h"
 #include "kernels/sgemm.h"
@@ -328,7 +329,7 @@ int run(const Options& o) {
   QNN_CHECK(!fams.empty(), "--family: give at least one family");
   if (o.threads > 0) k::set_num_threads(o.threads);
   const Rapl rapl;
-  std::printf("# qnn bench_bits | %s | kernels %s | threads %d\n", k::blas_info(), k::isa_name(k::active_isa()),
+  std::printf("# qnn bench_bits | %s | denormals %s | kernels %s | threads %d\n", k::blas_info(), k::denormals_name(), k::isa_name(k::active_isa()),
               k::num_threads());
   std::printf("# energy: %s\n", rapl.available() ? "RAPL package counters" : ("not available (" + rapl.why() + ")").c_str());
   std::printf("# samples/s, median of %d x %.2f s; eval / deployed at batch 1 and %lld\n", o.reps, o.min_time,

@@ -28,6 +28,7 @@
 #include "apps/common/model_meta.h"
 #include "apps/common/train_loop.h"
 #include "core/fileio.h"
+#include "kernels/denormals.h"
 #include "kernels/isa.h"
 #include "kernels/sgemm.h"
 #include "layers/quant/quant.h"
@@ -107,7 +108,7 @@ int run(Options& o) {
   app::resolve_defaults(m);
   app::check_output_paths(t);  // before loading anything
 
-  std::printf("# qnn mnist_mlp | %s\n", kernels::blas_info());
+  std::printf("# qnn mnist_mlp | %s | denormals %s\n", kernels::blas_info(), kernels::denormals_name());
   std::printf("# config %s\n", config_json(o).dump().c_str());
 
   // --eval-only needs no training images (and no --val / --limit-train check).

@@ -62,6 +62,7 @@
 #include "apps/sweep/cells.h"
 #include "apps/sweep/report.h"
 #include "core/tensor.h"
+#include "kernels/denormals.h"
 #include "kernels/sgemm.h"
 
 using namespace qnn;
@@ -308,7 +309,7 @@ int run_sweep(Options& o, const std::vector<int>& bits, const std::vector<std::s
   for (const auto& c : plan) specs.push_back(make_spec(o, c));
 
   const json settings = settings_json(o, bits, surs);
-  std::printf("# qnn sweep | %s\n", kernels::blas_info());
+  std::printf("# qnn sweep | %s | denormals %s\n", kernels::blas_info(), kernels::denormals_name());
   std::printf("# settings %s\n", settings.dump().c_str());
   // The full config of the first run of each model kind; the others differ
   // only in bits and surrogate.

@@ -18,6 +18,7 @@
 
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
+#include "kernels/denormals.h"
 #include "kernels/fma_peak.h"
 #include "kernels/isa.h"
 #include "tests/isa_util.h"
@@ -780,4 +781,57 @@ TEST_CASE("fma_peak: every variant runs the same fused recurrence, bit for bit, 
   CHECK(c0 != c1);
   CHECK(c1 == doctest::Approx(16.0 * k::kFmaChains).epsilon(1e-3));
   CHECK_THROWS_AS(k::fma_probe(k::Isa::scalar, -1), std::invalid_argument);
+}
+
+// ---- subnormal floats (kernels/denormals.h) ------------------------------------------
+
+namespace {
+// x * y computed at run time (volatile: no constant folding) on this thread.
+float runtime_product(float x, float y) {
+  volatile float a = x, b = y;
+  return a * b;
+}
+}  // namespace
+
+TEST_CASE("denormals: flushing turns subnormal results and inputs into 0 on every OpenMP thread; keep restores IEEE") {
+  const bool before = qnn::kernels::flush_denormals();
+  const float tiny = 1e-38f, sub = 1e-40f;  // 1e-38 is normal (> 2^-126); 1e-40 is subnormal
+  REQUIRE(std::fpclassify(sub) == FP_SUBNORMAL);
+#if defined(__x86_64__) || defined(__i386__)
+  REQUIRE(qnn::kernels::set_flush_denormals(false));
+  CHECK(std::fpclassify(runtime_product(tiny, 0.01f)) == FP_SUBNORMAL);  // gradual underflow
+  CHECK(std::fpclassify(runtime_product(sub, 2.0f)) == FP_SUBNORMAL);  // a subnormal input counts
+  CHECK(std::string(qnn::kernels::denormals_name()) == "kept (IEEE)");
+
+  // The pool's threads exist before the switch (they keep their own MXCSR):
+  // set_flush_denormals must reach them too, not only threads created later.
+  omp_set_num_threads(3);
+  int early = 0;
+#pragma omp parallel reduction(+ : early)
+  early += std::fpclassify(runtime_product(tiny, 0.01f)) == FP_SUBNORMAL;
+  CHECK(early == 3);
+  REQUIRE(qnn::kernels::set_flush_denormals(true));
+  CHECK(qnn::kernels::flush_denormals());
+  CHECK(std::string(qnn::kernels::denormals_name()) == "flushed");
+  int threads = 0, flushed = 0;
+#pragma omp parallel reduction(+ : threads, flushed)
+  {
+    threads += 1;
+    flushed += runtime_product(tiny, 0.01f) == 0.0f && runtime_product(sub, 2.0f) == 0.0f;  // FTZ and DAZ
+  }
+  CHECK(threads == 3);
+  CHECK(flushed == 3);
+
+  ::setenv("QNN_DENORMALS", "keep", 1);
+  CHECK_FALSE(qnn::kernels::apply_denormals_env());
+  ::setenv("QNN_DENORMALS", "flush", 1);
+  CHECK(qnn::kernels::apply_denormals_env());
+  ::unsetenv("QNN_DENORMALS");
+  CHECK(qnn::kernels::apply_denormals_env());  // unset: flush
+#endif
+  ::setenv("QNN_DENORMALS", "sometimes", 1);
+  CHECK_THROWS_WITH_AS(qnn::kernels::apply_denormals_env(), doctest::Contains("QNN_DENORMALS must be keep or flush, got 'sometimes'"),
+                       std::invalid_argument);
+  ::unsetenv("QNN_DENORMALS");
+  qnn::kernels::set_flush_denormals(before);
 }

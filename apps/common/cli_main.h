@@ -2,6 +2,8 @@
 // run, and turn any exception into one line "<app>: error: ..." and exit 1.
 // A flag error is one line too, naming the flag, before any work:
 //   mnist_mlp: error: --lr: must be a number > 0, got -1 (see --help)
+// Every app flushes subnormal floats to zero (kernels/denormals.h) before it
+// runs, unless QNN_DENORMALS=keep.
 // Header-only (CLI11 + stdio + kernels/sgemm.h) so apps that link only
 // kernels/ can use it too.
 #pragma once
@@ -12,6 +14,7 @@
 #include <exception>
 #include <string>
 
+#include "kernels/denormals.h"
 #include "kernels/sgemm.h"
 
 namespace qnn::app {
@@ -28,6 +31,7 @@ int parse_and_run(CLI::App& cli, int argc, char** argv, const char* name, Run&& 
     return cli.exit(e);  // --help (exit 0) or a one-line flag error (exit != 0)
   }
   try {
+    kernels::apply_denormals_env();  // flush subnormals unless QNN_DENORMALS=keep (kernels/denormals.h)
     return run();
   } catch (const std::exception& e) {
     std::fflush(stdout);  // keep stdout's last lines before the error

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "apps/common/model_meta.h"
+#include "kernels/denormals.h"
 #include "kernels/sgemm.h"
 #include "layers/basic.h"
 #include "layers/linear.h"
@@ -201,7 +202,7 @@ TrainResult run_imdb_lstm(LstmAppOptions& o, const ImdbData* data, const LstmRun
   QNN_CHECK(t.export_path.empty(), "--export: the packed .qnnx format holds dense models only, not LSTMs");
   const json config = lstm_config_json(o, lr_decay);
   if (hooks.announce) {
-    std::printf("# qnn imdb_lstm | %s\n", kernels::blas_info());
+    std::printf("# qnn imdb_lstm | %s | denormals %s\n", kernels::blas_info(), kernels::denormals_name());
     std::printf("# config %s\n", config.dump().c_str());
   }
   std::optional<ImdbData> own;
