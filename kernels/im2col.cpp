@@ -215,8 +215,9 @@ namespace {
 
 // The 2x2, stride-2 pool of every CNN here (BinaryNet, CNV, the shortcuts),
 // without branches: the generic loop's "if (tap > m)" is a coin toss on real
-// activations, and its mispredictions made it 4-5x slower than this (measured
-// on 64 planes of 32x32 images). The selects keep the generic rule exactly:
+// activations, and its mispredictions made it 5.7-7.5x slower than this (one
+// thread, the three pools of BinaryNet at batch 50; docs/results-log.md,
+// session 17). The selects keep the generic rule exactly:
 // strict ">" in the window order (0,0), (0,1), (1,0), (1,1), so ties and NaNs
 // resolve to the same tap, bit for bit (tests/test_ops_conv.cpp).
 void max_pool_2x2(const float* x, int64_t planes, int64_t H, int64_t W, float* out, int32_t* arg) {
