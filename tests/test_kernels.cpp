@@ -1,15 +1,13 @@
-// tests/test_kernels.cpp — bit packing, XNOR GEMM, bit-serial GEMM (kernels/).
+// tests/test_kernels.cpp — bit packing, XNOR GEMM, ISA selection (kernels/).
+// Bit-serial GEMM: test_kernels_bitserial.cpp; sgemm, the FMA-peak probe and
+// subnormal flushing: test_kernels_float.cpp.
 //
 // Every SIMD variant the CPU supports is checked bit-exactly against plain
 // references written here from ±1 floats / odd integers (not from packed data).
 #include <doctest/doctest.h>
 
-#include <omp.h>
-
-#include <array>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <stdexcept>
@@ -18,20 +16,19 @@
 
 #include "kernels/bitpack.h"
 #include "kernels/bitserial.h"
-#include "kernels/denormals.h"
-#include "kernels/fma_peak.h"
 #include "kernels/isa.h"
 #include "tests/isa_util.h"
 #include "kernels/sgemm.h"
 #include "kernels/xnor_gemm.h"
+#include "tests/kernels_test_util.h"
 
 namespace k = qnn::kernels;
 
 namespace {
 
-const std::vector<int64_t> kKs = {1, 63, 64, 65, 511, 784, 1000};
-
 using qnn::test::IsaGuard;
+using qnn::test::kKs;
+using qnn::test::pads_zero;
 using qnn::test::supported_isas;
 
 std::vector<float> random_pm1(std::mt19937& rng, int64_t n) {
@@ -57,19 +54,6 @@ k::PackedVector pack(const std::vector<float>& x, int64_t rows, int64_t K) {
   k::PackedVector p = k::make_packed(rows, K);
   k::pack_rows(x.data(), rows, K, K, p.data());
   return p;
-}
-
-bool pads_zero(const uint64_t* p, int64_t rows, int64_t K) {
-  const int64_t W = k::packed_words(K);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t w = 0; w < W; ++w) {
-      uint64_t mask = 0;  // bits at element index >= K
-      const int64_t first = w * 64;
-      if (first >= K) mask = ~uint64_t(0);
-      else if (K - first < 64) mask = ~uint64_t(0) << (K - first);
-      if (p[r * W + w] & mask) return false;
-    }
-  return true;
 }
 
 // value of element (r, k) in a packed buffer: +1 or -1
@@ -507,331 +491,4 @@ TEST_CASE("isa: names, set_isa, QNN_KERNEL") {
   ::unsetenv("QNN_KERNEL");
   k::reload_isa_from_env();
   CHECK(k::active_isa() == k::best_isa());
-}
-
-// ---------------------------------------------------------------------------
-// bit-serial
-
-namespace {
-
-std::vector<int32_t> random_odd(std::mt19937& rng, int64_t n, int bits) {
-  const int L = (1 << bits) - 1;
-  std::vector<int32_t> v(static_cast<size_t>(n));
-  for (int32_t& x : v) x = 2 * int32_t(rng() % uint32_t(L + 1)) - L;  // 2c - L, c in [0, L]
-  return v;
-}
-
-}  // namespace
-
-TEST_CASE("bitserial: plane identity on a hand-made case") {
-  // 2 bits: v in {-3,-1,1,3}; c = (v+3)/2 in {0,1,2,3}; plane i packed bit = NOT bit i of c.
-  const std::vector<int32_t> v = {-3, -1, 1, 3};
-  k::PackedVector p(size_t(k::plane_packed_words(1, 4, 2)));
-  k::pack_planes(v.data(), 1, 4, 2, p.data());
-  const int64_t W = k::packed_words(4);
-  CHECK(p[0] == 0b0101);      // plane 0: c bit0 = 0,1,0,1 -> packed 1,0,1,0
-  CHECK(p[W] == 0b0011);      // plane 1: c bit1 = 0,0,1,1 -> packed 1,1,0,0
-  // dot([-3,-1,1,3], [3,1,-1,-3]) = -9 -1 -1 -9 = -20
-  const std::vector<int32_t> w = {3, 1, -1, -3};
-  k::PackedVector q(size_t(k::plane_packed_words(1, 4, 2)));
-  k::pack_planes(w.data(), 1, 4, 2, q.data());
-  int32_t c = 0;
-  k::bitserial_gemm_i32(p.data(), 2, q.data(), 2, 1, 1, 4, &c, 1);
-  CHECK(c == -20);
-}
-
-TEST_CASE("bitserial: pack/unpack planes round trip, pads zero, invalid values throw") {
-  std::mt19937 rng(8);
-  for (int bits : {1, 2, 3, 4, 8}) {
-    for (int64_t K : {int64_t(1), int64_t(65), int64_t(784)}) {
-      const int64_t rows = 3;
-      const std::vector<int32_t> v = random_odd(rng, rows * K, bits);
-      k::PackedVector p(size_t(k::plane_packed_words(rows, K, bits)), ~uint64_t(0));
-      k::pack_planes(v.data(), rows, K, bits, p.data());
-      CHECK(pads_zero(p.data(), rows * bits, K));
-      std::vector<int32_t> back(size_t(rows * K));
-      k::unpack_planes(p.data(), rows, K, bits, back.data());
-      CHECK(back == v);
-    }
-  }
-  const std::vector<int32_t> even = {1, 2, 3};
-  k::PackedVector p(64);
-  CHECK_THROWS_AS(k::pack_planes(even.data(), 1, 3, 2, p.data()), std::invalid_argument);
-  const std::vector<int32_t> big = {1, 5, 3};
-  CHECK_THROWS_AS(k::pack_planes(big.data(), 1, 3, 2, p.data()), std::invalid_argument);
-  CHECK_THROWS_AS(k::pack_planes(even.data(), 1, 3, 0, p.data()), std::invalid_argument);
-  CHECK_THROWS_AS(k::pack_planes(even.data(), 1, 3, 17, p.data()), std::invalid_argument);
-}
-
-TEST_CASE("bitserial: quantize_pack_planes applies the docs/design.md §3 quantizer") {
-  IsaGuard guard;
-  std::mt19937 rng(21);
-  std::uniform_real_distribution<float> U(-1.6f, 1.6f);
-  for (k::Isa isa : supported_isas()) {
-    CAPTURE(std::string(k::isa_name(isa)));
-    k::set_isa(isa);
-    for (int bits : {1, 2, 3, 4}) {
-      const float alpha = 1.25f;
-      const int L = (1 << bits) - 1;
-      const int64_t rows = 4, K = 100, ldx = 103;
-      std::vector<float> x(size_t(rows * ldx));
-      for (float& v : x) v = U(rng);
-      x[0] = 0.0f;
-      x[1] = std::numeric_limits<float>::quiet_NaN();  // counts as 0
-      x[2] = 5.0f;                                     // clipped
-      x[3] = -alpha;
-      // exact level values pack to themselves
-      for (int c = 0; c <= L && 10 + c < K; ++c) x[10 + c] = -alpha + 2.0f * alpha * float(c) / float(L);
-      k::PackedVector p(size_t(k::plane_packed_words(rows, K, bits)), ~uint64_t(0));
-      k::quantize_pack_planes(x.data(), rows, K, ldx, bits, alpha, p.data());
-      CHECK(pads_zero(p.data(), rows * bits, K));
-      std::vector<int32_t> v(size_t(rows * K));
-      k::unpack_planes(p.data(), rows, K, bits, v.data());
-      bool ok = true;
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t kk = 0; kk < K; ++kk) {
-          float xv = x[r * ldx + kk];
-          if (std::isnan(xv)) xv = 0.0f;
-          xv = std::min(std::max(xv, -alpha), alpha);
-          const int c = int(std::round((xv + alpha) * float(L) / (2.0f * alpha)));
-          ok &= v[r * K + kk] == 2 * c - L;
-        }
-      CHECK(ok);
-      for (int c = 0; c <= L && 10 + c < K; ++c) CHECK(v[10 + c] == 2 * c - L);
-      if (bits == 1) CHECK(v[0] == 1);  // 0 -> +1, like sign(0)
-    }
-  }
-  std::vector<float> x(4);
-  k::PackedVector p(64);
-  CHECK_THROWS_AS(k::quantize_pack_planes(x.data(), 1, 4, 4, 2, 0.0f, p.data()), std::invalid_argument);
-  CHECK_THROWS_AS(k::quantize_pack_planes(x.data(), 1, 4, 4, 2, -1.0f, p.data()), std::invalid_argument);
-}
-
-TEST_CASE("bitserial_gemm: every variant exact vs float reference") {
-  IsaGuard guard;
-  std::mt19937 rng(77);
-  const std::vector<std::pair<int, int>> bitpairs = {{1, 1}, {2, 2}, {2, 3}, {4, 4}, {3, 1}};
-  const std::vector<std::pair<int64_t, int64_t>> MN = {{1, 1}, {1, 70}, {5, 3}, {13, 67}};
-  for (auto [ab, bb] : bitpairs)
-    for (int64_t K : kKs)
-      for (auto [M, N] : MN) {
-        const std::vector<int32_t> va = random_odd(rng, M * K, ab), vb = random_odd(rng, N * K, bb);
-        // float reference on the real quantized values alpha*v/L
-        const float aa = 0.75f, ba = 1.5f;
-        const float La = float((1 << ab) - 1), Lb = float((1 << bb) - 1);
-        // (values in double: alpha * v / L), and the exact integer dot
-        std::vector<double> ref(size_t(M * N)), refabs(size_t(M * N));
-        std::vector<int64_t> iref(size_t(M * N));
-        for (int64_t m = 0; m < M; ++m)
-          for (int64_t n = 0; n < N; ++n) {
-            double s = 0, sa = 0;
-            int64_t is = 0;
-            for (int64_t kk = 0; kk < K; ++kk) {
-              const double t = (double(aa) * va[m * K + kk] / La) * (double(ba) * vb[n * K + kk] / Lb);
-              s += t;
-              sa += std::abs(t);
-              is += int64_t(va[m * K + kk]) * vb[n * K + kk];
-            }
-            ref[m * N + n] = s;
-            refabs[m * N + n] = sa;
-            iref[m * N + n] = is;
-          }
-        k::PackedVector pa(size_t(k::plane_packed_words(M, K, ab)));
-        k::PackedVector pb(size_t(k::plane_packed_words(N, K, bb)));
-        k::pack_planes(va.data(), M, K, ab, pa.data());
-        k::pack_planes(vb.data(), N, K, bb, pb.data());
-        const double unit = double(aa) / La * double(ba) / Lb;
-        std::vector<float> scale(static_cast<size_t>(N), float(unit)), bias(static_cast<size_t>(N));
-        for (int64_t n = 0; n < N; ++n) bias[n] = float(n % 5) - 2.0f;
-        for (k::Isa isa : supported_isas()) {
-          CAPTURE(std::string(k::isa_name(isa)));
-          CAPTURE(ab);
-          CAPTURE(bb);
-          CAPTURE(M);
-          CAPTURE(N);
-          CAPTURE(K);
-          k::set_isa(isa);
-          std::vector<int32_t> c(size_t(M * N));
-          k::bitserial_gemm_i32(pa.data(), ab, pb.data(), bb, M, N, K, c.data(), N);
-          std::vector<float> f(size_t(M * N));
-          k::bitserial_gemm_f32(pa.data(), ab, pb.data(), bb, M, N, K, f.data(), N, scale.data(),
-                                bias.data());
-          bool ok = true, okf = true;
-          for (int64_t i = 0; i < M * N; ++i) {
-            // the integer result times the unit equals the float reference
-            ok &= c[i] == iref[i];
-            ok &= std::abs(double(c[i]) * unit - ref[i]) <= 1e-12 * (1.0 + refabs[i]);
-            const float want = float(unit) * float(c[i]) + bias[i % N];
-            okf &= f[i] == want;
-          }
-          CHECK(ok);
-          CHECK(okf);
-          if (ab == 1 && bb == 1) {  // 1 x 1 bits is exactly the XNOR GEMM
-            std::vector<int32_t> x(size_t(M * N));
-            k::xnor_gemm_i32(pa.data(), pb.data(), M, N, K, x.data(), N);
-            CHECK(x == c);
-          }
-        }
-      }
-}
-
-TEST_CASE("bitserial_gemm: int32 overflow guard and argument errors") {
-  k::PackedVector p(64);
-  int32_t c = 0;
-  // (2^16-1)^2 * 1000 > 2^31
-  CHECK_THROWS_AS(k::bitserial_gemm_i32(p.data(), 16, p.data(), 16, 1, 1, 1000, &c, 1),
-                  std::invalid_argument);
-  CHECK_THROWS_AS(k::bitserial_gemm_i32(p.data(), 0, p.data(), 2, 1, 1, 10, &c, 1),
-                  std::invalid_argument);
-  CHECK_THROWS_AS(k::bitserial_gemm_i32(p.data(), 2, p.data(), 2, 1, 2, 10, &c, 1),
-                  std::invalid_argument);
-}
-
-// kernels::sgemm splits short-and-wide products into one column panel per
-// thread. Check every transpose combination against a double-precision
-// reference on shapes that take the split (M <= 256, N >= 256 * threads) with
-// a ragged last panel, padded leading dimensions, beta = 0 (C holds NaN that
-// must be ignored) and beta = 1; and that a repeated call gives the same bits
-// (the 1-thread result may round differently: OpenBLAS's ragged-edge kernels).
-TEST_CASE("sgemm: column-panel split (short, wide products) matches a reference and is repeatable") {
-  std::mt19937 gen(11);
-  std::uniform_real_distribution<float> U(-1.f, 1.f);
-  const int saved = omp_get_max_threads();
-  for (int ta = 0; ta < 2; ++ta)
-    for (int tb = 0; tb < 2; ++tb)
-      for (const auto [M, N, K] : {std::array<int64_t, 3>{1, 1037, 65}, {100, 613, 784}, {7, 1000, 1}}) {
-        CAPTURE(ta);
-        CAPTURE(tb);
-        CAPTURE(M);
-        CAPTURE(N);
-        CAPTURE(K);
-        const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
-        std::vector<float> A((ta ? K : M) * lda), B((tb ? N : K) * ldb);
-        for (auto& v : A) v = U(gen);
-        for (auto& v : B) v = U(gen);
-        auto a = [&](int64_t i, int64_t k) { return ta ? A[k * lda + i] : A[i * lda + k]; };
-        auto b = [&](int64_t k, int64_t j) { return tb ? B[j * ldb + k] : B[k * ldb + j]; };
-        for (float beta : {0.f, 1.f}) {
-          std::vector<float> C1(M * ldc, beta == 0.f ? std::numeric_limits<float>::quiet_NaN() : 0.5f), C2 = C1;
-          omp_set_num_threads(std::max(2, saved));
-          k::sgemm(ta, tb, M, N, K, 1.f, A.data(), lda, B.data(), ldb, beta, C1.data(), ldc);
-          k::sgemm(ta, tb, M, N, K, 1.f, A.data(), lda, B.data(), ldb, beta, C2.data(), ldc);
-          omp_set_num_threads(saved);
-          double worst = 0;
-          bool same = true;
-          for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j) {
-              double ref = beta * 0.5;
-              for (int64_t k = 0; k < K; ++k) ref += (double)a(i, k) * b(k, j);
-              worst = std::max(worst, std::fabs(ref - C2[i * ldc + j]));
-              same = same && C1[i * ldc + j] == C2[i * ldc + j];
-            }
-          CHECK(worst < 1e-4 * std::sqrt((double)K) + 1e-6);
-          CHECK(same);
-        }
-      }
-}
-
-TEST_CASE("blas_core_to_restart_with: Haswell on Zen 4, SkylakeX on Zen 5, never over the user's setting") {
-  auto pick = [](const char* loaded, k::CpuFacts cpu, const char* env = nullptr, const char* qnn = nullptr) {
-    const char* c = k::blas_core_to_restart_with(loaded, cpu, env, qnn);
-    return std::string(c ? c : "-");
-  };
-  const k::CpuFacts zen3{true, 0x19, true, false}, zen4{true, 0x19, true, true}, zen5{true, 0x1A, true, true};
-  const k::CpuFacts intel{false, 6, true, true}, old_amd{true, 0x17, true, false};
-  CHECK(pick("Cooperlake", zen4) == "Haswell");
-  CHECK(pick("SKYLAKEX", zen4) == "Haswell");
-  CHECK(pick("Haswell", zen4) == "-");      // already AVX2
-  CHECK(pick("Zen", zen3) == "-");
-  CHECK(pick("Haswell", zen5) == "SkylakeX");
-  CHECK(pick("Zen", zen5) == "SkylakeX");
-  CHECK(pick("SkylakeX", zen5) == "-");     // already AVX-512
-  CHECK(pick("Haswell", k::CpuFacts{true, 0x1A, true, false}) == "-");  // no AVX-512 (masked by a VM)
-  CHECK(pick("Cooperlake", intel) == "-");  // Intel: keep what OpenBLAS chose
-  CHECK(pick("Haswell", intel) == "-");
-  CHECK(pick("Zen", old_amd) == "-");
-  CHECK(pick("Cooperlake", k::CpuFacts{true, 0x19, false, true}) == "-");  // no AVX2/FMA
-  CHECK(pick("Cooperlake", zen4, "SkylakeX") == "-");  // OPENBLAS_CORETYPE set
-  CHECK(pick("Haswell", zen5, "") == "-");             // set, even if empty
-  CHECK(pick("Cooperlake", zen4, nullptr, "keep") == "-");  // QNN_BLAS_CORE=keep
-  CHECK(pick("Haswell", zen5, nullptr, "keep") == "-");
-  CHECK(pick("Cooperlake", zen4, nullptr, "auto") == "Haswell");
-  CHECK(pick(nullptr, zen5) == "-");
-  // This machine's facts are what CPUID says (a family is always found on x86).
-  CHECK(k::cpu_facts().family > 0);
-}
-
-TEST_CASE("fma_peak: every variant runs the same fused recurrence, bit for bit, and counts its flops") {
-  // a <- fma(a, 1 - 2^-10, 2^-10) per lane: the scalar std::fma is the reference.
-  for (const int64_t iters : {int64_t(0), int64_t(1), int64_t(7), int64_t(1000)}) {
-    const k::FmaProbe ref = k::fma_probe(k::Isa::scalar, iters);
-    CHECK(ref.flops == 2.0 * 16 * k::kFmaChains * (double)iters);
-    CHECK(std::isfinite(ref.checksum));
-    for (const k::Isa isa : supported_isas()) {
-      const k::FmaProbe p = k::fma_probe(isa, iters);
-      INFO("isa " << std::string(k::isa_name(isa)) << ", iters " << iters);
-      CHECK(p.flops == ref.flops);
-      CHECK(p.checksum == ref.checksum);
-    }
-  }
-  // The values move (a probe that the compiler could skip would not), and
-  // stay in [0.5, 2): 192 chains converge to 1 from their start values.
-  const float c0 = k::fma_probe(k::Isa::scalar, 0).checksum;
-  const float c1 = k::fma_probe(k::Isa::scalar, 100000).checksum;
-  CHECK(c0 != c1);
-  CHECK(c1 == doctest::Approx(16.0 * k::kFmaChains).epsilon(1e-3));
-  CHECK_THROWS_AS(k::fma_probe(k::Isa::scalar, -1), std::invalid_argument);
-}
-
-// ---- subnormal floats (kernels/denormals.h) ------------------------------------------
-
-namespace {
-// x * y computed at run time (volatile: no constant folding) on this thread.
-float runtime_product(float x, float y) {
-  volatile float a = x, b = y;
-  return a * b;
-}
-}  // namespace
-
-TEST_CASE("denormals: flushing turns subnormal results and inputs into 0 on every OpenMP thread; keep restores IEEE") {
-  const bool before = qnn::kernels::flush_denormals();
-  const float tiny = 1e-38f, sub = 1e-40f;  // 1e-38 is normal (> 2^-126); 1e-40 is subnormal
-  REQUIRE(std::fpclassify(sub) == FP_SUBNORMAL);
-#if defined(__x86_64__) || defined(__i386__)
-  REQUIRE(qnn::kernels::set_flush_denormals(false));
-  CHECK(std::fpclassify(runtime_product(tiny, 0.01f)) == FP_SUBNORMAL);  // gradual underflow
-  CHECK(std::fpclassify(runtime_product(sub, 2.0f)) == FP_SUBNORMAL);  // a subnormal input counts
-  CHECK(std::string(qnn::kernels::denormals_name()) == "kept (IEEE)");
-
-  // The pool's threads exist before the switch (they keep their own MXCSR):
-  // set_flush_denormals must reach them too, not only threads created later.
-  omp_set_num_threads(3);
-  int early = 0;
-#pragma omp parallel reduction(+ : early)
-  early += std::fpclassify(runtime_product(tiny, 0.01f)) == FP_SUBNORMAL;
-  CHECK(early == 3);
-  REQUIRE(qnn::kernels::set_flush_denormals(true));
-  CHECK(qnn::kernels::flush_denormals());
-  CHECK(std::string(qnn::kernels::denormals_name()) == "flushed");
-  int threads = 0, flushed = 0;
-#pragma omp parallel reduction(+ : threads, flushed)
-  {
-    threads += 1;
-    flushed += runtime_product(tiny, 0.01f) == 0.0f && runtime_product(sub, 2.0f) == 0.0f;  // FTZ and DAZ
-  }
-  CHECK(threads == 3);
-  CHECK(flushed == 3);
-
-  ::setenv("QNN_DENORMALS", "keep", 1);
-  CHECK_FALSE(qnn::kernels::apply_denormals_env());
-  ::setenv("QNN_DENORMALS", "flush", 1);
-  CHECK(qnn::kernels::apply_denormals_env());
-  ::unsetenv("QNN_DENORMALS");
-  CHECK(qnn::kernels::apply_denormals_env());  // unset: flush
-#endif
-  ::setenv("QNN_DENORMALS", "sometimes", 1);
-  CHECK_THROWS_WITH_AS(qnn::kernels::apply_denormals_env(), doctest::Contains("QNN_DENORMALS must be keep or flush, got 'sometimes'"),
-                       std::invalid_argument);
-  ::unsetenv("QNN_DENORMALS");
-  qnn::kernels::set_flush_denormals(before);
 }

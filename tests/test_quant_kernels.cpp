@@ -4,11 +4,11 @@
 // The contract under test: switching the kernels on or off never changes a
 // number. binary_linear must reproduce the unfused graph Sign(x), Sign(W),
 // linear(xq, wq) (+ add(y, b)) BIT FOR BIT — forward output and every
-// gradient — for every ISA variant, odd shapes and every surrogate; the k-bit
-// uniform_linear must give the same bits with the bit-serial kernel and with
-// sgemm on its integer levels; and whole training runs (BNN, QNN 2-bit,
-// stochastic binarization) at a fixed seed must produce identical losses at
-// every step and identical final weights.
+// gradient — for every ISA variant, odd shapes and every surrogate. The k-bit
+// uniform_linear (the same bits with the bit-serial kernel and with sgemm on
+// its integer levels) is tested in test_quant_kernels_kbit.cpp; whole training
+// runs (identical losses at every step, identical final weights) in
+// test_quant_kernels_training.cpp.
 //
 // Gradients: for a straight-through op the meaningful check is that the fused
 // backward equals the unfused graph's backward (above). In addition, with a
@@ -19,15 +19,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "apps/common/mlp.h"
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/rng.h"
@@ -36,60 +32,13 @@
 #include "tests/isa_util.h"
 #include "kernels/sgemm.h"
 #include "layers/quant/quant.h"
-#include "optim/optim.h"
+#include "tests/quant_kernels_test_util.h"
 
 using namespace qnn;
+using namespace qnn::test;
 namespace k = qnn::kernels;
 
 namespace {
-
-using qnn::test::IsaGuard;
-using qnn::test::supported_isas;
-
-// Bitwise equality of two float arrays; reports the first difference.
-bool same_bits(const float* a, const float* b, int64_t n, std::string* where = nullptr) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
-      if (where) *where = "index " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " + std::to_string(b[i]);
-      return false;
-    }
-  }
-  return true;
-}
-
-bool same_bits(const Tensor& a, const Tensor& b, std::string* where = nullptr) {
-  if (a.defined() != b.defined()) return false;
-  if (!a.defined()) return true;
-  if (a.shape() != b.shape()) return false;
-  return same_bits(a.data(), b.data(), a.numel(), where);
-}
-
-#define CHECK_SAME(a, b, what)                               \
-  do {                                                       \
-    std::string where_;                                      \
-    const bool ok_ = same_bits((a), (b), &where_);           \
-    if (!ok_) MESSAGE((what) << " differs at " << where_);   \
-    CHECK(ok_);                                              \
-  } while (0)
-
-// Real values with the awkward cases mixed in: 0, -0, exactly +-1 (the
-// hardtanh boundary), +-2, tiny values, and a spread beyond [-1, 1].
-std::vector<float> awkward_values(std::mt19937& rng, int64_t n, float spread) {
-  std::normal_distribution<float> nd(0.0f, spread);
-  std::vector<float> v(static_cast<size_t>(n));
-  const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 2.0f, -2.0f, 1e-30f, -1e-30f, 0.5f, -0.5f};
-  for (auto& x : v) {
-    const uint32_t r = rng() % 16;
-    x = r < 10 && (rng() % 4 == 0) ? special[r] : nd(rng);
-  }
-  return v;
-}
-
-Tensor leaf(const Shape& s, const std::vector<float>& v, bool grad = true) {
-  Tensor t = Tensor::from_vector(s, v);
-  if (grad) t.set_requires_grad(true);
-  return t;
-}
 
 // The unfused graph QuantLinear builds with the kernels off (binary path).
 Tensor unfused_binary(const Tensor& x, const Tensor& W, const Tensor& b, const Surrogate& sx, const Surrogate& sw) {
@@ -98,39 +47,6 @@ Tensor unfused_binary(const Tensor& x, const Tensor& W, const Tensor& b, const S
   const Tensor wq = qw(W);
   if (!b.defined()) return pm1_linear(xq, wq, b);
   return add(pm1_linear(xq, wq, Tensor()), b);
-}
-
-struct Grads {
-  Tensor y, gx, gW, gb;
-};
-
-// Runs f(x, W, b) on fresh leaves, backward with G (twice if `twice`, which
-// exercises the accumulate paths), returns the output and gradients.
-template <class F>
-Grads run(F f, const Shape& xs, const std::vector<float>& xv, const Shape& ws, const std::vector<float>& wv,
-          const std::vector<float>* bv, const std::vector<float>& G, bool twice = false) {
-  Tensor x = leaf(xs, xv), W = leaf(ws, wv);
-  Tensor b = bv ? leaf({ws[0]}, *bv) : Tensor();
-  Grads r;
-  const int reps = twice ? 2 : 1;
-  for (int rep = 0; rep < reps; ++rep) {
-    Tensor y = f(x, W, b);
-    if (rep == 0) r.y = y.detach().clone();
-    y.backward(Tensor::from_vector(y.shape(), G));
-  }
-  r.gx = x.grad().clone();
-  r.gW = W.grad().clone();
-  if (b.defined()) r.gb = b.grad().clone();
-  return r;
-}
-
-const std::vector<int64_t> kIns = {1, 63, 65, 784};
-const std::vector<int64_t> kNs = {1, 7, 100};
-const std::vector<int64_t> kOuts = {1, 10, 33};
-
-std::vector<Surrogate> all_surrogates() {
-  return {Surrogate::hardtanh(), Surrogate::hardtanh(0.5f), Surrogate::tanh(3.0f), Surrogate::periodic(4.0f),
-          Surrogate::identity()};
 }
 
 }  // namespace
@@ -574,286 +490,4 @@ TEST_CASE("memory accounting: packed sign + mask vs float xq, packed vs float si
   CHECK(binary_linear_stats().calls == 1);
   CHECK(binary_linear_stats().fused_bytes == binary_linear_fused_bytes(7, 65, 10, {}).total());
   CHECK(binary_linear_stats().unfused_bytes == binary_linear_unfused_bytes(7, 65, 10, {}).total());
-}
-
-// ---- uniform_linear (k-bit) -------------------------------------------------------------
-
-TEST_CASE("uniform_levels: the quantizer's levels, exactly") {
-  std::mt19937 rng(4);
-  for (int bits : {1, 2, 3, 4, 8}) {
-    for (float a : {1.0f, 0.75f, 2.0f}) {
-      auto xv = awkward_values(rng, 4000, a);
-      // decision thresholds exactly: even multiples of a/L
-      const float L = float((1 << bits) - 1);
-      for (int t = -(int)L + 1; t < (int)L; t += 2) xv.push_back((a * (float)(t + 1)) / L);
-      for (float sp : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
-                       -std::numeric_limits<float>::infinity()})
-        xv.push_back(sp);
-      Uniform q(bits, a);
-      const auto qv = q(Tensor::from_vector({(int64_t)xv.size()}, xv)).to_vector();
-      std::vector<float> v(xv.size());
-      uniform_levels(xv.data(), (int64_t)xv.size(), {bits, a}, v.data());
-      bool ok = true;
-      for (size_t i = 0; i < xv.size(); ++i) {
-        if (std::fmod(std::fabs(v[i]), 2.0f) != 1.0f || std::fabs(v[i]) > L) ok = false;
-        if ((a * v[i]) / L != qv[i]) ok = false;
-      }
-      CHECK_MESSAGE(ok, "bits " << bits << " a " << a);
-    }
-  }
-}
-
-TEST_CASE("uniform_linear: bit-serial and sgemm give identical bits (every ISA, bits 1..4, odd shapes)") {
-  IsaGuard guard;
-  k::set_num_threads(2);
-  std::mt19937 rng(21);
-  int64_t cases = 0;
-  const std::vector<std::pair<int, int>> bit_pairs = {{2, 2}, {3, 3}, {4, 4}, {2, 4}, {1, 3}, {4, 1}};
-  for (k::Isa isa : supported_isas()) {
-    k::set_isa(isa);
-    for (int64_t in : kIns)
-      for (int64_t N : kNs)
-        for (int64_t out : kOuts) {
-          const auto [bx, bw] = bit_pairs[(size_t)(cases % bit_pairs.size())];
-          auto xv = awkward_values(rng, N * in, 1.0f);
-          auto wv = awkward_values(rng, out * in, 0.5f);
-          const float wa = cases % 2 ? 0.5f : 1.0f;
-          if (cases % 3 == 0)  // clipped weights: all |W| <= a, the hardtanh pass is skipped
-            for (auto& v : wv) v = std::fmin(std::fmax(v, -wa), wa);
-          const auto G = awkward_values(rng, N * out, 1.0f), bv = awkward_values(rng, out, 0.3f);
-          const bool special = N * in > 2 && cases % 7 == 3;  // NaN and inf inputs: still identical
-          if (special) {
-            xv[0] = std::numeric_limits<float>::quiet_NaN();
-            xv[1] = std::numeric_limits<float>::infinity();
-            xv[2] = -std::numeric_limits<float>::infinity();
-          }
-          const auto surs = all_surrogates();
-          UniformLinearSpec spec;
-          spec.input_geo = {bx, 1.0f};
-          spec.weight_geo = {bw, wa};
-          spec.input_surrogate = surs[(size_t)(cases % surs.size())];
-          spec.weight_surrogate = surs[(size_t)((cases + 2) % surs.size())];
-          const std::vector<float>* pb = cases % 2 ? &bv : nullptr;
-          Grads res[2];
-          for (int on = 0; on < 2; ++on) {
-            UniformLinearSpec s2 = spec;
-            s2.use_kernels = on == 1;
-            res[on] = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return uniform_linear(x, W, b, s2); },
-                          {N, in}, xv, {out, in}, wv, pb, G);
-          }
-          INFO("isa " << std::string(k::isa_name(isa)) << " N " << N << " in " << in << " out " << out << " bits " << bx << "x"
-                      << bw);
-          CHECK_SAME(res[0].y, res[1].y, "y");
-          CHECK_SAME(res[0].gx, res[1].gx, "dx");
-          CHECK_SAME(res[0].gW, res[1].gW, "dW");
-          if (pb) CHECK_SAME(res[0].gb, res[1].gb, "db");
-          // Against the plain unfused graph Uniform(x), Uniform(W), linear: the
-          // same function, rounded differently (scale before vs after the sum).
-          Uniform qx(bx, spec.input_geo.a, spec.input_surrogate), qw(bw, spec.weight_geo.a, spec.weight_surrogate);
-          const Grads ref = run([&](const Tensor& x, const Tensor& W, const Tensor& b) { return linear(qx(x), qw(W), b); },
-                                {N, in}, xv, {out, in}, wv, pb, G);
-          auto close = [](const Tensor& a, const Tensor& b) {
-            double worst = 0, scale = 1e-6;
-            for (int64_t i = 0; i < a.numel(); ++i) scale = std::max(scale, (double)std::fabs(b.data()[i]));
-            for (int64_t i = 0; i < a.numel(); ++i)
-              worst = std::max(worst, std::fabs((double)a.data()[i] - b.data()[i]) / scale);
-            return worst;
-          };
-          if (special) {
-            ++cases;
-            continue;
-          }
-          CHECK(close(res[1].y, ref.y) < 1e-5);
-          CHECK(close(res[1].gx, ref.gx) < 1e-5);
-          CHECK(close(res[1].gW, ref.gW) < 1e-5);
-          ++cases;
-        }
-  }
-  MESSAGE(cases << " uniform_linear cases");
-}
-
-TEST_CASE("uniform_linear: central differences of the surrogate relaxation (periodic:3, 2 x 3 bits)") {
-  // L_x(x) = sum G * s (S-levels(x) . v_W) where S-levels = S_x(x) / (a_x/L_x): the
-  // surrogate of the level map; likewise for W.
-  std::mt19937 rng(13);
-  const int64_t N = 3, in = 33, out = 4;
-  UniformLinearSpec spec;
-  spec.input_geo = {2, 1.0f};
-  spec.weight_geo = {3, 0.5f};
-  spec.input_surrogate = Surrogate::periodic(3.0f);
-  spec.weight_surrogate = Surrogate::tanh(2.0f);
-  std::uniform_real_distribution<float> ud(-0.95f, 0.95f);
-  std::vector<float> xv(N * in), wv(out * in), G(N * out);
-  // The f3 of the student report "Investigation and Analysis on Quantized Neural Networks" (after Hubara et al., JMLR 2018) jumps by 2(1 - tanh K) at the levels (odd u), where
-  // central differences would see the jump: keep x 0.01 away from +-1/3, +-1.
-  for (auto& v : xv) {
-    do v = ud(rng);
-    while (std::fabs(std::fabs(v) - 1.0f / 3.0f) < 0.01f);
-  }
-  for (auto& v : wv) v = 0.5f * ud(rng);
-  for (auto& v : G) v = ud(rng);
-  Tensor x = leaf({N, in}, xv), W = leaf({out, in}, wv);
-  uniform_linear(x, W, Tensor(), spec).backward(Tensor::from_vector({N, out}, G));
-  auto q = [](const QuantGeometry& g, double v) {  // the quantized value, in double
-    float lv;
-    const float fv = (float)v;
-    uniform_levels(&fv, 1, g, &lv);
-    return (double)g.a * lv / ((1 << g.bits) - 1);
-  };
-  auto S = [](const Surrogate& s, const QuantGeometry& g, double v) { return (double)surrogate_value(s, g, (float)v); };
-  auto L = [&](const std::vector<double>& xs, const std::vector<double>& ws, bool relax_x) {
-    double tot = 0;
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < out; ++j) {
-        double d = 0;
-        for (int64_t kk = 0; kk < in; ++kk) {
-          const double a = relax_x ? S(spec.input_surrogate, spec.input_geo, xs[i * in + kk])
-                                   : q(spec.input_geo, xs[i * in + kk]);
-          const double b = relax_x ? q(spec.weight_geo, ws[j * in + kk])
-                                   : S(spec.weight_surrogate, spec.weight_geo, ws[j * in + kk]);
-          d += a * b;
-        }
-        tot += G[i * out + j] * d;
-      }
-    return tot;
-  };
-  std::vector<double> xd(xv.begin(), xv.end()), wd(wv.begin(), wv.end());
-  const double h = 2e-3;  // surrogate_value works in float: a larger step
-  double worst = 0;
-  for (int64_t e = 0; e < N * in; e += 3) {
-    auto p = xd, m = xd;
-    p[e] += h;
-    m[e] -= h;
-    const double num = (L(p, wd, true) - L(m, wd, true)) / (2 * h);
-    worst = std::max(worst, std::fabs(num - x.grad().data()[e]) / (1e-2 + std::fabs(num)));
-  }
-  for (int64_t e = 0; e < out * in; e += 3) {
-    auto p = wd, m = wd;
-    p[e] += h;
-    m[e] -= h;
-    const double num = (L(xd, p, false) - L(xd, m, false)) / (2 * h);
-    worst = std::max(worst, std::fabs(num - W.grad().data()[e]) / (1e-2 + std::fabs(num)));
-  }
-  CHECK(worst < 2e-2);
-}
-
-TEST_CASE("uniform_linear: rejects shapes where float products stop being exact") {
-  CHECK(uniform_linear_exact(2048, 4, 4));
-  CHECK(!uniform_linear_exact(100000, 4, 4));
-  CHECK(!uniform_linear_exact(65, 16, 16));
-  Tensor x = Tensor::zeros({2, 100000}), W = Tensor::zeros({1, 100000});
-  UniformLinearSpec spec;
-  spec.input_geo = {4, 1.0f};
-  spec.weight_geo = {4, 1.0f};
-  CHECK_THROWS_AS(uniform_linear(x, W, Tensor(), spec), Error);
-}
-
-// ---- whole training runs ----------------------------------------------------------------
-
-namespace {
-
-struct RunResult {
-  std::vector<float> losses;
-  std::vector<std::pair<std::string, Tensor>> state;
-};
-
-Dataset training_data() {
-  const std::string dir = std::string(QNN_SOURCE_ROOT) + "/datasets/mnist";
-  if (std::filesystem::exists(dir + "/train-images-idx3-ubyte")) return load_mnist(dir, "train", app::mnist_options(2000));
-  MESSAGE("MNIST not found: training-run equality on random data");
-  Dataset d;
-  d.name = "random";
-  d.sample_shape = {784};
-  d.num_classes = 10;
-  std::mt19937 rng(1);
-  for (int64_t i = 0; i < 2000; ++i) {
-    for (int j = 0; j < 784; ++j) d.x.push_back((float)(2 * (int)(rng() % 256) - 255) / 256.0f);
-    d.y.push_back((int32_t)(rng() % 10));
-  }
-  return d;
-}
-
-RunResult train_steps(app::MlpConfig cfg, bool kernels_on, const Dataset& data, int steps, const std::string& optim) {
-  cfg.kernels = kernels_on;
-  app::resolve_defaults(cfg);
-  Rng rng(1);
-  auto model = app::build_mlp(cfg, rng);
-  auto opt = make_optimizer(optim, model->parameters(), 3e-3f);
-  DataLoader loader(data, 100, true, 1);
-  RunResult r;
-  model->train(true);
-  int step = 0;
-  for (const Batch& b : loader.epoch(0)) {
-    if (step++ == steps) break;
-    Tensor loss = app::compute_loss(app::LossKind::sqhinge, model->forward(b.x), b.y);
-    r.losses.push_back(loss.item());
-    opt->zero_grad();
-    loss.backward();
-    opt->step();
-  }
-  // and an evaluation pass (the kernels' no-grad forward)
-  NoGradGuard ng;
-  model->train(false);
-  Batch b = loader.epoch(1).batch(0);
-  r.losses.push_back(app::compute_loss(app::LossKind::sqhinge, model->forward(b.x), b.y).item());
-  r.state = model->state();
-  return r;
-}
-
-void check_identical_runs(const app::MlpConfig& cfg, const std::string& label, const std::string& optim = "adam") {
-  static const Dataset data = training_data();
-  IsaGuard guard;
-  for (k::Isa isa : supported_isas()) {
-    k::set_isa(isa);
-    const RunResult on = train_steps(cfg, true, data, 20, optim);
-    const RunResult off = train_steps(cfg, false, data, 20, optim);
-    INFO(label << " isa " << std::string(k::isa_name(isa)));
-    REQUIRE(on.losses.size() == 21);
-    CHECK(same_bits(on.losses.data(), off.losses.data(), 21));
-    CHECK(on.losses.front() != on.losses[19]);  // it did train
-    REQUIRE(on.state.size() == off.state.size());
-    for (size_t i = 0; i < on.state.size(); ++i) {
-      INFO("tensor " << on.state[i].first);
-      CHECK_SAME(on.state[i].second, off.state[i].second, on.state[i].first);
-    }
-  }
-}
-
-}  // namespace
-
-TEST_CASE("training: BNN 784-64-64-10, 20 steps, kernels on vs off -> identical losses and weights") {
-  k::set_num_threads(2);
-  app::MlpConfig cfg;
-  cfg.model = "bnn";
-  cfg.hidden = 64;
-  cfg.layers = 2;
-  {
-    Rng rng(1);
-    app::MlpConfig c2 = cfg;
-    app::resolve_defaults(c2);
-    auto m = app::build_mlp(c2, rng);
-    CHECK(set_quant_kernels(*m, true) == 3);  // real x sign, the hidden 64x64 product, the classifier
-  }
-  check_identical_runs(cfg, "bnn");
-  app::MlpConfig t = cfg;
-  t.surrogate = "tanh:3";
-  check_identical_runs(t, "bnn tanh:3", "sgd");
-}
-
-TEST_CASE("training: stochastic binarization and a QNN (3-bit acts, 2-bit weights), kernels on vs off -> identical") {
-  k::set_num_threads(2);
-  app::MlpConfig s;
-  s.model = "bnn";
-  s.hidden = 64;
-  s.layers = 2;
-  s.binarize = "stoch";
-  check_identical_runs(s, "bnn stoch");
-  app::MlpConfig q;
-  q.model = "qnn";
-  q.hidden = 64;
-  q.layers = 2;
-  q.wbits = 2;
-  q.abits = 3;
-  q.surrogate = "periodic:3";
-  check_identical_runs(q, "qnn 3x2 bits");
 }

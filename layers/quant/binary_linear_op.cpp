@@ -1,7 +1,7 @@
 // layers/quant/binary_linear_op.cpp — binary_linear, sign_weight_linear and
 // uniform_linear: fused quantized linear ops on the bit-packed kernels.
 // Design, saved state and the "identical results" contract:
-// binary_linear_op.h. Tested in tests/test_quant_kernels.cpp.
+// binary_linear_op.h. Tested in tests/test_quant_kernels*.cpp.
 //
 // Compiled without trapping math so the elementwise loops vectorise, like the
 // quantizers whose arithmetic they must reproduce bit for bit

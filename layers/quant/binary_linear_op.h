@@ -70,7 +70,7 @@
 // backward), so the saving is the quantized copies, not x itself.
 // uniform_linear with and without kernels differs only in how the exact
 // integer dot products are obtained, so it is identical too.
-// (tests/test_quant_kernels.cpp checks all of this for every ISA.)
+// (tests/test_quant_kernels*.cpp check all of this for every ISA.)
 //
 // THE SWITCH. Whether QuantLinear uses these ops is decided per layer
 // (QuantLinear::set_kernels, set_quant_kernels(module, on)); layers that were
