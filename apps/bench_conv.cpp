@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   return qnn::app::parse_and_run(cli, argc, argv, "bench_conv", [&] {
     if (threads > 0) k::set_num_threads(threads);
     threads = k::num_threads();
-    const bool wino_was = k::winograd_enabled();
+    const k::WinogradMode mode_was = k::winograd_mode();
 
     // BinaryNet's CIFAR-10 convolutions: (2x128C3)-MP2-(2x256C3)-MP2-(2x512C3), times --width
     auto ch = [&](int base) { return std::max<int64_t>(1, (int64_t)(base * width + 0.5)); };
@@ -102,6 +102,8 @@ int main(int argc, char** argv) {
       const std::string name = "C" + std::to_string(l.C) + " O" + std::to_string(l.O) + " " + std::to_string(l.H) +
                                "x" + std::to_string(l.H);
       double base_total = 0, base_fwd = 0, base_bwd = 0;  // the im2col run of this layer
+      k::set_winograd_mode(k::WinogradMode::auto_size);  // what conv2d runs by default at this batch
+      const bool auto_picks = k::ConvPlan(batch, k::make_patch_geom(l.C, l.H, l.H, 3, 3, 1, 1), l.O).winograd;
       for (bool wino : {false, true}) {
         k::set_winograd(wino);
         const bool used = k::ConvPlan(batch, k::make_patch_geom(l.C, l.H, l.H, 3, 3, 1, 1), l.O).winograd;
@@ -118,7 +120,7 @@ int main(int argc, char** argv) {
         if (!wino) {
           im2col_f += fwd, im2col_b += bwd, base_total = both, base_fwd = fwd, base_bwd = bwd;
           auto_f += fwd, auto_b += bwd;  // replaced below when Winograd applies
-        } else {
+        } else if (auto_picks) {
           auto_f += fwd - base_fwd, auto_b += bwd - base_bwd;
         }
         const double frac = have_peak ? (flop + bwd_flop) / both / 1e9 / peak : 0.0;
@@ -135,7 +137,7 @@ int main(int argc, char** argv) {
     std::printf("%-22s %-10s %9.2f %9.2f\n", "all convolutions", "im2col", im2col_f * 1e3, im2col_b * 1e3);
     std::printf("%-22s %-10s %9.2f %9.2f %37.2f\n", "all convolutions", "auto", auto_f * 1e3, auto_b * 1e3,
                 im2col_all / auto_all);
-    k::set_winograd(wino_was);
+    k::set_winograd_mode(mode_was);
     if (!json_path.empty()) {
       json j = {{"program", "bench_conv"}, {"batch", batch}, {"width", width}, {"threads", threads},
                 {"blas", k::blas_info()}, {"reps", reps}, {"fma_peak_gflops", peak},

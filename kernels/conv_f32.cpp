@@ -17,6 +17,12 @@ ConvPlan::ConvPlan(int64_t N, const PatchGeom& g, int64_t O) {
   threads = parallel ? T : 1;
   const int64_t per_thread = (N + threads - 1) / threads;
   winograd = winograd_applies(g);
+  if (winograd && winograd_mode() == WinogradMode::auto_size) {
+    // auto (kernels/winograd.h): each thread's products at least
+    // kWinogradMinCols tiles wide, and no threaded sgemm on small products.
+    const bool threaded_sgemm = T > 1 && !parallel;
+    winograd = !threaded_sgemm && per_thread * winograd_tiles(g).per_image() >= kWinogradMinCols;
+  }
   if (winograd) {
     tiles = winograd_tiles(g);
     const int64_t tpi = tiles.per_image();

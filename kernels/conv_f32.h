@@ -12,7 +12,10 @@
 //   cols_n [CKK, P] = im2col_cols(x_n)        (zero padding)
 //   y_n    [O, P]   = w2d [O, CKK] . cols_n   (+ bias[o] on row o) -- already NCHW
 // except a 3x3 stride-1 convolution with C >= kWinogradMinChannels, which runs
-// as Winograd F(2x2, 3x3) (kernels/winograd.h; plan.winograd says which).
+// as Winograd F(2x2, 3x3) (kernels/winograd.h; plan.winograd says which) when
+// the batch is large enough for it (WinogradMode::auto, the default: every
+// thread's products at least kWinogradMinCols tiles wide; so batch-1
+// inference on a 2-thread machine stays on im2col).
 #pragma once
 #include <algorithm>
 #include <cstdint>

@@ -19,20 +19,43 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace qnn::kernels {
 
 namespace {
-bool initial_switch() {
-  const char* e = std::getenv("QNN_WINOGRAD");
-  return !(e && std::strcmp(e, "0") == 0);
+// QNN_WINOGRAD's value -> mode; false for a value that is none of them.
+bool parse_mode(const char* e, WinogradMode* m) {
+  if (!e || !*e || std::strcmp(e, "auto") == 0) *m = WinogradMode::auto_size;
+  else if (std::strcmp(e, "0") == 0) *m = WinogradMode::off;
+  else if (std::strcmp(e, "1") == 0) *m = WinogradMode::always;
+  else return false;
+  return true;
 }
-std::atomic<bool> g_winograd{initial_switch()};
+WinogradMode initial_mode() {
+  WinogradMode m = WinogradMode::auto_size;
+  return parse_mode(std::getenv("QNN_WINOGRAD"), &m) ? m : WinogradMode::auto_size;
+}
+std::atomic<WinogradMode> g_mode{initial_mode()};
 }  // namespace
 
-void set_winograd(bool on) { g_winograd.store(on); }
-bool winograd_enabled() { return g_winograd.load(); }
+void set_winograd_mode(WinogradMode m) { g_mode.store(m); }
+WinogradMode winograd_mode() { return g_mode.load(); }
+const char* winograd_mode_name(WinogradMode m) {
+  return m == WinogradMode::off ? "off" : m == WinogradMode::always ? "always" : "auto";
+}
+void set_winograd(bool on) { set_winograd_mode(on ? WinogradMode::always : WinogradMode::off); }
+bool winograd_enabled() { return winograd_mode() != WinogradMode::off; }
+
+void apply_winograd_env() {
+  const char* e = std::getenv("QNN_WINOGRAD");
+  WinogradMode m = WinogradMode::auto_size;
+  if (!parse_mode(e, &m))
+    throw std::invalid_argument(std::string("QNN_WINOGRAD=") + e + ": expected 0 (off), 1 (always) or auto");
+  set_winograd_mode(m);
+}
 
 bool winograd_applies(const PatchGeom& g) {
   return winograd_enabled() && g.KH == 3 && g.KW == 3 && g.stride == 1 && g.C >= kWinogradMinChannels &&

@@ -48,12 +48,35 @@ namespace qnn::kernels {
 // (the first layer of an RGB network has C = 3): im2col + sgemm is faster.
 constexpr int64_t kWinogradMinChannels = 16;
 
-// Process-wide switch (default on; QNN_WINOGRAD=0 in the environment starts
-// it off). For benchmarks and tests that compare the two algorithms.
+// When a convolution takes Winograd: process-wide, from QNN_WINOGRAD in the
+// environment at start-up (0 = off, 1 = always, auto or unset = auto).
+//   off    : never (im2col + sgemm everywhere);
+//   always : wherever it applies (3x3, stride 1, C >= kWinogradMinChannels);
+//   auto   : there, and only where the batch gives each thread's 16 products
+//            at least kWinogradMinCols tile columns (ConvPlan decides; see
+//            kernels/conv_f32.h). A thin product is slower than im2col's one
+//            wide GEMM, and a batch smaller than the thread count would hand
+//            16 tiny GEMMs each to threaded sgemm: measured on the 2-core
+//            Xeon, batch 1, 2 threads, a 64 -> 64 conv on 32x32 took 10.4 ms
+//            by Winograd and 1.7 ms by im2col; a 256 -> 256 conv on 8x8,
+//            1 thread, 7.5 and 1.3 ms. At the training batch (50) Winograd
+//            wins every layer of the BinaryNet CNN by 1.4-2x.
+enum class WinogradMode { off, auto_size, always };
+void set_winograd_mode(WinogradMode m);
+WinogradMode winograd_mode();
+const char* winograd_mode_name(WinogradMode m);  // "off", "auto", "always"
+// For tests and benchmarks that compare the two algorithms: true = always, false = off.
 void set_winograd(bool on);
-bool winograd_enabled();
-// The switch is on, the window is 3x3, the stride 1, and C >= kWinogradMinChannels.
+bool winograd_enabled();  // the mode is not off
+// Applies QNN_WINOGRAD again and checks it: throws std::invalid_argument
+// naming the variable for a value other than 0, 1, auto (the start-up
+// reading treats such a value as auto; the apps call this first).
+void apply_winograd_env();
+// The mode is not off, the window is 3x3, the stride 1, and C >= kWinogradMinChannels
+// (the geometry Winograd is correct for; ConvPlan adds auto's size rule).
 bool winograd_applies(const PatchGeom& g);
+// auto's threshold: tile columns per thread (one image of a 32x32 map has 256).
+constexpr int64_t kWinogradMinCols = 256;
 
 struct WinogradTiles {
   int64_t th = 0, tw = 0;   // tiles down / across: ceil(OH/2), ceil(OW/2)

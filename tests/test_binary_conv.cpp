@@ -22,6 +22,7 @@
 #include "layers/batchnorm.h"
 #include "layers/quant/quant.h"
 #include "layers/quant/binary_conv_op.h"
+#include "kernels/winograd.h"
 #include "optim/adam.h"
 #include "tests/grad_check.h"
 #include "tests/isa_util.h"
@@ -29,6 +30,14 @@
 using namespace qnn;
 
 namespace {
+
+// Winograd wherever it applies, whatever the batch: these shapes are below the
+// default (auto) mode's size rule, and the Winograd backward is under test.
+struct WinogradAlways {
+  kernels::WinogradMode was = kernels::winograd_mode();
+  WinogradAlways() { kernels::set_winograd(true); }
+  ~WinogradAlways() { kernels::set_winograd_mode(was); }
+};
 
 bool bits_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
@@ -124,6 +133,7 @@ std::vector<Geo> odd_shapes() {
 
 TEST_CASE("binary_conv2d: kernels on and off are bit-identical (forward, dx, dW, db) on odd shapes, every ISA") {
   test::IsaGuard guard;
+  WinogradAlways wino;
   for (kernels::Isa isa : test::supported_isas()) {
     kernels::set_isa(isa);
     CAPTURE(kernels::isa_name(isa));
@@ -170,6 +180,7 @@ TEST_CASE("binary_conv2d: the straight-through gradients equal a naive double re
   // L = sum(y * G): dq_x[n,c,iy,ix] = sum G * sign(w), dq_W = sum G * tap value
   // (0 or +1 on padding); dx = 1{|x| <= 1} dq_x, dW = 1{|W| <= 1} dq_W.
   // The third shape takes the Winograd backward (3x3, stride 1, C >= 16, no bias, zero padding).
+  WinogradAlways wino;
   for (const Geo& g : {Geo{2, 5, 5, 4, 3, 3, 1, 1, false, false}, Geo{2, 65, 4, 5, 3, 3, 2, 1, true, false},
                        Geo{3, 24, 7, 5, 6, 3, 1, 1, false, false}}) {
     CAPTURE(g.one);

@@ -1,6 +1,8 @@
 // tests/test_winograd.cpp — Winograd F(2x2, 3x3) (kernels/winograd.h), the
 // algorithm conv2d runs for 3x3 stride-1 convolutions with C >= 16:
-//   * the plan chooses it exactly there, and the switch turns it off;
+//   * the plan chooses it exactly there, and the switch turns it off; auto
+//     (the default) only at batches that give the products enough columns;
+//     QNN_WINOGRAD's values;
 //   * forward, dx, dw and db equal the im2col + sgemm path (the same op with
 //     the switch off) and a double reference, on odd shapes: pad 0 and 1,
 //     odd and non-square maps, batch 1, ragged image groups, 1 and 2 threads;
@@ -12,6 +14,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <utility>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -32,10 +37,10 @@ namespace {
 
 struct Restore {
   int threads = kernels::num_threads();
-  bool wino = kernels::winograd_enabled();
+  kernels::WinogradMode mode = kernels::winograd_mode();
   ~Restore() {
     kernels::set_num_threads(threads);
-    kernels::set_winograd(wino);
+    kernels::set_winograd_mode(mode);
   }
 };
 
@@ -93,6 +98,62 @@ TEST_CASE("winograd: the conv plan takes it for 3x3 stride-1 convolutions with C
   CHECK_FALSE(plan(64, 3, 1));
 }
 
+TEST_CASE("winograd: auto takes it only where every thread's products are kWinogradMinCols tiles wide") {
+  Restore r;
+  kernels::set_winograd_mode(kernels::WinogradMode::auto_size);
+  auto plan = [](int64_t N, int64_t H, int threads) {
+    kernels::set_num_threads(threads);
+    return kernels::ConvPlan(N, kernels::make_patch_geom(64, H, H, 3, 3, 1, 1), 64).winograd;
+  };
+  // one thread: N * tiles >= 256 (a 32x32 map has 256 tiles of 2x2, 16x16 64, 8x8 16)
+  CHECK(plan(1, 32, 1));
+  CHECK_FALSE(plan(1, 16, 1));
+  CHECK_FALSE(plan(3, 16, 1));
+  CHECK(plan(4, 16, 1));
+  CHECK_FALSE(plan(15, 8, 1));
+  CHECK(plan(16, 8, 1));
+  CHECK(plan(1, 31, 1));        // a 31x31 map (padding 1): 16 x 16 tiles, the last ones ragged
+  CHECK_FALSE(plan(1, 30, 1));  // 15 x 15 tiles
+  // two threads: a batch below the thread count would give threaded sgemm 16 thin products
+  CHECK_FALSE(plan(1, 32, 2));
+  CHECK_FALSE(plan(1, 64, 2));
+  CHECK(plan(2, 32, 2));
+  CHECK_FALSE(plan(16, 8, 2));  // 8 images a thread: 128 tiles
+  CHECK(plan(32, 8, 2));
+  CHECK(plan(50, 8, 2));  // the training batch: every BinaryNet layer
+  // always ignores the size; off never takes it; the geometry rule holds in every mode
+  kernels::set_winograd(true);
+  CHECK(plan(1, 8, 2));
+  CHECK_FALSE(kernels::ConvPlan(64, kernels::make_patch_geom(64, 8, 8, 3, 3, 2, 1), 64).winograd);
+  kernels::set_winograd(false);
+  CHECK_FALSE(plan(64, 32, 1));
+}
+
+TEST_CASE("winograd: QNN_WINOGRAD is 0, 1 or auto; anything else is refused naming the variable") {
+  Restore r;
+  const char* old = std::getenv("QNN_WINOGRAD");
+  const std::string saved = old ? old : "";
+  for (auto [value, mode] : {std::pair{"0", kernels::WinogradMode::off}, std::pair{"1", kernels::WinogradMode::always},
+                             std::pair{"auto", kernels::WinogradMode::auto_size}}) {
+    setenv("QNN_WINOGRAD", value, 1);
+    kernels::apply_winograd_env();
+    CHECK(kernels::winograd_mode() == mode);
+  }
+  unsetenv("QNN_WINOGRAD");
+  kernels::set_winograd(false);
+  kernels::apply_winograd_env();
+  CHECK(kernels::winograd_mode() == kernels::WinogradMode::auto_size);
+  setenv("QNN_WINOGRAD", "yes", 1);
+  try {
+    kernels::apply_winograd_env();
+    FAIL("QNN_WINOGRAD=yes was accepted");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("QNN_WINOGRAD=yes") != std::string::npos);
+  }
+  if (old) setenv("QNN_WINOGRAD", saved.c_str(), 1);
+  else unsetenv("QNN_WINOGRAD");
+}
+
 TEST_CASE("winograd: forward, dx, dw, db equal im2col + sgemm and a double reference on odd shapes, 1 and 2 threads") {
   Restore r;
   Rng rng(2024);
@@ -104,8 +165,8 @@ TEST_CASE("winograd: forward, dx, dw, db equal im2col + sgemm and a double refer
     const Tensor R = Tensor::uniform({c.N, c.O, OH, OW}, -1.f, 1.f, rng);
     for (int threads : {1, 2}) {
       kernels::set_num_threads(threads);
-      REQUIRE(kernels::ConvPlan(c.N, kernels::make_patch_geom(c.C, c.H, c.W, 3, 3, 1, c.pad), c.O).winograd ==
-              kernels::winograd_enabled());
+      kernels::set_winograd(true);  // always: these shapes are below auto's size rule
+      REQUIRE(kernels::ConvPlan(c.N, kernels::make_patch_geom(c.C, c.H, c.W, 3, 3, 1, c.pad), c.O).winograd);
       kernels::set_winograd(false);
       const Run direct = run(c, x, w, b, R);
       kernels::set_winograd(true);

@@ -3,7 +3,7 @@
 // A flag error is one line too, naming the flag, before any work:
 //   mnist_mlp: error: --lr: must be a number > 0, got -1 (see --help)
 // Every app flushes subnormal floats to zero (kernels/denormals.h) before it
-// runs, unless QNN_DENORMALS=keep.
+// runs, unless QNN_DENORMALS=keep, and checks QNN_WINOGRAD (kernels/winograd.h).
 // Header-only (CLI11 + stdio + kernels/sgemm.h) so apps that link only
 // kernels/ can use it too.
 #pragma once
@@ -15,6 +15,7 @@
 #include <string>
 
 #include "kernels/denormals.h"
+#include "kernels/winograd.h"
 #include "kernels/sgemm.h"
 
 namespace qnn::app {
@@ -32,6 +33,7 @@ int parse_and_run(CLI::App& cli, int argc, char** argv, const char* name, Run&& 
   }
   try {
     kernels::apply_denormals_env();  // flush subnormals unless QNN_DENORMALS=keep (kernels/denormals.h)
+    kernels::apply_winograd_env();   // QNN_WINOGRAD=0|1|auto, checked (kernels/winograd.h)
     return run();
   } catch (const std::exception& e) {
     std::fflush(stdout);  // keep stdout's last lines before the error

@@ -9,6 +9,7 @@
 #include "apps/common/model_meta.h"
 #include "core/serialize.h"
 #include "kernels/denormals.h"
+#include "kernels/winograd.h"
 #include "kernels/isa.h"
 #include "kernels/sgemm.h"
 #include "layers/conv.h"
@@ -228,7 +229,8 @@ TrainResult run_cifar_cnn(CnnAppOptions& o) {
   const float lr_decay = resolve_cnn_app(o);
   auto& t = o.train;
   auto& c = o.cnn;
-  std::printf("# qnn cifar_cnn | %s | denormals %s\n", kernels::blas_info(), kernels::denormals_name());
+  std::printf("# qnn cifar_cnn | %s | denormals %s | winograd %s\n", kernels::blas_info(), kernels::denormals_name(),
+              kernels::winograd_mode_name(kernels::winograd_mode()));
   ExportOptions eo;
   eo.input_scale = kernels::InputScale::odd_over_256;
   // The exporter names the first layer it cannot represent exactly (e.g. a

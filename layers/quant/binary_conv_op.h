@@ -41,7 +41,8 @@
 //
 // WINOGRAD LAYERS. Where the float convolution would run as Winograd
 // F(2x2, 3x3) (3x3, stride 1, C >= 16, no bias, zero padding or none, and
-// QNN_WINOGRAD not 0: binary_conv_winograd), both backward products instead
+// the conv plan takes Winograd: kernels/winograd.h's mode, by default only at
+// batches large enough for it; binary_conv_winograd), both backward products instead
 // run as the float convolution's Winograd backward on +-1 floats
 // (sign(W) from W, sign(x) unpacked from the saved bits): 16 products per
 // 2x2 output block instead of 36, and on CPUs whose 16-lane permute is
